@@ -1,0 +1,243 @@
+"""`python -m gauntlet <command>`: one entry point for every step, on a laptop, in Docker or a pod.
+
+Each step command takes S3 locations and config, calls one plain function, and prints its outputs
+as the last stdout line (`GAUNTLET_OUTPUTS {...}`) for the orchestrator. Errors a person can fix
+exit non-zero with one clear message; exit code 99 means "nothing to do" (no new data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from gauntlet import storage
+from gauntlet.config import ConfigError, PipelineConfig, load_config, resolve
+from gauntlet.logs import get_logger, setup_logging
+
+log = get_logger("gauntlet.cli")
+OUTPUT_MARKER = "GAUNTLET_OUTPUTS "
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_NOTHING_TO_DO = 99
+DEFAULT_CONFIG = "include/configs/digits.yaml"
+
+
+def safe_run_id(run_id: str) -> str:
+    """Airflow run ids contain ':' and '+'; keep S3 keys to a portable character set."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("_")
+
+
+def _date(text: str) -> dt.date:
+    return dt.date.fromisoformat(text[:10])
+
+
+def _load(args: argparse.Namespace) -> tuple[PipelineConfig, Any]:
+    from gauntlet.protocol import load_protocol
+
+    config = load_config(resolve(args.config), args.set)
+    protocol = load_protocol(resolve(args.protocol or config.protocol))
+    return config, protocol
+
+
+def cmd_seed(args: argparse.Namespace) -> dict[str, Any]:
+    from gauntlet import demo
+
+    config = load_config(resolve(args.config), args.set)
+    landed = demo.seed(args.store, config.dataset.raw_prefix, _date(args.first_day), args.days)
+    for item in landed:
+        log.info("landed %s (%d rows)", item["uri"], item["rows"])
+    return {"partitions": landed}
+
+
+def cmd_validate(args: argparse.Namespace) -> dict[str, Any]:
+    from gauntlet.steps import validate
+
+    config = load_config(resolve(args.config), args.set)
+    return validate.run(config, args.store, _date(args.start), _date(args.end), safe_run_id(args.run_id))
+
+
+def cmd_preprocess(args: argparse.Namespace) -> dict[str, Any]:
+    from gauntlet.steps import preprocess
+
+    config, protocol = _load(args)
+    return preprocess.run(config, protocol, args.store, args.validation)
+
+
+def cmd_train(args: argparse.Namespace) -> dict[str, Any]:
+    from gauntlet.steps import train
+
+    config, protocol = _load(args)
+    return train.run(config, protocol, args.store, args.dataset, workers=args.workers)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    from gauntlet.steps import evaluate
+
+    config, protocol = _load(args)
+    return evaluate.run(protocol, args.store, args.experiment, config.model.name)
+
+
+def cmd_register(args: argparse.Namespace) -> dict[str, Any]:
+    from gauntlet.steps import register
+
+    config = load_config(resolve(args.config), args.set)
+    return register.run(args.store, config.model.name, args.report, args.run_id, force=args.force)
+
+
+def cmd_registry(args: argparse.Namespace) -> dict[str, Any]:
+    from gauntlet import registry
+
+    config = load_config(resolve(args.config), args.set)
+    reg = registry.root(args.store, config.model.name)
+    if args.action == "list":
+        alias, _ = registry.get_alias(reg)
+        champ = alias["version"] if alias else None
+        versions = registry.list_versions(reg)
+        print(f"{'version':>7}  {'champion':8}  {'primary':>8}  {'experiment':16}  {'dataset':16}  registered")
+        for v in versions:
+            primary = v["gate"]["details"].get("primary_metric", "error_rate") if v.get("gate") else "error_rate"
+            print(f"{v['version']:>7}  {'*' if v['version'] == champ else '':8}  "
+                  f"{v['metrics'].get(primary, float('nan')):8.4f}  {v['experiment_key']:16}  "
+                  f"{v['dataset_version']:16}  {v['registered_at'][:19]}")
+        return {"versions": [v["version"] for v in versions], "champion": champ}
+    if args.action == "show":
+        version = registry.get_version(reg, args.version)
+        print(json.dumps({k: v for k, v in version.items() if k != "experiment"}, indent=2))
+        return {"version": args.version}
+    if args.action == "promote":
+        registry.promote(reg, args.version, args.reason)
+        return {"champion": args.version}
+    if args.action == "rollback":
+        return {"champion": registry.rollback(reg, args.reason)}
+    raise ValueError(args.action)
+
+
+def cmd_ledger(args: argparse.Namespace) -> dict[str, Any]:
+    from gauntlet import ledger
+
+    config, protocol = _load(args)
+    if args.action == "list":
+        entries = storage.get_json(ledger.ledger_uri(args.store, config.dataset.name))["entries"]
+        for row_id, entry in sorted(entries.items()):
+            print(f"{row_id}  label={entry['label']} predicted={entry['predicted']}  {entry['status']}")
+        return {"entries": len(entries)}
+    result = ledger.confirm(args.store, config.dataset.name, args.row_id,
+                            resolve(args.protocol or config.protocol), args.output)
+    print(f"new protocol {result['new_protocol']} written to {result['protocol_file']}; "
+          f"{len(result['rescore'])} experiments must be re-scored under it: {', '.join(result['rescore'])}")
+    return result
+
+
+def cmd_summary(args: argparse.Namespace) -> dict[str, Any]:
+    prefix = storage.join(args.store, "runs", safe_run_id(args.run_id), "steps")
+    steps = {}
+    for step in ("validate", "preprocess", "train", "evaluate", "register"):
+        uri = storage.join(prefix, f"{step}.json")
+        steps[step] = storage.get_json(uri) if storage.exists(uri) else None
+    print(render_summary(steps))
+    return {"steps": [s for s, v in steps.items() if v]}
+
+
+def render_summary(steps: dict[str, Any]) -> str:
+    lines = ["", "=== gauntlet run summary ==="]
+    v, p, t, e, r = (steps.get(s) for s in ("validate", "preprocess", "train", "evaluate", "register"))
+    if v:
+        lines.append(f"validate   : {v['verdict']} — {v['rows']} rows in {v['partitions']} partitions "
+                     f"({v['new_partitions']} new); Data Docs {v['docs_uri']}")
+    if p:
+        lines.append(f"preprocess : dataset {p['version']} — " + ", ".join(f"{k} {n}" for k, n in p["rows"].items())
+                     + (" (cache hit)" if p["cache_hit"] else ""))
+    if t:
+        lines.append(f"train      : experiment {t['key']} — dev_error {t['dev_error']:.4f}, {t['wall_seconds']:.1f}s"
+                     + (" (cache hit)" if t["cache_hit"] else ""))
+    if e:
+        lines.append(f"evaluate   : {e['gate_reason']}\n             report {e['report_html_uri']}")
+    if r:
+        if r["registered"]:
+            lines.append(f"register   : version {r['version']}{' — champion' if r['champion'] else ''}; {r['version_uri']}")
+        else:
+            lines.append(f"register   : not registered — {r['reason']}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gauntlet", description=__doc__)
+    parser.add_argument("--store", default=os.environ.get("GAUNTLET_STORE", "s3://gauntlet"),
+                        help="S3 root of all pipeline data (default: $GAUNTLET_STORE or s3://gauntlet)")
+    parser.add_argument("--config", default=os.environ.get("GAUNTLET_CONFIG", DEFAULT_CONFIG))
+    parser.add_argument("--protocol", default=None, help="protocol file (default: the config's)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a config value, e.g. --set training.lr=0.1")
+    parser.add_argument("--run-id", default=None, help="orchestrator run id (step outputs are kept under it)")
+    parser.add_argument("--outputs-file", default=None, help="also write the outputs JSON here")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Callable[[argparse.Namespace], dict[str, Any]], help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("seed", cmd_seed, "land the demo's raw partitions in S3")
+    p.add_argument("--first-day", default="2026-11-01")
+    p.add_argument("--days", type=int, default=7)
+    p = add("validate", cmd_validate, "run the expectation suite on the raw partitions")
+    p.add_argument("--start", required=True, help="data interval start (YYYY-MM-DD)")
+    p.add_argument("--end", required=True, help="data interval end, exclusive (YYYY-MM-DD)")
+    p = add("preprocess", cmd_preprocess, "build the split, content-addressed dataset")
+    p.add_argument("--validation", required=True, help="URI of a passed validation result.json")
+    p = add("train", cmd_train, "train one experiment under Horovod (or report the cache hit)")
+    p.add_argument("--dataset", required=True, help="committed dataset prefix")
+    p.add_argument("--workers", type=int, default=None, help="Horovod ranks (default: config)")
+    p = add("evaluate", cmd_evaluate, "score candidate, baseline and champion under the protocol")
+    p.add_argument("--experiment", required=True, help="experiment prefix")
+    p = add("register", cmd_register, "register the candidate; move champion if the gate passed")
+    p.add_argument("--report", required=True, help="URI of the evaluation report.json")
+    p.add_argument("--force", action="store_true", help="register even if the gate failed (never promotes)")
+    p = add("registry", cmd_registry, "list | show | promote | rollback")
+    p.add_argument("action", choices=["list", "show", "promote", "rollback"])
+    p.add_argument("version", type=int, nargs="?")
+    p.add_argument("--reason", default="manual change")
+    p = add("ledger", cmd_ledger, "list | confirm the label-error ledger")
+    p.add_argument("action", choices=["list", "confirm"])
+    p.add_argument("row_id", nargs="?")
+    p.add_argument("--output", help="where confirm writes the new protocol file")
+    add("summary", cmd_summary, "print what a run did")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    args = build_parser().parse_args(argv)
+    if args.command in ("validate", "register", "summary") and not args.run_id:
+        print(f"error: {args.command} needs --run-id", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    from gauntlet.registry import RegistryError
+    from gauntlet.steps.validate import NoNewData, ValidationFailed
+
+    try:
+        outputs = args.func(args)
+    except NoNewData as error:
+        print(f"skip: {error}", file=sys.stderr)
+        return EXIT_NOTHING_TO_DO
+    except (ValidationFailed, ConfigError, ValueError, FileNotFoundError, RegistryError,
+            storage.StorageError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT if not isinstance(error, storage.StorageError) else EXIT_FAILED
+    except RuntimeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.run_id and args.command in ("validate", "preprocess", "train", "evaluate", "register"):
+        storage.put_json(storage.join(args.store, "runs", safe_run_id(args.run_id), "steps",
+                                      f"{args.command}.json"), outputs)
+    text = json.dumps(outputs, default=str)
+    if args.outputs_file:
+        with open(args.outputs_file, "w") as handle:
+            handle.write(text)
+    print(OUTPUT_MARKER + text, flush=True)
+    return 0

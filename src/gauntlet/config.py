@@ -1,0 +1,173 @@
+"""The one config loader: typed pipeline config from a YAML file in include/, plus overrides.
+
+A config says what the data looks like (dataset), what to train (model) and how (training). Its
+content hash is part of every experiment key, so two runs with equal configs are the same run.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gauntlet.hashing import content_hash
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the field."""
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    name: str
+    raw_prefix: str
+    expectation_suite: str
+    id_column: str
+    label_column: str
+    feature_prefix: str
+    classes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    kind: str
+    hidden: tuple[int, ...]
+    channels: tuple[int, ...] = ()
+    image_shape: tuple[int, ...] = ()
+
+    def spec(self) -> dict[str, Any]:
+        """What build_model needs to rebuild the network (stored in every model bundle)."""
+        return {"kind": self.kind, "hidden": list(self.hidden), "channels": list(self.channels),
+                "image_shape": list(self.image_shape)}
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    batch_size: int
+    lr: float
+    momentum: float
+    weight_decay: float
+    workers: int
+    threads_per_worker: int = 1
+    epochs: int | None = None  # None: the protocol's fixed budget
+    schedule: str = "cosine"  # learning-rate schedule over the epoch budget: cosine | constant
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    dataset: DatasetConfig
+    model: ModelConfig
+    training: TrainingConfig
+    protocol: str
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def id(self) -> str:
+        return content_hash(self.raw)
+
+    def experiment_params(self) -> dict[str, Any]:
+        """The part of the config that changes what a trained model is (worker count excluded:
+        the global batch is what matters, and it is recorded separately)."""
+        return {"dataset": self.raw["dataset"], "model": self.raw["model"], "training": self.raw["training"]}
+
+
+def _require(section: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    if key not in section:
+        raise ConfigError(f"{where}.{key} is missing")
+    value = section[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise ConfigError(f"{where}.{key} must be {getattr(kind, '__name__', kind)}, got {value!r}")
+    return value
+
+
+def config_from_dict(raw: dict[str, Any]) -> PipelineConfig:
+    for section in ("dataset", "model", "training"):
+        if not isinstance(raw.get(section), dict):
+            raise ConfigError(f"config section '{section}' is missing")
+    d, m, t = raw["dataset"], raw["model"], raw["training"]
+    dataset = DatasetConfig(
+        name=_require(d, "name", str, "dataset"),
+        raw_prefix=_require(d, "raw_prefix", str, "dataset").strip("/"),
+        expectation_suite=_require(d, "expectation_suite", str, "dataset"),
+        id_column=_require(d, "id_column", str, "dataset"),
+        label_column=_require(d, "label_column", str, "dataset"),
+        feature_prefix=_require(d, "feature_prefix", str, "dataset"),
+        classes=tuple(_require(d, "classes", list, "dataset")),
+    )
+    model = ModelConfig(
+        name=_require(m, "name", str, "model"),
+        kind=_require(m, "kind", str, "model"),
+        hidden=tuple(_require(m, "hidden", list, "model")),
+        channels=tuple(m.get("channels", ())),
+        image_shape=tuple(m.get("image_shape", ())),
+    )
+    if model.kind not in ("mlp", "cnn"):
+        raise ConfigError(f"model.kind {model.kind!r} is unknown (known: mlp, cnn)")
+    if model.kind == "cnn" and (len(model.image_shape) != 2 or not model.channels):
+        raise ConfigError("model.kind cnn needs model.image_shape [height, width] and model.channels")
+    epochs = t.get("epochs")
+    training = TrainingConfig(
+        batch_size=_require(t, "batch_size", int, "training"),
+        lr=float(_require(t, "lr", (int, float), "training")),
+        momentum=float(t.get("momentum", 0.0)),
+        weight_decay=float(t.get("weight_decay", 0.0)),
+        workers=_require(t, "workers", int, "training"),
+        threads_per_worker=int(t.get("threads_per_worker", 1)),
+        epochs=None if epochs is None else int(epochs),
+        schedule=str(t.get("schedule", "cosine")),
+    )
+    if training.schedule not in ("cosine", "constant"):
+        raise ConfigError(f"training.schedule {training.schedule!r} is unknown (known: cosine, constant)")
+    if training.batch_size < 1 or training.workers < 1 or training.lr <= 0:
+        raise ConfigError("training.batch_size and training.workers must be >= 1 and training.lr > 0")
+    if len(dataset.classes) < 2:
+        raise ConfigError("dataset.classes must list at least two classes")
+    protocol = _require(raw, "protocol", str, "config")
+    return PipelineConfig(dataset, model, training, protocol, raw)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """'training.lr=0.1' -> (['training', 'lr'], 0.1); the value is parsed as YAML."""
+    path, sep, value = text.partition("=")
+    if not sep or not path:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    return path.split("."), yaml.safe_load(value)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    out = copy.deepcopy(raw)
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = out
+        for key in keys[:-1]:
+            if not isinstance(node.get(key), dict):
+                raise ConfigError(f"override {text!r}: no section {key!r}")
+            node = node[key]
+        node[keys[-1]] = value
+    return out
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError as error:
+        raise ConfigError(f"config file not found: {path}") from error
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} is not a YAML mapping")
+    return config_from_dict(apply_overrides(raw, overrides or []))
+
+
+def project_root() -> Path:
+    """Where include/ lives: GAUNTLET_HOME, else the current directory (the repo or the image)."""
+    import os
+
+    return Path(os.environ.get("GAUNTLET_HOME", Path.cwd()))
+
+
+def resolve(path: str) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else project_root() / p

@@ -1,0 +1,53 @@
+"""The one hashing helper: sha256 of bytes, files and canonical JSON.
+
+Everything content-addressed in gauntlet (dataset versions, experiment keys, protocol ids, code
+versions) is built from these functions, so the same inputs always land at the same place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+# Short ids keep S3 keys readable; 16 hex chars (64 bits) is ample for a single project's objects.
+SHORT_ID_LENGTH = 16
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def canonical_json(obj: Any) -> bytes:
+    """JSON with sorted keys and no whitespace: equal objects give equal bytes."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def content_hash(obj: Any, length: int = SHORT_ID_LENGTH) -> str:
+    """A short, stable id for any JSON-serialisable object."""
+    return sha256_bytes(canonical_json(obj))[:length]
+
+
+def code_version() -> str:
+    """Hash of the package's own source files.
+
+    A git commit is not available inside a container or a pod; the source itself always is, and
+    hashing it means a change that alters behaviour can never reuse a stale cached result.
+    """
+    root = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:SHORT_ID_LENGTH]

@@ -1,0 +1,200 @@
+"""PNG figures for run reports: learning curves, confusion matrices, reliability diagrams.
+
+Each function writes one PNG to a local path and returns that path; uploading is the caller's job.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+# Headless: workers and Airflow tasks have no display.
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+from numpy.typing import ArrayLike
+
+from gauntlet.protocol import ECE_BINS, calibration_bins
+
+FIGSIZE = (6.0, 5.0)
+DPI = 100
+MAX_LABEL_LENGTH = 40
+# Log axes cannot show zero: a perfect dev error or step 0 is drawn at these floors instead.
+ERROR_FLOOR = 1e-4
+STEP_FLOOR = 1.0
+# Beyond this many classes, per-cell numbers are unreadable.
+MAX_ANNOTATED_CLASSES = 30
+
+
+def truncate_label(label: str, max_length: int = MAX_LABEL_LENGTH) -> str:
+    """Shorten a legend label, keeping its start and marking the cut with an ellipsis."""
+    if len(label) <= max_length:
+        return label
+    return label[: max_length - 1] + "…"
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fig.tight_layout()
+        fig.savefig(out, dpi=DPI, format="png")
+    finally:
+        plt.close(fig)
+    return out
+
+
+def learning_curves(
+    curves: Mapping[str, Sequence[tuple[float, float]]], path: str | Path, title: str
+) -> Path:
+    """Dev error against training step for each experiment, on log-log axes."""
+    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+    cmap = plt.get_cmap("tab10")
+    styles = ["-", "--", ":", "-."]
+    plotted = 0
+    for label, points in curves.items():
+        pts = np.asarray(list(points), dtype=np.float64).reshape(-1, 2)
+        # Diverged runs log NaN/inf; drop those points rather than the whole curve.
+        pts = pts[np.all(np.isfinite(pts), axis=1)]
+        if pts.shape[0] == 0:
+            continue
+        pts = pts[np.argsort(pts[:, 0], kind="mergesort")]
+        steps = np.maximum(pts[:, 0], STEP_FLOOR)
+        errors = np.maximum(pts[:, 1], ERROR_FLOOR)
+        ax.plot(
+            steps,
+            errors,
+            color=cmap(plotted % 10),
+            linestyle=styles[(plotted // 10) % len(styles)],
+            marker="o",
+            markersize=3,
+            linewidth=1.5,
+            label=truncate_label(str(label)),
+        )
+        plotted += 1
+    if plotted:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.legend(fontsize="small" if plotted <= 8 else "x-small", loc="best")
+    else:
+        ax.text(0.5, 0.5, "no learning-curve points", ha="center", va="center")
+    ax.grid(True, which="major", alpha=0.5)
+    ax.grid(True, which="minor", alpha=0.15)
+    ax.set_xlabel("training step (samples seen)")
+    ax.set_ylabel("dev error")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def confusion_matrix(
+    y_true: ArrayLike, y_pred: ArrayLike, n_classes: int, path: str | Path, title: str
+) -> Path:
+    """Counts of true class (rows) against predicted class (columns), annotated."""
+    true = np.asarray(y_true, dtype=np.int64).ravel()
+    pred = np.asarray(y_pred, dtype=np.int64).ravel()
+    if true.shape != pred.shape:
+        raise ValueError(
+            f"y_true {true.shape} and y_pred {pred.shape} differ in length"
+        )
+    if n_classes < 1:
+        raise ValueError("n_classes must be >= 1")
+    for name, values in (("y_true", true), ("y_pred", pred)):
+        if values.size and (values.min() < 0 or values.max() >= n_classes):
+            raise ValueError(f"{name} labels must be in [0, {n_classes - 1}]")
+    counts = np.bincount(
+        true * n_classes + pred, minlength=n_classes * n_classes
+    ).reshape(n_classes, n_classes)
+
+    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+    image = ax.imshow(counts, cmap="Blues", interpolation="nearest")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="rows")
+    if n_classes <= MAX_ANNOTATED_CLASSES:
+        # White text on dark cells, black on light ones, so every count stays legible.
+        threshold = counts.max() / 2.0 if counts.max() else math.inf
+        fontsize = 9 if n_classes <= 12 else 6
+        for i in range(n_classes):
+            for j in range(n_classes):
+                ax.text(
+                    j,
+                    i,
+                    str(counts[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=fontsize,
+                    color="white" if counts[i, j] > threshold else "black",
+                )
+    ticks = np.arange(n_classes)
+    if n_classes <= MAX_ANNOTATED_CLASSES:
+        ax.set_xticks(ticks)
+        ax.set_yticks(ticks)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    accuracy = float(np.trace(counts) / counts.sum()) if counts.sum() else math.nan
+    ax.set_title(f"{title}\naccuracy {accuracy:.3f} on {int(counts.sum())} rows")
+    return _save(fig, path)
+
+
+def reliability_diagram(
+    y_true: ArrayLike,
+    proba: ArrayLike,
+    path: str | Path,
+    title: str,
+    n_bins: int = ECE_BINS,
+) -> Path:
+    """Accuracy against top-class confidence per bin, with the bin counts underneath."""
+    bins = calibration_bins(y_true, proba, n_bins)
+    edges = bins.edges
+    width = edges[1] - edges[0]
+    centers = edges[:-1] + width / 2
+    filled = bins.counts > 0
+
+    fig, (ax, ax_counts) = plt.subplots(
+        2,
+        1,
+        figsize=FIGSIZE,
+        dpi=DPI,
+        sharex=True,
+        gridspec_kw={"height_ratios": [3, 1]},
+    )
+    ax.bar(
+        centers[filled],
+        bins.accuracy[filled],
+        width=width * 0.95,
+        color="tab:blue",
+        edgecolor="black",
+        linewidth=0.5,
+        label="accuracy",
+    )
+    # The gap between a bar and the diagonal is what ECE averages.
+    ax.bar(
+        centers[filled],
+        bins.confidence[filled] - bins.accuracy[filled],
+        bottom=bins.accuracy[filled],
+        width=width * 0.95,
+        # Hatched, not filled, so the gap stays readable where it overlaps an accuracy bar.
+        facecolor="none",
+        edgecolor="tab:red",
+        hatch="///",
+        linewidth=0.8,
+        label="gap to mean confidence",
+    )
+    ax.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfect calibration")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", fontsize="small")
+    ax.set_title(f"{title}\nECE ({n_bins} bins) = {bins.ece:.4f}")
+
+    ax_counts.bar(
+        centers, bins.counts, width=width * 0.95, color="gray", edgecolor="black"
+    )
+    ax_counts.set_xlabel("confidence (top-class probability)")
+    ax_counts.set_ylabel("rows")
+    ax_counts.grid(True, alpha=0.3)
+    return _save(fig, path)

@@ -1,0 +1,73 @@
+"""Raw partitions: where upstream lands them, which ones a run reads, and how to parse them.
+
+Partitions live at <store>/<raw_prefix>/date=YYYY-MM-DD/part-*.{parquet,csv}. A run with data
+interval [start, end) validates the partitions *in* the interval (the new data) and trains on the
+snapshot of every partition dated before `end`, so a backfilled night sees exactly what it saw.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import re
+from dataclasses import dataclass
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from gauntlet import storage
+
+_DATE_DIR = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/")
+
+
+class RawDataError(ValueError):
+    """A raw partition cannot be read; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Partition:
+    uri: str
+    date: dt.date
+    etag: str
+    size: int
+
+    def as_dict(self) -> dict[str, object]:
+        return {"uri": self.uri, "date": self.date.isoformat(), "etag": self.etag, "size": self.size}
+
+
+def raw_root(store: str, raw_prefix: str) -> str:
+    return storage.join(store, raw_prefix)
+
+
+def list_partitions(store: str, raw_prefix: str) -> list[Partition]:
+    found = []
+    for obj in storage.list_objects(raw_root(store, raw_prefix) + "/"):
+        match = _DATE_DIR.search(obj["key"] if obj["key"].startswith("/") else "/" + obj["key"])
+        name = obj["key"].rsplit("/", 1)[-1]
+        if not match or not name.startswith("part-") or not name.endswith((".parquet", ".csv")):
+            continue
+        found.append(Partition(obj["uri"], dt.date.fromisoformat(match.group(1)), obj["etag"], obj["size"]))
+    return sorted(found, key=lambda p: (p.date, p.uri))
+
+
+def select(partitions: list[Partition], start: dt.date | None, end: dt.date) -> list[Partition]:
+    """Partitions dated in [start, end); start None means 'from the beginning' (the snapshot)."""
+    return [p for p in partitions if (start is None or p.date >= start) and p.date < end]
+
+
+def read_partition(uri: str) -> pd.DataFrame:
+    return parse_partition(uri, storage.get_bytes(uri))
+
+
+def parse_partition(uri: str, data: bytes) -> pd.DataFrame:
+    if not data:
+        raise RawDataError(f"{uri}: file is empty")
+    try:
+        if uri.endswith(".parquet"):
+            return pq.read_table(pa.BufferReader(data)).to_pandas()
+        return pd.read_csv(io.BytesIO(data), encoding="utf-8")
+    except (pa.ArrowInvalid, OSError) as error:
+        raise RawDataError(f"{uri}: not a readable Parquet file ({error})") from error
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
+        raise RawDataError(f"{uri}: not a readable UTF-8 CSV file ({error})") from error

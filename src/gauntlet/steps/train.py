@@ -1,0 +1,163 @@
+"""train: run one experiment under Horovod, or report the cache hit if it was already run.
+
+The experiment key hashes (protocol id, dataset version, training params, code version). With a
+RECORD.json under experiments/<key>/ the work is done and nothing trains. Otherwise `horovodrun`
+starts N worker processes (training/worker.py); their rank-0 lines stream into this process's log
+as they happen, warnings from any rank keep their rank prefix. RECORD.json is written last.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from typing import Any
+
+from gauntlet import experiments, storage
+from gauntlet.config import PipelineConfig
+from gauntlet.hashing import code_version
+from gauntlet.logs import get_logger
+from gauntlet.protocol import Protocol
+
+log = get_logger("gauntlet.train")
+
+# horovodrun prefixes every line with "[<rank>]<stdout>:" or "[<rank>]<stderr>:".
+_RANK_PREFIX = re.compile(r"^\[(\d+)\]<(stdout|stderr)>:(.*)$")
+# A dead rank must end the job, not hang it: Gloo gives up on a silent peer after this long.
+DEFAULT_GLOO_TIMEOUT_S = 60
+
+
+class TrainingFailed(RuntimeError):
+    """The Horovod job exited non-zero; the message carries the last lines it printed."""
+
+
+def training_params(config: PipelineConfig, protocol: Protocol, workers: int | None = None) -> dict[str, Any]:
+    t = config.training
+    return {
+        "model": config.model.spec(),
+        "epochs": t.epochs if t.epochs is not None else protocol.epochs,
+        "seed": protocol.seed,
+        "batch_size": t.batch_size,
+        "lr": t.lr,
+        "momentum": t.momentum,
+        "weight_decay": t.weight_decay,
+        "workers": workers or t.workers,
+        "threads_per_worker": t.threads_per_worker,
+        "schedule": t.schedule,
+    }
+
+
+def horovod_command(workers: int, worker_args: list[str]) -> list[str]:
+    horovodrun = shutil.which("horovodrun", path=os.path.dirname(sys.executable)) or "horovodrun"
+    return [horovodrun, "-np", str(workers), "-H", f"localhost:{workers}", "--gloo",
+            "--gloo-timeout-seconds", str(int(os.environ.get("GAUNTLET_GLOO_TIMEOUT_S", DEFAULT_GLOO_TIMEOUT_S))),
+            sys.executable, "-m", "gauntlet.training.worker", *worker_args]
+
+
+def _stream(process: subprocess.Popen[str], tail: list[str]) -> None:
+    """Relay rank 0's lines, and warnings or errors from any rank, into this process's log."""
+    assert process.stdout is not None
+    for raw in process.stdout:
+        line = raw.rstrip("\n")
+        tail.append(line)
+        del tail[:-40]
+        match = _RANK_PREFIX.match(line)
+        if match is None:
+            print(line, flush=True)
+            continue
+        rank, _, text = match.groups()
+        if rank == "0" and " INFO " in text:
+            print(text, flush=True)
+        elif any(level in text for level in (" WARNING ", " ERROR ", "Traceback", "Error")):
+            print(f"[rank {rank}] {text}", flush=True)
+
+
+def run_horovod(workers: int, worker_args: list[str]) -> float:
+    command = horovod_command(workers, worker_args)
+    env = {**os.environ, "HOROVOD_GLOO_TIMEOUT_SECONDS": os.environ.get("GAUNTLET_GLOO_TIMEOUT_S",
+                                                                          str(DEFAULT_GLOO_TIMEOUT_S)),
+           "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    log.info("launching: %s", " ".join(command[:8]) + " ... gauntlet.training.worker")
+    started = time.perf_counter()
+    tail: list[str] = []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as process:
+        _stream(process, tail)
+        code = process.wait()
+    if code != 0:
+        raise TrainingFailed(f"horovodrun exited with {code}; last lines:\n" + "\n".join(tail[-15:]))
+    return time.perf_counter() - started
+
+
+def run(config: PipelineConfig, protocol: Protocol, store: str, dataset_uri: str,
+        workers: int | None = None) -> dict[str, Any]:
+    dataset_manifest = storage.read_manifest(dataset_uri)
+    params = training_params(config, protocol, workers)
+    parts = experiments.key_parts(protocol.id, dataset_manifest["version"], params, code_version())
+    key = experiments.experiment_key(parts)
+    experiment_uri = storage.join(experiments.experiments_root(store), key)
+
+    record = experiments.find_record(experiment_uri)
+    if record is not None:
+        log.info("cache hit: experiment %s already ran (finished %s); record at %s; not training again",
+                 key, record["finished"], experiments.record_uri(experiment_uri))
+        return _outputs(experiment_uri, record, cache_hit=True)
+    explanation = experiments.explain_miss(parts, experiments.list_records(store))
+    log.info("cache miss: experiment %s is new%s", key, f"; {explanation}" if explanation else "")
+
+    started_at = dt.datetime.now(dt.UTC)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = run_horovod(params["workers"], ["--dataset", dataset_uri, "--experiment", experiment_uri,
+                                           "--params", json.dumps(params)])
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_seconds = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    worker = storage.get_json(storage.join(experiment_uri, "worker.json"))
+    hardware = experiments.hardware()
+    gpu_seconds = wall * worker["world_size"] if worker["device"] == "cuda" else 0.0
+    final = worker["curve"][-1]
+    record = {
+        "key": key,
+        "key_parts": parts,
+        "uri": experiment_uri,
+        "params": params,
+        "config": config.raw,
+        "dataset_uri": dataset_uri,
+        "dataset_version": dataset_manifest["version"],
+        "protocol_id": protocol.id,
+        "code_version": parts["code"],
+        "image_digest": os.environ.get("GAUNTLET_IMAGE_DIGEST"),
+        "hardware": {**hardware, "world_size": worker["world_size"], "device": worker["device"]},
+        "started": started_at.isoformat(),
+        "finished": dt.datetime.now(dt.UTC).isoformat(),
+        "wall_seconds": round(wall, 3),
+        "cpu_seconds": round(cpu_seconds, 3),
+        "gpu_seconds": round(gpu_seconds, 3),
+        "peak_rss_mb": round(after.ru_maxrss / 1024, 1),  # largest single child process
+        "cost_usd": experiments.estimate_cost(cpu_seconds, gpu_seconds, hardware["gpu_model"]),
+        "curve": worker["curve"],
+        "final": {k: final[k] for k in ("train_loss", "train_error", "dev_loss", "dev_error")},
+        "samples_per_s": sum(r["samples_per_s"] for r in worker["curve"]) / len(worker["curve"]),
+        "model_uri": storage.join(experiment_uri, "model.pt"),
+        "model_sha256": worker["model_sha256"],
+        "rank_parameter_digests": worker["rank_parameter_digests"],
+        "resumed_from_epoch": worker.get("resumed_from_epoch"),
+    }
+    try:
+        storage.put_json(experiments.record_uri(experiment_uri), record, if_none_match=True)
+    except storage.PreconditionFailed:
+        log.info("experiment %s was recorded by a concurrent run first; keeping theirs", key)
+        record = storage.get_json(experiments.record_uri(experiment_uri))
+    log.info("experiment %s recorded: dev_error=%.4f, %.1fs wall, %.1f CPU-s, $%.4f, %d ranks",
+             key, record["final"]["dev_error"], record["wall_seconds"], record["cpu_seconds"],
+             record["cost_usd"], record["hardware"]["world_size"])
+    return _outputs(experiment_uri, record, cache_hit=False)
+
+
+def _outputs(experiment_uri: str, record: dict[str, Any], cache_hit: bool) -> dict[str, Any]:
+    return {"experiment_uri": experiment_uri, "key": record["key"], "cache_hit": cache_hit,
+            "dev_error": record["final"]["dev_error"], "wall_seconds": record["wall_seconds"]}

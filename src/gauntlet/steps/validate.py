@@ -1,0 +1,197 @@
+"""validate: run the Great Expectations suite from include/ on the raw partitions of a run.
+
+The snapshot's partitions are validated together in one GX run (fast); if that fails, each
+partition is validated on its own, so every failure names its file.
+The result (statistics, each failed expectation with sample bad values) goes to S3 as JSON and
+the Data Docs site is built locally and uploaded beside it. A failed validation raises
+ValidationFailed after writing that evidence, so nothing downstream runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from gauntlet import rawdata, storage
+from gauntlet.config import PipelineConfig, resolve
+from gauntlet.hashing import content_hash
+from gauntlet.logs import get_logger
+
+log = get_logger("gauntlet.validate")
+MAX_EXAMPLES = 5
+
+
+class ValidationFailed(RuntimeError):
+    """The raw data broke the expectation suite; the message lists what failed."""
+
+
+class NoNewData(RuntimeError):
+    """No partition landed in the run's data interval: nothing to retrain on."""
+
+
+def load_suite(config: PipelineConfig) -> dict[str, Any]:
+    suite: dict[str, Any] = json.loads(resolve(config.dataset.expectation_suite).read_text())
+    return suite
+
+
+def _failed_expectations(validation: Any) -> list[dict[str, Any]]:
+    failed = []
+    for result in validation.results:
+        if result.success:
+            continue
+        cfg = result.expectation_config
+        details = result.result or {}
+        examples = details.get("partial_unexpected_list") or []
+        failed.append({
+            "expectation": cfg.type,
+            "column": cfg.kwargs.get("column"),
+            "kwargs": {k: v for k, v in cfg.kwargs.items() if k not in ("column", "batch_id")},
+            "unexpected_count": details.get("unexpected_count"),
+            "observed_value": details.get("observed_value"),
+            "examples": [None if v != v else v for v in examples[:MAX_EXAMPLES]],  # NaN -> null
+            "error": (result.exception_info or {}).get("exception_message"),
+        })
+    return failed
+
+
+def describe_failure(item: dict[str, Any]) -> str:
+    where = f"column '{item['column']}'" if item["column"] else "table"
+    what = item["expectation"]
+    if item["unexpected_count"]:
+        return f"{what} on {where}: {item['unexpected_count']} bad values, e.g. {item['examples']}"
+    if item["observed_value"] is not None:
+        return f"{what} on {where}: observed {item['observed_value']!r}"
+    return f"{what} on {where}"
+
+
+class _Validator:
+    """One GX file context in a temp dir: GX 1.x has no S3 store, so Data Docs are built here."""
+
+    def __init__(self, suite_spec: dict[str, Any], root: Path) -> None:
+        os.environ.setdefault("TQDM_DISABLE", "1")  # GX's progress bars flood task logs
+        warnings.filterwarnings("ignore", module="great_expectations")
+        import great_expectations as gx
+        from great_expectations.core import ExpectationSuite
+
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        self.context = gx.get_context(mode="file", project_root_dir=str(root))
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        suite = self.context.suites.add(ExpectationSuite(
+            name=suite_spec["name"], expectations=suite_spec["expectations"], meta=suite_spec.get("meta")
+        ))
+        asset = self.context.data_sources.add_pandas("raw").add_dataframe_asset("partition")
+        definition = self.context.validation_definitions.add(gx.ValidationDefinition(
+            name="raw_partition", data=asset.add_batch_definition_whole_dataframe("whole"), suite=suite
+        ))
+        self.checkpoint = self.context.checkpoints.add(gx.Checkpoint(
+            name="raw", validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="docs")],
+            result_format={"result_format": "SUMMARY", "partial_unexpected_count": MAX_EXAMPLES},
+        ))
+        self.docs_dir = root / "gx" / "uncommitted" / "data_docs" / "local_site"
+
+    def validate(self, frame: Any, partition: str) -> tuple[bool, dict[str, Any], list[dict[str, Any]]]:
+        result = self.checkpoint.run(batch_parameters={"dataframe": frame}, run_id=None)
+        validation = next(iter(result.run_results.values()))
+        return bool(result.success), dict(validation.statistics), _failed_expectations(validation)
+
+
+def _same_columns(frames: list[Any]) -> bool:
+    """Partitions with differing columns cannot be concatenated meaningfully: validate them apart."""
+    first = list(frames[0].columns)
+    return all(list(f.columns) == first and all(f.dtypes == frames[0].dtypes) for f in frames)
+
+
+def run(
+    config: PipelineConfig,
+    store: str,
+    start: dt.date,
+    end: dt.date,
+    run_id: str,
+) -> dict[str, Any]:
+    """Validate the snapshot of raw partitions dated before `end`.
+
+    Returns the locations of the result and Data Docs, the partitions that were validated (with
+    their ETags, so preprocess reads exactly these bytes) and how many are new in [start, end).
+    """
+    started = time.perf_counter()
+    suite_spec = load_suite(config)
+    all_partitions = rawdata.list_partitions(store, config.dataset.raw_prefix)
+    snapshot = rawdata.select(all_partitions, None, end)
+    new = rawdata.select(all_partitions, start, end)
+    out_prefix = storage.join(store, "runs", run_id, "validation")
+    log.info("validating %d partitions (%d new in [%s, %s)) with suite '%s' (%d expectations)",
+             len(snapshot), len(new), start, end, suite_spec["name"], len(suite_spec["expectations"]))
+    if not snapshot:
+        raise NoNewData(f"no raw partitions under {rawdata.raw_root(store, config.dataset.raw_prefix)} before {end}")
+
+    reports: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="gauntlet-gx-") as tmp:
+        validator = _Validator(suite_spec, Path(tmp))
+        frames: list[tuple[rawdata.Partition, Any]] = []
+        for partition in snapshot:
+            entry: dict[str, Any] = {**partition.as_dict(), "new": partition in new}
+            try:
+                frames.append((partition, rawdata.read_partition(partition.uri)))
+            except rawdata.RawDataError as error:
+                log.error("%s", error)
+                entry.update(success=False, rows=0, failed=[{
+                    "expectation": "readable_file", "column": None, "kwargs": {}, "unexpected_count": None,
+                    "observed_value": None, "examples": [], "error": str(error)}])
+                reports.append(entry)
+        together_ok = False
+        if frames and not reports and _same_columns([f for _, f in frames]):
+            import pandas as pd
+
+            together_ok, stats, _ = validator.validate(pd.concat([f for _, f in frames], ignore_index=True), "snapshot")
+            if together_ok:
+                log.info("all %d partitions passed together: %d expectations evaluated", len(frames),
+                         stats.get("evaluated_expectations", 0))
+        for partition, frame in frames:
+            entry = {**partition.as_dict(), "new": partition in new, "rows": len(frame)}
+            if together_ok:
+                entry.update(success=True, failed=[])
+            else:
+                success, stats, failed = validator.validate(frame, partition.uri)
+                entry.update(success=success, statistics=stats, failed=failed)
+                verdict = "passed" if success else f"FAILED {len(failed)} expectations"
+                log.info("  %s: %d rows, %s", partition.uri, len(frame), verdict)
+                for item in failed:
+                    log.error("    %s", describe_failure(item))
+            reports.append(entry)
+        reports.sort(key=lambda r: (r["date"], r["uri"]))
+        docs_uri = storage.join(out_prefix, "docs")
+        if validator.docs_dir.exists():
+            for path in sorted(p for p in validator.docs_dir.rglob("*") if p.is_file()):
+                kind = "text/html" if path.suffix == ".html" else "application/octet-stream"
+                storage.upload_file(path, storage.join(docs_uri, path.relative_to(validator.docs_dir).as_posix()), kind)
+
+    success = all(r["success"] for r in reports)
+    result = {
+        "verdict": "passed" if success else "failed",
+        "suite": suite_spec["name"],
+        "suite_id": content_hash(suite_spec),
+        "interval": {"start": start.isoformat(), "end": end.isoformat()},
+        "partitions": reports,
+        "new_partitions": len(new),
+        "rows": sum(r["rows"] for r in reports),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    result_uri = storage.join(out_prefix, "result.json")
+    storage.put_json(result_uri, result)
+    outputs = {"verdict": result["verdict"], "result_uri": result_uri,
+               "docs_uri": storage.join(docs_uri, "index.html"), "rows": result["rows"],
+               "partitions": len(reports), "new_partitions": len(new)}
+    if not success:
+        problems = [f"{r['uri']}: {describe_failure(f) if f['expectation'] != 'readable_file' else f['error']}"
+                    for r in reports for f in r["failed"]]
+        raise ValidationFailed("validation failed:\n  " + "\n  ".join(problems) + f"\nfull result: {result_uri}")
+    log.info("validation passed: %d rows in %d partitions; result %s", result["rows"], len(reports), result_uri)
+    return outputs

@@ -1,0 +1,315 @@
+"""The only module that speaks to S3.
+
+Every other module passes `s3://bucket/key` URIs. The client follows the standard AWS settings
+(credential chain, AWS_ENDPOINT_URL, AWS_REGION), so the same code talks to moto's server, MinIO
+or AWS. Three habits make the pipeline's outputs trustworthy:
+
+- retries and timeouts on every call (botocore's adaptive mode), multipart for large uploads;
+- multi-object outputs are committed by a MANIFEST.json written last: a prefix without one does
+  not exist for any reader, and readers verify each object's sha256 against it;
+- single-object updates that can race (registry aliases, versions) are conditional writes.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from gauntlet.hashing import canonical_json, sha256_bytes, sha256_file
+
+MANIFEST_NAME = "MANIFEST.json"
+_MULTIPART_THRESHOLD = 64 * 1024 * 1024
+
+
+class StorageError(RuntimeError):
+    """An S3 operation failed in a way a person must look at."""
+
+
+class PreconditionFailed(StorageError):
+    """A conditional write lost a race: the object exists, or changed since it was read."""
+
+
+class NotCommitted(StorageError):
+    """A multi-object output has no manifest, so it does not exist yet (or was abandoned)."""
+
+
+class IntegrityError(StorageError):
+    """An object's bytes do not match the sha256 its manifest or record promises."""
+
+
+@dataclass(frozen=True)
+class S3Uri:
+    bucket: str
+    key: str
+
+    @classmethod
+    def parse(cls, uri: str) -> S3Uri:
+        if not uri.startswith("s3://"):
+            raise ValueError(f"not an S3 URI (expected s3://bucket/key): {uri!r}")
+        bucket, _, key = uri[5:].partition("/")
+        if not bucket:
+            raise ValueError(f"S3 URI has no bucket: {uri!r}")
+        return cls(bucket, key)
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def join(base: str, *parts: str) -> str:
+    """Join URI parts with single slashes."""
+    out = base.rstrip("/")
+    for part in parts:
+        out += "/" + part.strip("/")
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def client() -> Any:
+    """One boto3 S3 client per process, configured from the standard AWS settings."""
+    config = Config(
+        retries={"mode": os.environ.get("GAUNTLET_S3_RETRY_MODE", "adaptive"), "max_attempts": 10},
+        connect_timeout=float(os.environ.get("GAUNTLET_S3_CONNECT_TIMEOUT", "5")),
+        read_timeout=float(os.environ.get("GAUNTLET_S3_READ_TIMEOUT", "60")),
+        # Checksums on every request only when the server supports them; moto and MinIO may not.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    return boto3.session.Session().client("s3", config=config)
+
+
+def _encryption_args() -> dict[str, str]:
+    """Server-side encryption is a setting: GAUNTLET_S3_SSE=AES256 or aws:kms (+ key id)."""
+    sse = os.environ.get("GAUNTLET_S3_SSE", "")
+    if not sse:
+        return {}
+    args = {"ServerSideEncryption": sse}
+    if sse == "aws:kms" and os.environ.get("GAUNTLET_S3_KMS_KEY_ID"):
+        args["SSEKMSKeyId"] = os.environ["GAUNTLET_S3_KMS_KEY_ID"]
+    return args
+
+
+def _error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def ensure_bucket(bucket: str) -> None:
+    try:
+        client().head_bucket(Bucket=bucket)
+    except ClientError:
+        client().create_bucket(Bucket=bucket)
+
+
+def put_bytes(
+    uri: str,
+    data: bytes,
+    *,
+    content_type: str = "application/octet-stream",
+    if_none_match: bool = False,
+    if_match: str | None = None,
+) -> str:
+    """Write one object and return its ETag.
+
+    if_none_match: create only if absent; if_match: replace only if the ETag is unchanged.
+    Either raises PreconditionFailed when the condition does not hold.
+    """
+    loc = S3Uri.parse(uri)
+    args: dict[str, Any] = {"Bucket": loc.bucket, "Key": loc.key, "Body": data,
+                            "ContentType": content_type, **_encryption_args()}
+    if if_none_match:
+        args["IfNoneMatch"] = "*"
+    if if_match is not None:
+        args["IfMatch"] = if_match
+    try:
+        response = client().put_object(**args)
+    except ClientError as error:
+        if _error_code(error) in {"PreconditionFailed", "ConditionalRequestConflict", "412"}:
+            raise PreconditionFailed(f"conditional write to {uri} lost a race") from error
+        raise StorageError(f"cannot write {uri}: {error}") from error
+    return str(response["ETag"])
+
+
+def put_json(uri: str, obj: Any, **conditions: Any) -> str:
+    body = json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
+    return put_bytes(uri, body, content_type="application/json", **conditions)
+
+
+def get_object(uri: str) -> tuple[bytes, str]:
+    """Read one object; return (bytes, ETag)."""
+    loc = S3Uri.parse(uri)
+    try:
+        response = client().get_object(Bucket=loc.bucket, Key=loc.key)
+        return response["Body"].read(), str(response["ETag"])
+    except ClientError as error:
+        if _error_code(error) in {"NoSuchKey", "404"}:
+            raise FileNotFoundError(f"no object at {uri}") from error
+        raise StorageError(f"cannot read {uri}: {error}") from error
+
+
+def get_bytes(uri: str, expected_sha256: str | None = None) -> bytes:
+    data, _ = get_object(uri)
+    if expected_sha256 is not None and sha256_bytes(data) != expected_sha256:
+        raise IntegrityError(f"{uri}: sha256 does not match the manifest or record")
+    return data
+
+
+def get_json(uri: str) -> Any:
+    return json.loads(get_bytes(uri))
+
+
+def get_json_with_etag(uri: str) -> tuple[Any, str]:
+    data, etag = get_object(uri)
+    return json.loads(data), etag
+
+
+def exists(uri: str) -> bool:
+    loc = S3Uri.parse(uri)
+    try:
+        client().head_object(Bucket=loc.bucket, Key=loc.key)
+        return True
+    except ClientError as error:
+        if _error_code(error) in {"404", "NoSuchKey", "NotFound"}:
+            return False
+        raise StorageError(f"cannot stat {uri}: {error}") from error
+
+
+def list_objects(prefix_uri: str) -> Iterator[dict[str, Any]]:
+    """Yield {'uri', 'key', 'size', 'etag'} for every object under a prefix, in key order."""
+    loc = S3Uri.parse(prefix_uri)
+    paginator = client().get_paginator("list_objects_v2")
+    try:
+        for page in paginator.paginate(Bucket=loc.bucket, Prefix=loc.key):
+            for item in page.get("Contents", []):
+                yield {
+                    "uri": f"s3://{loc.bucket}/{item['Key']}",
+                    "key": item["Key"],
+                    "size": int(item["Size"]),
+                    "etag": str(item["ETag"]),
+                }
+    except ClientError as error:
+        raise StorageError(f"cannot list {prefix_uri}: {error}") from error
+
+
+def upload_file(path: str | Path, uri: str, content_type: str = "application/octet-stream") -> None:
+    """Upload a local file; large files go multipart and boto3 aborts the upload on failure."""
+    loc = S3Uri.parse(uri)
+    extra = {"ContentType": content_type, **_encryption_args()}
+    transfer = TransferConfig(multipart_threshold=_MULTIPART_THRESHOLD)
+    try:
+        client().upload_file(str(path), loc.bucket, loc.key, ExtraArgs=extra, Config=transfer)
+    except (ClientError, boto3.exceptions.S3UploadFailedError) as error:
+        raise StorageError(f"cannot upload {path} to {uri}: {error}") from error
+
+
+def download_file(uri: str, path: str | Path, expected_sha256: str | None = None) -> Path:
+    loc = S3Uri.parse(uri)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        client().download_file(loc.bucket, loc.key, str(path))
+    except ClientError as error:
+        if _error_code(error) in {"404", "NoSuchKey"}:
+            raise FileNotFoundError(f"no object at {uri}") from error
+        raise StorageError(f"cannot download {uri}: {error}") from error
+    if expected_sha256 is not None and sha256_file(path) != expected_sha256:
+        path.unlink()
+        raise IntegrityError(f"{uri}: sha256 does not match the manifest or record")
+    return path
+
+
+# --- committed multi-object outputs -------------------------------------------------------------
+
+
+def commit_directory(local_dir: str | Path, prefix_uri: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """Upload every file under local_dir, then write MANIFEST.json last.
+
+    The manifest lists each object's sha256 and size; until it exists the prefix is invisible to
+    readers, so a crash half-way leaves nothing a later step could mistake for a finished output.
+    """
+    local_dir = Path(local_dir)
+    files: dict[str, dict[str, Any]] = {}
+    for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
+        rel = path.relative_to(local_dir).as_posix()
+        if rel == MANIFEST_NAME:
+            continue
+        files[rel] = {"sha256": sha256_file(path), "size": path.stat().st_size}
+        upload_file(path, join(prefix_uri, rel))
+    manifest = {**meta, "files": files}
+    try:
+        put_json(join(prefix_uri, MANIFEST_NAME), manifest, if_none_match=True)
+    except PreconditionFailed:
+        # Another run committed the same content-addressed output first: theirs is identical.
+        pass
+    return manifest
+
+
+def read_manifest(prefix_uri: str) -> dict[str, Any]:
+    try:
+        manifest: dict[str, Any] = get_json(join(prefix_uri, MANIFEST_NAME))
+    except FileNotFoundError as error:
+        raise NotCommitted(f"{prefix_uri} has no {MANIFEST_NAME}: it was never committed") from error
+    return manifest
+
+
+def is_committed(prefix_uri: str) -> bool:
+    return exists(join(prefix_uri, MANIFEST_NAME))
+
+
+def fetch_committed(prefix_uri: str, local_dir: str | Path, only: str = "") -> dict[str, Any]:
+    """Download a committed output (or the files under `only`), verifying every sha256."""
+    manifest = read_manifest(prefix_uri)
+    for rel, info in manifest["files"].items():
+        if rel.startswith(only):
+            download_file(join(prefix_uri, rel), Path(local_dir) / rel, info["sha256"])
+    return manifest
+
+
+def read_committed_file(prefix_uri: str, rel: str) -> bytes:
+    """Read one file of a committed output, verified against the manifest."""
+    manifest = read_manifest(prefix_uri)
+    if rel not in manifest["files"]:
+        raise FileNotFoundError(f"{rel} is not part of {prefix_uri}")
+    return get_bytes(join(prefix_uri, rel), manifest["files"][rel]["sha256"])
+
+
+def temp_dir(prefix: str = "gauntlet-") -> tempfile.TemporaryDirectory[str]:
+    return tempfile.TemporaryDirectory(prefix=prefix)
+
+
+__all__ = [
+    "MANIFEST_NAME",
+    "IntegrityError",
+    "NotCommitted",
+    "PreconditionFailed",
+    "S3Uri",
+    "StorageError",
+    "canonical_json",
+    "client",
+    "commit_directory",
+    "download_file",
+    "ensure_bucket",
+    "exists",
+    "fetch_committed",
+    "get_bytes",
+    "get_json",
+    "get_json_with_etag",
+    "get_object",
+    "is_committed",
+    "join",
+    "list_objects",
+    "put_bytes",
+    "put_json",
+    "read_committed_file",
+    "read_manifest",
+    "upload_file",
+]

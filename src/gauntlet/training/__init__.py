@@ -1,0 +1,1 @@
+"""Training: the model, dataset loading and the Horovod worker program."""

@@ -1,0 +1,40 @@
+"""Reading a committed dataset (from S3, sha256-verified) into arrays for training and scoring."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gauntlet import storage
+
+
+@dataclass
+class Split:
+    ids: np.ndarray
+    features: np.ndarray  # float32, raw (the model standardises internally)
+    labels: np.ndarray  # int64
+    frame: pd.DataFrame  # id, date, label (for slices and ledgers)
+
+
+def load_split(dataset_uri: str, split: str, local_dir: str | Path) -> tuple[Split, dict[str, Any]]:
+    """Download one split of a committed dataset and return it with the dataset manifest."""
+    manifest = storage.fetch_committed(dataset_uri, local_dir, only=f"{split}/")
+    files = sorted(Path(local_dir, split).glob("*.parquet"))
+    frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    schema = manifest["schema"]
+    return Split(
+        ids=frame[schema["id"]].astype(str).to_numpy(),
+        features=frame[schema["features"]].to_numpy(dtype=np.float32),
+        labels=frame[schema["label"]].to_numpy(dtype=np.int64),
+        frame=frame[[schema["id"], "date", schema["label"]]],
+    ), manifest
+
+
+def load_preprocessor(dataset_uri: str) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(storage.read_committed_file(dataset_uri, "preprocessor.json"))
+    return result
