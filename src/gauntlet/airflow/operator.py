@@ -1,0 +1,115 @@
+"""GauntletStepOperator: run one gauntlet step as `python -m gauntlet <step> ...`.
+
+The runtime (here: a local process) only changes *where* the command runs; the command, its
+S3 locations and settings are the same everywhere. The step's last stdout line carries its
+outputs, which become the task's XCom for the next step's templates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import BaseHook, BaseOperator
+
+from gauntlet.airflow.params import cli_options
+
+OUTPUT_MARKER = "GAUNTLET_OUTPUTS "
+EXIT_BAD_INPUT = 2
+EXIT_NOTHING_TO_DO = 99
+S3_CONN_ID = os.environ.get("GAUNTLET_S3_CONN_ID", "gauntlet_s3")
+
+
+def s3_environment(conn_id: str = S3_CONN_ID) -> dict[str, str]:
+    """AWS settings from an Airflow connection, if one is defined; else the standard chain applies.
+
+    Values go to the child process's environment only: never into arguments, XCom or logs.
+    """
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except Exception:  # no such connection: the environment's own AWS settings are used
+        return {}
+    env: dict[str, str] = {}
+    if conn.login:
+        env["AWS_ACCESS_KEY_ID"] = conn.login
+        env["AWS_SECRET_ACCESS_KEY"] = conn.password or ""
+    extra = conn.extra_dejson
+    if extra.get("endpoint_url"):
+        env["AWS_ENDPOINT_URL"] = extra["endpoint_url"]
+    if extra.get("region_name"):
+        env["AWS_DEFAULT_REGION"] = extra["region_name"]
+    if extra.get("aws_session_token"):
+        env["AWS_SESSION_TOKEN"] = extra["aws_session_token"]
+    return env
+
+
+def parse_outputs(lines: Sequence[str]) -> dict[str, Any]:
+    for line in reversed(lines):
+        if line.startswith(OUTPUT_MARKER):
+            result: dict[str, Any] = json.loads(line[len(OUTPUT_MARKER):])
+            return result
+    return {}
+
+
+class GauntletStepOperator(BaseOperator):
+    """Runs one pipeline step; `arguments` are the step's own options (templated)."""
+
+    template_fields: Sequence[str] = ("arguments",)
+    ui_color = "#e8f1fb"
+
+    def __init__(self, *, step: str, arguments: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.step = step
+        self.arguments = arguments or {}
+
+    def command(self, context: Any) -> list[str]:
+        options = cli_options(dict(context["params"]))
+        store = os.environ.get("GAUNTLET_STORE")
+        if store:
+            options += ["--store", store]
+        options += ["--run-id", f"{context['dag'].dag_id}__{context['run_id']}"]
+        args = [self.step]
+        for name, value in self.arguments.items():
+            text = str(value)  # templated values arrive as strings: "True"/"False" are flags
+            if text in ("True", "true"):
+                args.append(f"--{name}")
+            elif text not in ("None", "False", "false", ""):
+                args += [f"--{name}", text]
+        return [sys.executable, "-m", "gauntlet", *options, *args]
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+
+        command = self.command(context)
+        self.log.info("running: %s", " ".join(command[1:]))
+        env = {**os.environ, **s3_environment(), "PYTHONUNBUFFERED": "1"}
+        lines: list[str] = []
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                              cwd=os.environ.get("GAUNTLET_HOME") or None) as process:
+            assert process.stdout is not None
+            for raw in process.stdout:
+                line = raw.rstrip("\n")
+                lines.append(line)
+                if not line.startswith(OUTPUT_MARKER):
+                    self.log.info("%s", line)
+            code = process.wait()
+        if code == EXIT_NOTHING_TO_DO:
+            raise AirflowSkipException(next((ln for ln in reversed(lines) if ln.startswith("skip:")), "nothing to do"))
+        if code == EXIT_BAD_INPUT:
+            # Bad data or config: retrying cannot help, so fail without retries.
+            raise AirflowFailException(_error_message(lines, code))
+        if code != 0:
+            raise AirflowException(_error_message(lines, code))
+        outputs = parse_outputs(lines)
+        self.log.info("outputs: %s", json.dumps(outputs))
+        return outputs
+
+
+def _error_message(lines: list[str], code: int) -> str:
+    errors = [ln for ln in lines if ln.startswith("error:")]
+    detail = "\n".join(lines[lines.index(errors[-1]):]) if errors else "\n".join(lines[-10:])
+    return f"gauntlet step exited with {code}: {detail}"
