@@ -134,18 +134,27 @@ def cmd_ledger(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def latest_run(store: str) -> str:
+    """The run whose validate step started most recently."""
+    runs = [o for o in storage.list_objects(storage.join(store, "runs") + "/") if o["key"].endswith("/steps/validate.json")]
+    if not runs:
+        raise FileNotFoundError(f"no runs under {storage.join(store, 'runs')}")
+    return str(max(runs, key=lambda o: o["last_modified"])["key"].split("/")[-3])
+
+
 def cmd_summary(args: argparse.Namespace) -> dict[str, Any]:
-    prefix = storage.join(args.store, "runs", safe_run_id(args.run_id), "steps")
+    run_id = latest_run(args.store) if args.run_id == "latest" else safe_run_id(args.run_id)
+    prefix = storage.join(args.store, "runs", run_id, "steps")
     steps = {}
     for step in ("validate", "preprocess", "train", "evaluate", "register"):
         uri = storage.join(prefix, f"{step}.json")
         steps[step] = storage.get_json(uri) if storage.exists(uri) else None
-    print(render_summary(steps))
+    print(render_summary({**steps, "run_id": run_id}))
     return {"steps": [s for s, v in steps.items() if v]}
 
 
 def render_summary(steps: dict[str, Any]) -> str:
-    lines = ["", "=== gauntlet run summary ==="]
+    lines = ["", f"=== gauntlet run summary: {steps.get('run_id', '')} ==="]
     v, p, t, e, r = (steps.get(s) for s in ("validate", "preprocess", "train", "evaluate", "register"))
     if v:
         lines.append(f"validate   : {v['verdict']} — {v['rows']} rows in {v['partitions']} partitions "

@@ -184,7 +184,7 @@ def exists(uri: str) -> bool:
 
 
 def list_objects(prefix_uri: str) -> Iterator[dict[str, Any]]:
-    """Yield {'uri', 'key', 'size', 'etag'} for every object under a prefix, in key order."""
+    """Yield {'uri', 'key', 'size', 'etag', 'last_modified'} for every object under a prefix, in key order."""
     loc = S3Uri.parse(prefix_uri)
     paginator = client().get_paginator("list_objects_v2")
     try:
@@ -195,6 +195,7 @@ def list_objects(prefix_uri: str) -> Iterator[dict[str, Any]]:
                     "key": item["Key"],
                     "size": int(item["Size"]),
                     "etag": str(item["ETag"]),
+                    "last_modified": item["LastModified"].isoformat(),
                 }
     except ClientError as error:
         raise StorageError(f"cannot list {prefix_uri}: {error}") from error
