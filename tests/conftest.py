@@ -98,3 +98,31 @@ def run_cli(store: str, *args: str, check: bool = True, env: dict[str, str] | No
             outputs = json.loads(line[len(CLI_MARKER):])
             break
     return process, outputs
+
+
+@pytest.fixture(scope="session")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> dict[str, str]:
+    """A throwaway AIRFLOW_HOME (SQLite) with the project's dags/ and plugins/, migrated once.
+
+    Returns the environment to run `airflow` commands with.
+    """
+    home = tmp_path_factory.mktemp("airflow")
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "GAUNTLET_HOME": str(ROOT),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    subprocess.run(["airflow", "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    return env
+
+
+def airflow_dags_test(env: dict[str, str], dag_id: str, logical_date: str, store: str,
+                      extra_env: dict[str, str] | None = None, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """Run one DAG run through Airflow (`airflow dags test`) against a store; return the process."""
+    return subprocess.run(["airflow", "dags", "test", dag_id, logical_date], capture_output=True, text=True,
+                          env={**env, "GAUNTLET_STORE": store, **(extra_env or {})}, timeout=timeout, cwd=ROOT)

@@ -38,7 +38,7 @@ from gauntlet.protocol import (
 )
 
 PROTOCOL_PATH = (
-    Path(__file__).resolve().parents[1] / "include" / "protocols" / "digits-v1.yaml"
+    Path(__file__).resolve().parents[1] / "include" / "protocols" / "digits-superiority.yaml"
 )
 ALL_METRICS = ["error_rate", "macro_average_precision", "roc_auc", "log_loss", "ece"]
 
@@ -100,7 +100,7 @@ def test_loads_the_digits_protocol(protocol: Protocol, raw: dict[str, Any]) -> N
     assert protocol.salt == "gauntlet-digits-v1"
     assert protocol.test_fraction == pytest.approx(0.2)
     assert protocol.dev_fraction == pytest.approx(0.1)
-    assert (protocol.epochs, protocol.seed) == (20, 0)
+    assert (protocol.epochs, protocol.seed) == (30, 0)
     assert protocol.primary_metric == "error_rate"
     assert protocol.guards == {"log_loss": 0.05, "ece": 0.03}
     assert protocol.report_metrics == tuple(ALL_METRICS)

@@ -15,6 +15,11 @@ from typing import Any
 SHORT_ID_LENGTH = 16
 
 
+def new_sha256() -> hashlib._Hash:
+    """An incremental sha256 for callers that digest many pieces (e.g. model weights)."""
+    return hashlib.sha256()
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -8,7 +8,6 @@ fetch protocol bytes (from disk or S3) and pass them in.
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ import numpy as np
 import yaml
 from numpy.typing import ArrayLike, NDArray
 
-from gauntlet.hashing import content_hash
+from gauntlet.hashing import content_hash, sha256_bytes
 
 SPLITS = ("train", "dev", "test")
 GATE_MODES = ("superiority", "non_inferiority")
@@ -292,7 +291,7 @@ def _metric_name(value: Any, where: str) -> str:
 
 
 def _unit_hash(salt: str, row_id: str) -> float:
-    digest = hashlib.sha256(f"{salt}:{row_id}".encode()).hexdigest()
+    digest = sha256_bytes(f"{salt}:{row_id}".encode())
     return int(digest[:16], 16) / 2**64
 
 

@@ -83,9 +83,9 @@ def predict_proba(model: nn.Module, features: Any, batch_size: int = 4096) -> An
 
 def parameter_digest(model: nn.Module) -> str:
     """sha256 over all parameters and buffers: equal digests mean bit-identical weights."""
-    import hashlib
+    from gauntlet.hashing import new_sha256
 
-    digest = hashlib.sha256()
+    digest = new_sha256()
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
