@@ -12,9 +12,13 @@ current champion under the fixed comparison protocol:
 4. **evaluate**: candidate vs. scikit-learn baseline vs. champion on the frozen test set, with
    bootstrap confidence intervals and the protocol's gate.
 5. **register**: a new registry version, promoted to `champion` if the gate passed.
+6. **publish_champion**: emits the `gauntlet.champion.<model>` Asset event, only when the champion
+   actually moved, so downstream DAGs scheduled on it run once per new champion.
 
 The run's data interval selects the partitions (`raw/<dataset>/date=YYYY-MM-DD/`): a backfilled
-night reads exactly what it read then. Trigger it by hand with the form to try other settings;
+night reads exactly what it read then. A scheduled or backfilled night whose interval holds no new
+partition ends at validate with a "no new data" skip (not a failure); a manual run trains on the
+snapshot as it is. Trigger it by hand with the form to try other settings;
 every such run is recorded as an experiment like any other.
 """
 
@@ -26,7 +30,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import DAG, CronTriggerTimetable
 
-from gauntlet.airflow import nightly_params, step_task
+from gauntlet.airflow import nightly_params, publish_champion_task, step_task
 
 with DAG(
     dag_id="gauntlet_nightly",
@@ -48,7 +52,13 @@ with DAG(
     tags=["gauntlet", "training", "nightly"],
     doc_md=__doc__,
 ) as dag:
-    validate = step_task("validate", start="{{ data_interval_start | ds }}", end="{{ data_interval_end | ds }}")
+    validate = step_task(
+        "validate",
+        # A manual run without a logical date has no data interval: it reads the data up to the day it runs.
+        start="{{ (data_interval_start or dag_run.run_after - macros.timedelta(days=1)) | ds }}",
+        end="{{ (data_interval_end or dag_run.run_after) | ds }}",
+        require_new="{{ dag_run.run_type != 'manual' }}",
+    )
     preprocess = step_task("preprocess", validation="{{ ti.xcom_pull(task_ids='validate')['result_uri'] }}")
     train = step_task("train", dataset="{{ ti.xcom_pull(task_ids='preprocess')['dataset_uri'] }}")
     evaluate = step_task("evaluate", experiment="{{ ti.xcom_pull(task_ids='train')['experiment_uri'] }}")
@@ -58,4 +68,6 @@ with DAG(
         force="{{ params.register_even_if_gate_fails }}",
     )
 
-    validate >> preprocess >> train >> evaluate >> register
+    publish_champion = publish_champion_task(register_task_id="register")
+
+    validate >> preprocess >> train >> evaluate >> register >> publish_champion

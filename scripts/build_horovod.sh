@@ -15,8 +15,10 @@ PYTHON=${1:?usage: build_horovod.sh PYTHON [WHEEL_DIR]}
 WHEEL_DIR=${2:-${GAUNTLET_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gauntlet/wheels}}
 VERSION=0.28.1
 TORCH_VERSION=$("$PYTHON" -c 'import torch; print(torch.__version__.split("+")[0])')
-# The wheel links against one torch ABI: key the cache by torch version too.
-TAG="torch${TORCH_VERSION//./}"
+# The wheel links against one torch ABI: key the cache by torch version too, and by the GPU
+# operations it was built with (HOROVOD_GPU_OPERATIONS=NCCL gives `+torch<ver>.nccl`).
+GPU_OPS=${HOROVOD_GPU_OPERATIONS:-}
+TAG="torch${TORCH_VERSION//./}${GPU_OPS:+.${GPU_OPS,,}}"
 mkdir -p "$WHEEL_DIR"
 
 existing=$(ls "$WHEEL_DIR"/horovod-$VERSION+$TAG-*.whl 2>/dev/null | head -1 || true)

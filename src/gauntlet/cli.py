@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from gauntlet import storage
+from gauntlet import hostinfo, storage
 from gauntlet.config import ConfigError, PipelineConfig, load_config, resolve
 from gauntlet.logs import get_logger, setup_logging
 
@@ -59,7 +59,8 @@ def cmd_validate(args: argparse.Namespace) -> dict[str, Any]:
     from gauntlet.steps import validate
 
     config = load_config(resolve(args.config), args.set)
-    return validate.run(config, args.store, _date(args.start), _date(args.end), safe_run_id(args.run_id))
+    return validate.run(config, args.store, _date(args.start), _date(args.end), safe_run_id(args.run_id),
+                        require_new=args.require_new)
 
 
 def cmd_preprocess(args: argparse.Namespace) -> dict[str, Any]:
@@ -101,11 +102,13 @@ def cmd_registry(args: argparse.Namespace) -> dict[str, Any]:
         versions = registry.list_versions(reg)
         print(f"{'version':>7}  {'champion':8}  {'primary':>8}  {'experiment':16}  {'dataset':16}  registered")
         for v in versions:
-            primary = v["gate"]["details"].get("primary_metric", "error_rate") if v.get("gate") else "error_rate"
+            primary = v["gate"]["details"]["primary"]["metric"] if v.get("gate") else "error_rate"
             print(f"{v['version']:>7}  {'*' if v['version'] == champ else '':8}  "
                   f"{v['metrics'].get(primary, float('nan')):8.4f}  {v['experiment_key']:16}  "
                   f"{v['dataset_version']:16}  {v['registered_at'][:19]}")
         return {"versions": [v["version"] for v in versions], "champion": champ}
+    if args.action in ("show", "promote") and args.version is None:
+        raise ValueError(f"registry {args.action} needs a version number, e.g. `registry {args.action} 3`")
     if args.action == "show":
         version = registry.get_version(reg, args.version)
         print(json.dumps({k: v for k, v in version.items() if k != "experiment"}, indent=2))
@@ -121,17 +124,46 @@ def cmd_registry(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_ledger(args: argparse.Namespace) -> dict[str, Any]:
     from gauntlet import ledger
 
-    config, protocol = _load(args)
+    config = load_config(resolve(args.config), args.set)
     if args.action == "list":
         entries = storage.get_json(ledger.ledger_uri(args.store, config.dataset.name))["entries"]
         for row_id, entry in sorted(entries.items()):
             print(f"{row_id}  label={entry['label']} predicted={entry['predicted']}  {entry['status']}")
         return {"entries": len(entries)}
+    if not args.row_id or not args.output:
+        raise ValueError("ledger confirm needs a row id and --output PATH for the new protocol file")
     result = ledger.confirm(args.store, config.dataset.name, args.row_id,
                             resolve(args.protocol or config.protocol), args.output)
     print(f"new protocol {result['new_protocol']} written to {result['protocol_file']}; "
           f"{len(result['rescore'])} experiments must be re-scored under it: {', '.join(result['rescore'])}")
     return result
+
+
+def cmd_compare(args: argparse.Namespace) -> dict[str, Any]:
+    from gauntlet import reports
+
+    result = reports.compare_reports(storage.get_json(args.report_a), storage.get_json(args.report_b))
+    print(reports.comparison_text(result))
+    return result
+
+
+def _json_list(text: str) -> list[Any]:
+    """A JSON list argument; a single object (one mapped task) counts as a list of one."""
+    value = json.loads(text)
+    return value if isinstance(value, list) else [value]
+
+
+def cmd_sweep_plan(args: argparse.Namespace) -> dict[str, Any]:
+    from gauntlet.steps import sweep
+
+    return sweep.plan(_json_list(args.grid), [d for d in args.dates.split(",") if d.strip()], args.config)
+
+
+def cmd_sweep_report(args: argparse.Namespace) -> dict[str, Any]:
+    from gauntlet.steps import sweep
+
+    return sweep.report(args.store, safe_run_id(args.run_id), _json_list(args.pairs), _json_list(args.trained),
+                        _json_list(args.evaluated))
 
 
 def latest_run(store: str) -> str:
@@ -198,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("validate", cmd_validate, "run the expectation suite on the raw partitions")
     p.add_argument("--start", required=True, help="data interval start (YYYY-MM-DD)")
     p.add_argument("--end", required=True, help="data interval end, exclusive (YYYY-MM-DD)")
+    p.add_argument("--require-new", action="store_true",
+                   help="exit 99 (nothing to do) when no partition landed in [start, end)")
     p = add("preprocess", cmd_preprocess, "build the split, content-addressed dataset")
     p.add_argument("--validation", required=True, help="URI of a passed validation result.json")
     p = add("train", cmd_train, "train one experiment under Horovod (or report the cache hit)")
@@ -217,18 +251,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("row_id", nargs="?")
     p.add_argument("--output", help="where confirm writes the new protocol file")
     add("summary", cmd_summary, "print what a run did")
+    p = add("sweep-plan", cmd_sweep_plan, "expand a grid of configs x snapshot dates into pairs")
+    p.add_argument("--grid", required=True, help='JSON list of {"name", "config"?, "overrides"?}')
+    p.add_argument("--dates", required=True, help="comma-separated snapshot dates (YYYY-MM-DD)")
+    p = add("sweep-report", cmd_sweep_report, "compare a sweep's experiments: table and learning curves")
+    p.add_argument("--pairs", required=True, help="JSON list of the plan's pairs")
+    p.add_argument("--trained", required=True, help="JSON list of the train outputs, in pair order")
+    p.add_argument("--evaluated", required=True, help="JSON list of the evaluate outputs, in pair order")
+    p = add("compare", cmd_compare, "compare two evaluation reports (only under one protocol version)")
+    p.add_argument("report_a", help="URI of a report.json")
+    p.add_argument("report_b", help="URI of a report.json")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     args = build_parser().parse_args(argv)
-    if args.command in ("validate", "register", "summary") and not args.run_id:
+    if args.command in ("validate", "register", "summary", "sweep-report") and not args.run_id:
         print(f"error: {args.command} needs --run-id", file=sys.stderr)
         return EXIT_BAD_INPUT
     from gauntlet.registry import RegistryError
     from gauntlet.steps.validate import NoNewData, ValidationFailed
 
+    if args.command in ("validate", "preprocess", "train", "evaluate", "register"):
+        log.info("gauntlet %s on %s", args.command, hostinfo.describe())
     try:
         outputs = args.func(args)
     except NoNewData as error:

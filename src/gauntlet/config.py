@@ -29,6 +29,7 @@ class DatasetConfig:
     label_column: str
     feature_prefix: str
     classes: tuple[int, ...]
+    quarantine_max_fraction: float = 0.0  # rows per partition that row-level rules may set aside
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ def config_from_dict(raw: dict[str, Any]) -> PipelineConfig:
         label_column=_require(d, "label_column", str, "dataset"),
         feature_prefix=_require(d, "feature_prefix", str, "dataset"),
         classes=tuple(_require(d, "classes", list, "dataset")),
+        quarantine_max_fraction=float(d.get("quarantine_max_fraction", 0.0)),
     )
     model = ModelConfig(
         name=_require(m, "name", str, "model"),

@@ -42,17 +42,24 @@ def content_hash(obj: Any, length: int = SHORT_ID_LENGTH) -> str:
     return sha256_bytes(canonical_json(obj))[:length]
 
 
-def code_version() -> str:
-    """Hash of the package's own source files.
+def code_version(modules: tuple[str, ...] | None = None) -> str:
+    """Hash of the package's own source files (all of them, or the named ones).
 
     A git commit is not available inside a container or a pod; the source itself always is, and
-    hashing it means a change that alters behaviour can never reuse a stale cached result.
+    hashing it means a change that alters behaviour can never reuse a stale cached result. Steps
+    name the modules that shape their output, so editing the CLI does not invalidate every model.
     """
     root = Path(__file__).parent
+    paths = sorted(root.rglob("*.py")) if modules is None else sorted(root / m for m in modules)
     digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
+    for path in paths:
         if "__pycache__" in path.parts:
             continue
         digest.update(path.relative_to(root).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:SHORT_ID_LENGTH]
+
+
+# The modules whose code decides what a dataset version or a trained model contains.
+DATASET_CODE = ("steps/preprocess.py", "rawdata.py", "protocol.py")
+TRAINING_CODE = ("steps/train.py", "training/worker.py", "training/model.py", "training/data.py")

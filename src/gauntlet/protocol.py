@@ -65,6 +65,11 @@ class Protocol:
     baseline: dict[str, Any] = field(hash=False)
     excluded_row_ids: tuple[str, ...]
     raw: dict[str, Any] = field(hash=False, repr=False)
+    # Early stopping instead of a fixed budget: stop once dev error has not improved for this many
+    # epochs; `epochs` is then the cap (until_plateau.max_epochs). None means the fixed budget.
+    patience: int | None = None
+    # Test-frame columns (e.g. the raw partition `date`) whose values get their own metric table.
+    slices: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
@@ -110,10 +115,11 @@ _TOP_LEVEL_KEYS = {
     "gate",
     "baseline",
     "excluded_row_ids",
+    "slices",
 }
 _SECTION_KEYS = {
     "split": {"id_column", "salt", "test_fraction", "dev_fraction"},
-    "training": {"epochs", "seed"},
+    "training": {"epochs", "seed", "until_plateau"},
     "metrics": {"primary", "guards", "report"},
     "gate": {"mode", "margin", "confidence", "bootstrap_resamples", "bootstrap_seed"},
 }
@@ -156,7 +162,7 @@ def _parse_protocol(raw: Any) -> Protocol:
             f"got {test_fraction} + {dev_fraction}"
         )
 
-    epochs = _integer(training.get("epochs"), "training.epochs", minimum=1)
+    epochs, patience = _epoch_budget(training)
     seed = _integer(training.get("seed"), "training.seed", minimum=0)
 
     primary = _metric_name(metrics.get("primary"), "metrics.primary")
@@ -222,6 +228,11 @@ def _parse_protocol(raw: Any) -> Protocol:
             )
         excluded.append(str(item))
 
+    slices_raw = raw.get("slices") or []
+    if not isinstance(slices_raw, list):
+        raise ProtocolError("slices must be a list of test-set column names")
+    slices = tuple(_nonempty_str(column, "slices") for column in slices_raw)
+
     return Protocol(
         name=name,
         description=description,
@@ -242,7 +253,36 @@ def _parse_protocol(raw: Any) -> Protocol:
         baseline=dict(baseline),
         excluded_row_ids=tuple(excluded),
         raw=copy.deepcopy(dict(raw)),
+        patience=patience,
+        slices=slices,
     )
+
+
+def _epoch_budget(training: Mapping[str, Any]) -> tuple[int, int | None]:
+    """(epoch cap, patience): a fixed `epochs` budget, or `until_plateau` {patience, max_epochs}."""
+    plateau = training.get("until_plateau")
+    if plateau is None:
+        return _integer(training.get("epochs"), "training.epochs", minimum=1), None
+    if "epochs" in training:
+        # Two budgets would leave a reader guessing which one applied.
+        raise ProtocolError("give either training.epochs or training.until_plateau, not both")
+    if not isinstance(plateau, Mapping):
+        raise ProtocolError("training.until_plateau must be a mapping with patience and max_epochs")
+    _reject_unknown(plateau, {"patience", "max_epochs"}, "training.until_plateau.")
+    patience = _integer(plateau.get("patience"), "training.until_plateau.patience", minimum=1)
+    max_epochs = _integer(plateau.get("max_epochs"), "training.until_plateau.max_epochs", minimum=1)
+    return max_epochs, patience
+
+
+def plateaued(dev_errors: Sequence[float], patience: int) -> bool:
+    """True once the best dev error so far is `patience` or more epochs old.
+
+    Only a strictly lower error counts as an improvement, so a flat curve stops after `patience`.
+    """
+    if not dev_errors:
+        return False
+    best = int(np.argmin(np.asarray(dev_errors, dtype=np.float64)))  # first occurrence of the minimum
+    return len(dev_errors) - 1 - best >= patience
 
 
 def _reject_unknown(mapping: Mapping[Any, Any], allowed: set[str], prefix: str) -> None:
@@ -564,6 +604,33 @@ def per_class_table(
             }
         )
     return rows
+
+
+def slice_metrics(
+    y_true: ArrayLike,
+    probas: Mapping[str, ArrayLike],
+    groups: ArrayLike,
+    names: Sequence[str],
+) -> dict[str, dict[str, Any]]:
+    """Each model's metrics within each slice (rows sharing a value of `groups`), by value.
+
+    A metric that a small slice cannot define (e.g. ROC AUC with one class present) is NaN.
+    """
+    y = np.asarray(y_true)
+    keys = np.asarray(groups).astype(str)
+    if keys.shape != y.shape:
+        raise ValueError(f"groups {keys.shape} and y_true {y.shape} differ in length")
+    out: dict[str, dict[str, Any]] = {}
+    for value in sorted(set(keys.tolist())):
+        mask = keys == value
+        out[value] = {
+            "rows": int(mask.sum()),
+            "metrics": {
+                model: compute_metrics(y[mask], np.asarray(p)[mask], names)
+                for model, p in probas.items()
+            },
+        }
+    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ import pyarrow.parquet as pq
 
 from gauntlet import storage
 
-_DATE_DIR = re.compile(r"/date=(\d{4}-\d{2}-\d{2})/")
+_DATE_DIR = re.compile(r"/date=([^/]*)/")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class RawDataError(ValueError):
@@ -47,8 +48,19 @@ def list_partitions(store: str, raw_prefix: str) -> list[Partition]:
         name = obj["key"].rsplit("/", 1)[-1]
         if not match or not name.startswith("part-") or not name.endswith((".parquet", ".csv")):
             continue
-        found.append(Partition(obj["uri"], dt.date.fromisoformat(match.group(1)), obj["etag"], obj["size"]))
+        found.append(Partition(obj["uri"], _partition_date(obj["uri"], match.group(1)), obj["etag"], obj["size"]))
     return sorted(found, key=lambda p: (p.date, p.uri))
+
+
+def _partition_date(uri: str, text: str) -> dt.date:
+    """A data file under a date= directory that is no calendar date belongs to no run: refuse it
+    loudly rather than skip it, or its rows would silently never be trained on."""
+    try:
+        if _ISO_DATE.fullmatch(text):
+            return dt.date.fromisoformat(text)
+    except ValueError:
+        pass
+    raise RawDataError(f"{uri}: rule partition_date: directory 'date={text}' is not a valid YYYY-MM-DD date")
 
 
 def select(partitions: list[Partition], start: dt.date | None, end: dt.date) -> list[Partition]:
@@ -69,5 +81,17 @@ def parse_partition(uri: str, data: bytes) -> pd.DataFrame:
         return pd.read_csv(io.BytesIO(data), encoding="utf-8")
     except (pa.ArrowInvalid, OSError) as error:
         raise RawDataError(f"{uri}: not a readable Parquet file ({error})") from error
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
+    except UnicodeDecodeError as error:
+        raise RawDataError(f"{uri}: rule utf8_text: {_locate_bytes(data, error.start)} is not valid UTF-8") from error
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise RawDataError(f"{uri}: not a readable UTF-8 CSV file ({error})") from error
+
+
+def _locate_bytes(data: bytes, offset: int) -> str:
+    """'line L, column 'name'' of a byte offset in a CSV file, so the error names the column."""
+    line_start = data.rfind(b"\n", 0, offset) + 1
+    line = data[:offset].count(b"\n") + 1
+    header = data.split(b"\n", 1)[0].decode("utf-8", errors="replace").strip().split(",")
+    field = data[line_start:offset].count(b",")
+    column = header[field] if field < len(header) else f"#{field}"
+    return f"line {line}, column '{column}'"

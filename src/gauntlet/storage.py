@@ -228,6 +228,27 @@ def download_file(uri: str, path: str | Path, expected_sha256: str | None = None
     return path
 
 
+_BROWSER_TYPES = {".html": "text/html", ".json": "application/json", ".png": "image/png", ".md": "text/plain",
+                  ".jsonl": "text/plain", ".csv": "text/plain"}
+
+
+def presigned_url(uri: str, expires_s: int = 3600) -> str:
+    """A time-limited GET URL for one object that a browser can open without credentials.
+
+    The response's Content-Type is set from the suffix, so an HTML report uploaded as a generic
+    binary still renders instead of downloading.
+    """
+    loc = S3Uri.parse(uri)
+    params: dict[str, Any] = {"Bucket": loc.bucket, "Key": loc.key}
+    kind = _BROWSER_TYPES.get(Path(loc.key).suffix.lower())
+    if kind:
+        params["ResponseContentType"] = kind
+    try:
+        return str(client().generate_presigned_url("get_object", Params=params, ExpiresIn=min(expires_s, 604800)))
+    except ClientError as error:
+        raise StorageError(f"cannot presign {uri}: {error}") from error
+
+
 # --- committed multi-object outputs -------------------------------------------------------------
 
 
@@ -308,6 +329,7 @@ __all__ = [
     "is_committed",
     "join",
     "list_objects",
+    "presigned_url",
     "put_bytes",
     "put_json",
     "read_committed_file",

@@ -1,6 +1,6 @@
 """Airflow glue: turns a gauntlet step into an Airflow task. Only dags/ and plugins/ import this."""
 
-from gauntlet.airflow.factory import step_task
-from gauntlet.airflow.params import nightly_params
+from gauntlet.airflow.factory import publish_champion_task, step_task
+from gauntlet.airflow.params import nightly_params, sweep_params
 
-__all__ = ["nightly_params", "step_task"]
+__all__ = ["nightly_params", "publish_champion_task", "step_task", "sweep_params"]

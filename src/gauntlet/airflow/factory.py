@@ -5,21 +5,29 @@ Which runtime executes the step is configuration (GAUNTLET_RUNTIME), never an ed
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from gauntlet.airflow import containers
 from gauntlet.airflow.operator import GauntletStepOperator
 
-RUNTIMES = ("local",)
+RUNTIMES = containers.RUNTIMES
 
 
 def runtime() -> str:
-    name = os.environ.get("GAUNTLET_RUNTIME", "local")
-    if name not in RUNTIMES:
-        raise ValueError(f"GAUNTLET_RUNTIME={name!r} is not one of {RUNTIMES}")
-    return name
+    """The runtime GAUNTLET_RUNTIME names (checked at parse time); the Airflow Variable
+    `gauntlet_runtime` may override it when the task runs (see containers.runtime_at_execution)."""
+    return containers.configured_runtime()
+
+
+def publish_champion_task(task_id: str = "publish_champion", register_task_id: str = "register",
+                          task_kwargs: dict[str, Any] | None = None) -> BaseOperator:
+    """A task that emits the champion Asset event when `register_task_id` promoted a new champion."""
+    from gauntlet.airflow.assets import PublishChampionOperator, champion_asset
+
+    return PublishChampionOperator(task_id=task_id, asset=champion_asset(), register_task_id=register_task_id,
+                                   **(task_kwargs or {}))
 
 
 def step_task(step: str, task_id: str | None = None, task_kwargs: dict[str, Any] | None = None,

@@ -16,6 +16,7 @@ from typing import Any
 
 from airflow.sdk import BaseHook, BaseOperator
 
+from gauntlet.airflow.links import links_for
 from gauntlet.airflow.params import cli_options
 
 OUTPUT_MARKER = "GAUNTLET_OUTPUTS "
@@ -56,32 +57,77 @@ def parse_outputs(lines: Sequence[str]) -> dict[str, Any]:
 
 
 class GauntletStepOperator(BaseOperator):
-    """Runs one pipeline step; `arguments` are the step's own options (templated)."""
+    """Runs one pipeline step; `arguments` are the step's own options (templated).
 
-    template_fields: Sequence[str] = ("arguments",)
+    `options` are param-like settings (config, protocol, epochs, overrides, ...) laid over the run's
+    params for this task only: a sweep gives each mapped pair its own config this way. With `returns`,
+    the task's XCom is that one output (a list a downstream task can be mapped over).
+    """
+
+    template_fields: Sequence[str] = ("arguments", "options")
     ui_color = "#e8f1fb"
 
-    def __init__(self, *, step: str, arguments: dict[str, str] | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, step: str, arguments: dict[str, str] | None = None,
+                 options: dict[str, Any] | None = None, returns: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.step = step
+        self.returns = returns
         self.arguments = arguments or {}
+        self.options = options or {}
+        # Per task, so each step shows only the links to what it writes.
+        self.operator_extra_links = links_for(step)
+        self.outputs: dict[str, Any] = {}
+        self.cli_run_id = ""
 
     def command(self, context: Any) -> list[str]:
-        options = cli_options(dict(context["params"]))
+        """The local command line: this interpreter running the step CLI."""
+        return [sys.executable, "-m", "gauntlet", *self.step_arguments(context)]
+
+    def step_arguments(self, context: Any) -> list[str]:
+        """The CLI's arguments (after `python -m gauntlet`): the same in every runtime."""
+        options = cli_options({**dict(context["params"]), **dict(self.options or {})})
         store = os.environ.get("GAUNTLET_STORE")
         if store:
             options += ["--store", store]
-        options += ["--run-id", f"{context['dag'].dag_id}__{context['run_id']}"]
+        self.cli_run_id = f"{context['dag'].dag_id}__{context['run_id']}"
+        map_index = getattr(context.get("ti"), "map_index", -1)
+        if map_index is not None and map_index >= 0:
+            # Mapped instances share a run id: keep each one's step outputs apart.
+            self.cli_run_id += f"__m{map_index}"
+        options += ["--run-id", self.cli_run_id]
         args = [self.step]
         for name, value in self.arguments.items():
+            flag = "--" + name.replace("_", "-")  # Python keyword names -> CLI flags (require_new -> --require-new)
             text = str(value)  # templated values arrive as strings: "True"/"False" are flags
             if text in ("True", "true"):
-                args.append(f"--{name}")
+                args.append(flag)
             elif text not in ("None", "False", "false", ""):
-                args += [f"--{name}", text]
-        return [sys.executable, "-m", "gauntlet", *options, *args]
+                args += [flag, text]
+        return [*options, *args]
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def execute(self, context: Any) -> Any:
+        from gauntlet.airflow import containers
+
+        runtime = containers.runtime_at_execution()
+        self.log.info("runtime: %s", runtime)
+        if runtime == "docker":
+            from gauntlet.airflow import docker_runtime
+
+            operator = docker_runtime.docker_operator(self.task_id, self.step, self.step_arguments(context))
+            return self._outputs(parse_outputs(docker_runtime.run(operator, context)))
+        if runtime == "kubernetes":
+            from gauntlet.airflow import kubernetes_runtime
+
+            return self._outputs(kubernetes_runtime.run_step(self.task_id, self.step,
+                                                             self.step_arguments(context), context))
+        return self.execute_locally(context)
+
+    def _outputs(self, outputs: dict[str, Any]) -> dict[str, Any]:
+        self.outputs = outputs
+        self.log.info("outputs: %s", json.dumps(outputs))
+        return outputs[self.returns] if self.returns else outputs
+
+    def execute_locally(self, context: Any) -> dict[str, Any]:
         from airflow.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
         command = self.command(context)
@@ -104,9 +150,7 @@ class GauntletStepOperator(BaseOperator):
             raise AirflowFailException(_error_message(lines, code))
         if code != 0:
             raise AirflowException(_error_message(lines, code))
-        outputs = parse_outputs(lines)
-        self.log.info("outputs: %s", json.dumps(outputs))
-        return outputs
+        return self._outputs(parse_outputs(lines))
 
 
 def _error_message(lines: list[str], code: int) -> str:

@@ -50,6 +50,43 @@ def nightly_params() -> dict[str, Param]:
     }
 
 
+# Two configs by default: the config file's CNN and an MLP, so a bare trigger compares architectures.
+DEFAULT_GRID = [
+    {"name": "cnn", "config": "include/configs/digits.yaml", "overrides": {}},
+    {"name": "mlp", "config": "include/configs/digits.yaml", "overrides": {"model.kind": "mlp"}},
+]
+GRID_SCHEMA = {
+    "type": "object",
+    "required": ["name"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "pattern": r"^[A-Za-z0-9._-]+$"},
+        "config": {"type": "string"},
+        "overrides": {"type": "object", "description": "config key -> value, e.g. {\"training.lr\": 0.05}"},
+    },
+}
+
+
+def sweep_params() -> dict[str, Param]:
+    return {
+        "grid": Param(DEFAULT_GRID, type="array", items=GRID_SCHEMA, minItems=1, title="Config grid",
+                      description="One entry per config: a name, a config file and config overrides.",
+                      section="Sweep"),
+        "snapshot_dates": Param(["2026-11-05", "2026-11-07"], type="array", minItems=1,
+                                items={"type": "string", "format": "date"}, title="Snapshot dates",
+                                description="Each pair trains on the partitions dated up to this day.",
+                                section="Sweep"),
+        "protocol": Param(None, type=["null", "string"], title="Comparison protocol",
+                          description="Protocol file in include/protocols; empty uses each config's.",
+                          section="Sweep"),
+        "epochs": Param(None, type=["null", "integer"], minimum=1, maximum=500, title="Epochs",
+                        description="Overrides the protocol's epoch budget for every pair.", section="Training"),
+        "workers": Param(1, type=["null", "integer"], minimum=1, maximum=64, title="Horovod workers",
+                         description="Ranks per training; the training pool runs one training at a time.",
+                         section="Training"),
+    }
+
+
 def cli_options(params: dict[str, Any]) -> list[str]:
     """Global CLI options (config, protocol, overrides) for the values a run was given."""
     options = ["--config", str(params.get("config") or "include/configs/digits.yaml")]
@@ -59,4 +96,7 @@ def cli_options(params: dict[str, Any]) -> list[str]:
         value = params.get(name)
         if value is not None and value != "":
             options += ["--set", f"{key}={value}"]
+    # Free-form config overrides ({"training.lr": 0.05}), e.g. one sweep grid entry; they come last and win.
+    for key, value in (params.get("overrides") or {}).items():
+        options += ["--set", f"{key}={value}"]
     return options

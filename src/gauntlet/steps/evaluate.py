@@ -23,7 +23,8 @@ from sklearn.preprocessing import StandardScaler
 
 from gauntlet import experiments, ledger, plots, registry, storage
 from gauntlet.logs import get_logger
-from gauntlet.protocol import Protocol, compute_metrics, decide, paired_bootstrap, per_class_table
+from gauntlet.protocol import Protocol, compute_metrics, decide, paired_bootstrap, per_class_table, slice_metrics
+from gauntlet.reports import ProtocolMismatch
 from gauntlet.training.data import Split, load_split
 from gauntlet.training.model import load_bundle, predict_proba
 
@@ -76,7 +77,8 @@ def _html_page(report: dict[str, Any], markdown_tables: list[str]) -> str:
         body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in cells[1:])
         return f"<table><tr>{head}</tr>{body}</table>"
 
-    images = "".join(f'<figure><img src="{name}" alt="{name}"><figcaption>{name}</figcaption></figure>'
+    images = "".join(f'<figure><a href="{name}"><img src="{name}" alt="{name}"></a><figcaption>{name}</figcaption>'
+                     "</figure>"
                      for name in report["plots"])
     return (
         "<!doctype html><meta charset='utf-8'><title>gauntlet evaluation</title>"
@@ -85,7 +87,10 @@ def _html_page(report: dict[str, Any], markdown_tables: list[str]) -> str:
         f"<h1>Evaluation of experiment {html.escape(report['experiment_key'])}</h1>"
         f"<p>Protocol <code>{html.escape(report['protocol_id'])}</code> ({html.escape(report['protocol_name'])}), "
         f"dataset <code>{html.escape(report['dataset_version'])}</code>, {report['test_rows']} test rows.</p>"
-        f"<p><b>{html.escape(report['gate']['reason'])}</b></p>"
+        + (f"<p>Champion v{report['champion_version']} (registered under protocol "
+           f"<code>{html.escape(str(report['champion_registered_protocol_id']))}</code>) was re-scored under "
+           "this protocol.</p>" if report["champion_version"] is not None else "")
+        + f"<p><b>{html.escape(report['gate']['reason'])}</b></p>"
         + "".join(md_to_html(t) for t in markdown_tables) + images
     )
 
@@ -96,12 +101,15 @@ def run(protocol: Protocol, store: str, experiment_uri: str, model_name: str) ->
     if record is None:
         raise EvaluationError(f"{experiment_uri} has no {experiments.RECORD_NAME}: training did not finish")
     if record["protocol_id"] != protocol.id:
-        raise EvaluationError(
-            f"experiment {record['key']} was trained under protocol {record['protocol_id']}, not {protocol.id}; "
-            "results under different protocol versions are never compared")
+        # The experiment key includes the protocol id: training under the new protocol re-scores it.
+        raise ProtocolMismatch(
+            f"experiment {record['key']} was trained under protocol {record['protocol_id']}, not {protocol.id} "
+            f"({protocol.name}); results under different protocol versions are never compared: run train "
+            "under the new protocol to re-score it")
     reg = registry.root(store, model_name)
     champ = registry.champion(reg)
-    against = f"champion-v{champ['version']}" if champ else "baseline-only"
+    # Version numbers are per registry, so the model name is part of what this was compared against.
+    against = f"{model_name}-champion-v{champ['version']}" if champ else "baseline-only"
     out_prefix = storage.join(store, "evaluations", protocol.id, record["key"], against)
     if champ and champ["experiment_key"] == record["key"]:
         log.info("candidate %s is already champion v%d; its evaluation is %s",
@@ -130,6 +138,12 @@ def run(protocol: Protocol, store: str, experiment_uri: str, model_name: str) ->
             champion_model = load_bundle(registry.load_model_bytes(champ))
             probas[f"champion v{champ['version']}"] = predict_proba(champion_model, test.features)
         metrics = {label: compute_metrics(test.labels, p, names) for label, p in probas.items()}
+        missing = [c for c in protocol.slices if c not in test.frame.columns]
+        if missing:
+            raise EvaluationError(f"protocol slices {missing} are not columns of the test set "
+                                  f"(columns: {', '.join(map(str, test.frame.columns))})")
+        slices = {column: slice_metrics(test.labels, probas, test.frame[column].to_numpy(), names)
+                  for column in protocol.slices}
 
         def compare(other: str) -> dict[str, dict[str, float]]:
             return paired_bootstrap(test.labels, probas["candidate"], probas[other], names,
@@ -165,6 +179,10 @@ def run(protocol: Protocol, store: str, experiment_uri: str, model_name: str) ->
                  for r in per_class_table(test.labels, probas["candidate"])},
                 ["support", "precision", "recall", "error_rate"]),
         }
+        for column, groups in slices.items():
+            tables[f"slice_{column}"] = comparison_table(
+                {f"{column}={value} {model} (n={group['rows']})": values
+                 for value, group in groups.items() for model, values in group["metrics"].items()}, names)
         report_uri = storage.join(out_prefix, "report.json")
         outputs = {"report_uri": report_uri, "report_html_uri": storage.join(out_prefix, "report.html"),
                    "gate_passed": gate.passed, "gate_reason": gate.reason, "experiment_key": record["key"],
@@ -172,9 +190,12 @@ def run(protocol: Protocol, store: str, experiment_uri: str, model_name: str) ->
         report = {
             "experiment_key": record["key"], "experiment_uri": experiment_uri,
             "protocol_id": protocol.id, "protocol_name": protocol.name,
-            "dataset_version": record["dataset_version"], "test_rows": int(len(test.labels)),
+            "dataset_version": record["dataset_version"], "test_rows": len(test.labels),
             "excluded_rows": len(protocol.excluded_row_ids),
             "champion_version": champ["version"] if champ else None,
+            # The champion is always re-scored here under this protocol, whatever it was registered under.
+            "champion_registered_protocol_id": champ.get("protocol_id") if champ else None,
+            "slices": slices,
             "metrics": metrics, "comparisons": comparisons,
             "gate": {"passed": gate.passed, "reason": gate.reason, "details": gate.details},
             "suspected_label_errors": len(suspects), "ledger_uri": ledger_uri,

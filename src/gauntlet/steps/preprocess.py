@@ -19,7 +19,7 @@ from sklearn.preprocessing import StandardScaler
 
 from gauntlet import rawdata, storage
 from gauntlet.config import PipelineConfig
-from gauntlet.hashing import code_version, content_hash
+from gauntlet.hashing import DATASET_CODE, code_version, content_hash
 from gauntlet.logs import get_logger
 from gauntlet.protocol import Protocol, assign_splits
 
@@ -41,10 +41,12 @@ def feature_columns(frame: pd.DataFrame, config: PipelineConfig) -> list[str]:
 def dataset_version(partitions: list[dict[str, Any]], config: PipelineConfig, protocol: Protocol) -> str:
     """Same raw bytes + same dataset config + same split rule + same code = same version."""
     return content_hash({
-        "partitions": sorted((p["uri"], p["etag"]) for p in partitions),
+        # Quarantined rows are part of the input's identity (absent when none, so versions stay put).
+        "partitions": sorted((p["uri"], p["etag"], *([p["quarantine"]["rows"]] if p.get("quarantine") else []))
+                             for p in partitions),
         "dataset": config.raw["dataset"],
         "split": protocol.raw["split"],
-        "code": code_version(),
+        "code": code_version(DATASET_CODE),
     })
 
 
@@ -56,6 +58,9 @@ def _read_validated(partitions: list[dict[str, Any]]) -> pd.DataFrame:
             # The file changed after validation: training on it would bypass the suite.
             raise PreprocessError(f"{part['uri']} changed since it was validated (ETag {etag} != {part['etag']})")
         frame = rawdata.parse_partition(part["uri"], data)
+        if part.get("quarantine"):
+            # validate set these rows aside (see gauntlet.quarantine); the rest passed the suite.
+            frame = frame.drop(index=part["quarantine"]["rows"]).reset_index(drop=True)
         frame["date"] = part["date"]
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
@@ -110,8 +115,9 @@ def run(config: PipelineConfig, protocol: Protocol, store: str, validation_uri: 
             "schema": {"id": ds.id_column, "label": ds.label_column, "features": features,
                        "classes": list(ds.classes)},
             "rows": counts,
+            "quarantined_rows": sum(p["quarantine"]["count"] for p in partitions if p.get("quarantine")),
             "class_counts": {s: {str(k): int(v) for k, v in c.items()} for s, c in class_counts.items()},
-            "code_version": code_version(),
+            "code_version": code_version(DATASET_CODE),
         }
         manifest = storage.commit_directory(root, prefix, meta)
     log.info("dataset %s committed at %s: %s (%.1fs)", version, prefix, _counts(manifest), time.perf_counter() - started)
@@ -123,5 +129,6 @@ def _counts(manifest: dict[str, Any]) -> str:
 
 
 def _outputs(prefix: str, version: str, manifest: dict[str, Any], cache_hit: bool) -> dict[str, Any]:
-    return {"dataset_uri": prefix, "version": version, "rows": manifest["rows"], "cache_hit": cache_hit}
+    return {"dataset_uri": prefix, "version": version, "rows": manifest["rows"], "cache_hit": cache_hit,
+            "quarantined_rows": manifest.get("quarantined_rows", 0)}
 

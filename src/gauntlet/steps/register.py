@@ -24,7 +24,7 @@ def run(store: str, model_name: str, report_uri: str, run_id: str, force: bool =
     gate = report["gate"]
     if not gate["passed"] and not force:
         log.info("not registered: %s", gate["reason"])
-        return {"registered": False, "champion": False, "version": None, "reason": gate["reason"],
+        return {"registered": False, "champion": False, "promoted": False, "version": None, "reason": gate["reason"],
                 "registry_uri": reg}
 
     lineage = {
@@ -48,11 +48,11 @@ def run(store: str, model_name: str, report_uri: str, run_id: str, force: bool =
     number = version["version"]
     if not created:
         log.info("experiment %s is already registered as v%d; nothing to do", record["key"], number)
-    champion = False
+    champion = promoted = False  # promoted: the champion alias moved in this call (not merely "is champion")
     if gate["passed"]:
         expected = report.get("champion_version")
         if registry.set_alias(reg, registry.CHAMPION, number, expected, gate["reason"], event="promoted"):
-            champion = True
+            champion = promoted = True
             log.info("v%d is the new champion: %s", number, gate["reason"])
         else:
             current, _ = registry.get_alias(reg)
@@ -61,6 +61,6 @@ def run(store: str, model_name: str, report_uri: str, run_id: str, force: bool =
                 log.warning("v%d registered but not promoted: the champion moved to v%s after this candidate "
                             "was evaluated; re-evaluate it against the new champion", number,
                             current and current["version"])
-    return {"registered": True, "created": created, "version": number, "champion": champion,
+    return {"registered": True, "created": created, "version": number, "champion": champion, "promoted": promoted,
             "version_uri": registry.version_uri(reg, number), "registry_uri": reg,
             "report_uri": report_uri}

@@ -21,7 +21,7 @@ from typing import Any
 
 from gauntlet import experiments, storage
 from gauntlet.config import PipelineConfig
-from gauntlet.hashing import code_version
+from gauntlet.hashing import TRAINING_CODE, code_version
 from gauntlet.logs import get_logger
 from gauntlet.protocol import Protocol
 
@@ -42,6 +42,7 @@ def training_params(config: PipelineConfig, protocol: Protocol, workers: int | N
     return {
         "model": config.model.spec(),
         "epochs": t.epochs if t.epochs is not None else protocol.epochs,
+        "patience": protocol.patience,  # None: fixed budget; else "epochs" is the until-plateau cap
         "seed": protocol.seed,
         "batch_size": t.batch_size,
         "lr": t.lr,
@@ -53,9 +54,21 @@ def training_params(config: PipelineConfig, protocol: Protocol, workers: int | N
     }
 
 
+def horovod_hosts(workers: int) -> list[str]:
+    """Where ranks run: this machine, or the hosts of a hostfile (an MPIJob's /etc/mpi/hostfile).
+
+    Ranks on other hosts are started over ssh; GAUNTLET_HOROVOD_SSH_PORT names a non-root sshd's port.
+    """
+    hostfile = os.environ.get("GAUNTLET_HOROVOD_HOSTFILE")
+    if not hostfile:
+        return ["-H", f"localhost:{workers}"]
+    ssh_port = os.environ.get("GAUNTLET_HOROVOD_SSH_PORT")
+    return ["--hostfile", hostfile, *(["--ssh-port", ssh_port] if ssh_port else [])]
+
+
 def horovod_command(workers: int, worker_args: list[str]) -> list[str]:
     horovodrun = shutil.which("horovodrun", path=os.path.dirname(sys.executable)) or "horovodrun"
-    return [horovodrun, "-np", str(workers), "-H", f"localhost:{workers}", "--gloo",
+    return [horovodrun, "-np", str(workers), *horovod_hosts(workers), "--gloo",
             "--gloo-timeout-seconds", str(int(os.environ.get("GAUNTLET_GLOO_TIMEOUT_S", DEFAULT_GLOO_TIMEOUT_S))),
             sys.executable, "-m", "gauntlet.training.worker", *worker_args]
 
@@ -98,7 +111,7 @@ def run(config: PipelineConfig, protocol: Protocol, store: str, dataset_uri: str
         workers: int | None = None) -> dict[str, Any]:
     dataset_manifest = storage.read_manifest(dataset_uri)
     params = training_params(config, protocol, workers)
-    parts = experiments.key_parts(protocol.id, dataset_manifest["version"], params, code_version())
+    parts = experiments.key_parts(protocol.id, dataset_manifest["version"], params, code_version(TRAINING_CODE))
     key = experiments.experiment_key(parts)
     experiment_uri = storage.join(experiments.experiments_root(store), key)
 
@@ -146,6 +159,8 @@ def run(config: PipelineConfig, protocol: Protocol, store: str, dataset_uri: str
         "model_sha256": worker["model_sha256"],
         "rank_parameter_digests": worker["rank_parameter_digests"],
         "resumed_from_epoch": worker.get("resumed_from_epoch"),
+        "epochs_run": worker.get("epochs_run", len(worker["curve"])),
+        "stopped_early": worker.get("stopped_early", False),
     }
     try:
         storage.put_json(experiments.record_uri(experiment_uri), record, if_none_match=True)

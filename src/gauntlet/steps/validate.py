@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from gauntlet import rawdata, storage
+from gauntlet import quarantine, rawdata, storage
 from gauntlet.config import PipelineConfig, resolve
 from gauntlet.hashing import content_hash
 from gauntlet.logs import get_logger
@@ -56,6 +56,8 @@ def _failed_expectations(validation: Any) -> list[dict[str, Any]]:
             "observed_value": details.get("observed_value"),
             "examples": [None if v != v else v for v in examples[:MAX_EXAMPLES]],  # NaN -> null
             "error": (result.exception_info or {}).get("exception_message"),
+            "mismatched": (details.get("details") or {}).get("mismatched"),
+            "rows": details.get("unexpected_index_list"),  # for row-level quarantine
         })
     return failed
 
@@ -63,6 +65,11 @@ def _failed_expectations(validation: Any) -> list[dict[str, Any]]:
 def describe_failure(item: dict[str, Any]) -> str:
     where = f"column '{item['column']}'" if item["column"] else "table"
     what = item["expectation"]
+    if item.get("mismatched"):
+        return f"{what} on {where}: " + "; ".join(
+            f"{kind} columns {sorted(map(str, names))}" for kind, names in sorted(item["mismatched"].items()) if names)
+    if item["error"]:
+        return f"{what} on {where}: {item['error'][:200]}"
     if item["unexpected_count"]:
         return f"{what} on {where}: {item['unexpected_count']} bad values, e.g. {item['examples']}"
     if item["observed_value"] is not None:
@@ -93,7 +100,8 @@ class _Validator:
         self.checkpoint = self.context.checkpoints.add(gx.Checkpoint(
             name="raw", validation_definitions=[definition],
             actions=[gx.checkpoint.UpdateDataDocsAction(name="docs")],
-            result_format={"result_format": "SUMMARY", "partial_unexpected_count": MAX_EXAMPLES},
+            # COMPLETE: row-level quarantine needs every offending row's index, not a sample.
+            result_format={"result_format": "COMPLETE", "partial_unexpected_count": MAX_EXAMPLES},
         ))
         self.docs_dir = root / "gx" / "uncommitted" / "data_docs" / "local_site"
 
@@ -115,8 +123,12 @@ def run(
     start: dt.date,
     end: dt.date,
     run_id: str,
+    require_new: bool = False,
 ) -> dict[str, Any]:
     """Validate the snapshot of raw partitions dated before `end`.
+
+    With require_new, a run whose interval holds no partition ends before any work (NoNewData):
+    a scheduled night without new data must not retrain on yesterday's snapshot.
 
     Returns the locations of the result and Data Docs, the partitions that were validated (with
     their ETags, so preprocess reads exactly these bytes) and how many are new in [start, end).
@@ -131,6 +143,9 @@ def run(
              len(snapshot), len(new), start, end, suite_spec["name"], len(suite_spec["expectations"]))
     if not snapshot:
         raise NoNewData(f"no raw partitions under {rawdata.raw_root(store, config.dataset.raw_prefix)} before {end}")
+    if require_new and not new:
+        raise NoNewData(f"no new data: no partition landed under {rawdata.raw_root(store, config.dataset.raw_prefix)} "
+                        f"in [{start}, {end}); the snapshot of {len(snapshot)} partitions was already trained on")
 
     reports: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="gauntlet-gx-") as tmp:
@@ -147,7 +162,8 @@ def run(
                     "observed_value": None, "examples": [], "error": str(error)}])
                 reports.append(entry)
         together_ok = False
-        if frames and not reports and _same_columns([f for _, f in frames]):
+        # Table-level rules (row count) hold per file: an empty file must not hide in the others' rows.
+        if frames and not reports and all(len(f) for _, f in frames) and _same_columns([f for _, f in frames]):
             import pandas as pd
 
             together_ok, stats, _ = validator.validate(pd.concat([f for _, f in frames], ignore_index=True), "snapshot")
@@ -160,6 +176,12 @@ def run(
                 entry.update(success=True, failed=[])
             else:
                 success, stats, failed = validator.validate(frame, partition.uri)
+                held = None if success else quarantine.apply(
+                    store, config.dataset.name, suite_spec, content_hash(suite_spec),
+                    config.dataset.quarantine_max_fraction, partition.as_dict(), frame, failed)
+                if held is not None:
+                    success, failed = True, []
+                    entry.update(quarantine=held)
                 entry.update(success=success, statistics=stats, failed=failed)
                 verdict = "passed" if success else f"FAILED {len(failed)} expectations"
                 log.info("  %s: %d rows, %s", partition.uri, len(frame), verdict)
@@ -182,13 +204,16 @@ def run(
         "partitions": reports,
         "new_partitions": len(new),
         "rows": sum(r["rows"] for r in reports),
+        "quarantined_rows": sum(r.get("quarantine", {}).get("count", 0) for r in reports),
         "seconds": round(time.perf_counter() - started, 3),
     }
     result_uri = storage.join(out_prefix, "result.json")
     storage.put_json(result_uri, result)
     outputs = {"verdict": result["verdict"], "result_uri": result_uri,
                "docs_uri": storage.join(docs_uri, "index.html"), "rows": result["rows"],
-               "partitions": len(reports), "new_partitions": len(new)}
+               "partitions": len(reports), "new_partitions": len(new),
+               "quarantined_rows": result["quarantined_rows"],
+               "quarantine_uris": [r["quarantine"]["uri"] for r in reports if "quarantine" in r]}
     if not success:
         problems = [f"{r['uri']}: {describe_failure(f) if f['expectation'] != 'readable_file' else f['error']}"
                     for r in reports for f in r["failed"]]

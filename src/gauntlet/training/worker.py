@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from gauntlet import storage
 from gauntlet.hashing import sha256_bytes
 from gauntlet.logs import get_logger, setup_logging
+from gauntlet.protocol import plateaued
 from gauntlet.training.data import load_preprocessor, load_split
 from gauntlet.training.model import build_model, bundle_bytes, parameter_digest
 
@@ -94,17 +95,44 @@ def _evaluate_shard(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, na
 
 
 def _fault_injection(epoch: int, batch: int) -> None:
-    """Test hook: GAUNTLET_FAULT_KILL='rank:epoch:batch' makes that rank die there (like an OOM kill)."""
-    spec = os.environ.get("GAUNTLET_FAULT_KILL")
-    if not spec:
-        return
-    rank, at_epoch, at_batch = (int(v) for v in spec.split(":"))
+    """Test hooks, both 'rank:epoch:batch' and fired once per GAUNTLET_FAULT_MARKER file:
+
+    GAUNTLET_FAULT_KILL makes that rank die there (like an OOM kill); GAUNTLET_FAULT_STOP makes it
+    write its pid to GAUNTLET_FAULT_PIDFILE and freeze there, so a test can `kill -9` a real process
+    in the middle of an epoch while its peers wait on it.
+    """
     marker = os.environ.get("GAUNTLET_FAULT_MARKER")
-    if hvd.rank() == rank and epoch == at_epoch and batch == at_batch and not (marker and os.path.exists(marker)):
+    for variable in ("GAUNTLET_FAULT_KILL", "GAUNTLET_FAULT_STOP"):
+        spec = os.environ.get(variable)
+        if not spec:
+            continue
+        rank, at_epoch, at_batch = (int(v) for v in spec.split(":"))
+        if hvd.rank() != rank or epoch != at_epoch or batch != at_batch or (marker and os.path.exists(marker)):
+            continue
         if marker:
             open(marker, "w").close()  # fire once, so the retry runs clean
-        log.warning("fault injection: rank %d exits abruptly in epoch %d, batch %d", rank, epoch, batch)
-        os._exit(137)
+        if variable == "GAUNTLET_FAULT_KILL":
+            log.warning("fault injection: rank %d exits abruptly in epoch %d, batch %d", rank, epoch, batch)
+            os._exit(137)
+        pidfile = os.environ["GAUNTLET_FAULT_PIDFILE"]
+        with open(pidfile + ".tmp", "w") as handle:
+            handle.write(str(os.getpid()))
+        os.replace(pidfile + ".tmp", pidfile)  # the reader never sees a half-written pid
+        log.warning("fault injection: rank %d (pid %d) frozen in epoch %d, batch %d", rank, os.getpid(), epoch, batch)
+        while True:
+            time.sleep(1)
+
+
+def _should_stop(curve: list[dict[str, Any]], patience: int, epoch: int) -> bool:
+    """The protocol's "until plateau" rule, decided on rank 0 and broadcast so every rank agrees
+    (checked before an epoch, so a run resumed after the plateau stops at once)."""
+    stop = plateaued([row["dev_error"] for row in curve], patience)
+    stop = bool(hvd.broadcast_object(stop, root_rank=0, name=f"plateau.{epoch}"))
+    if stop and hvd.rank() == 0:
+        best = min(curve, key=lambda row: row["dev_error"])
+        log.info("stopping early after epoch %d: dev_error has not improved for %d epochs (best %.4f at epoch %d)",
+                 len(curve), patience, best["dev_error"], best["epoch"])
+    return stop
 
 
 def train(args: argparse.Namespace) -> None:
@@ -151,14 +179,17 @@ def train(args: argparse.Namespace) -> None:
             start_epoch, curve = checkpoint["epoch"] + 1, json.loads(checkpoint["curve"])
             log.info("resuming from checkpoint of epoch %d", checkpoint["epoch"])
     start_epoch, curve = hvd.broadcast_object((start_epoch, curve), root_rank=0, name="resume")
-    hvd.broadcast_parameters(model.state_dict(), root_rank=0)
+    # Optimizer state first: a rank with empty state (every rank but 0 on a resume) initialises it
+    # with a zero-gradient step, which weight decay turns into a real update of its parameters; the
+    # parameter broadcast after it puts every rank back on rank 0's weights.
     hvd.broadcast_optimizer_state(optimizer, root_rank=0)
+    hvd.broadcast_parameters(model.state_dict(), root_rank=0)
     schedule.load_state_dict(hvd.broadcast_object(schedule.state_dict(), root_rank=0, name="schedule"))
     rng = hvd.broadcast_object(torch.get_rng_state(), root_rank=0, name="rng")
     torch.set_rng_state(rng)
 
     dataset = TensorDataset(x_train, y_train)
-    sampler = DistributedSampler(dataset, num_replicas=size, rank=rank, shuffle=True, seed=params["seed"])
+    sampler: DistributedSampler[Any] = DistributedSampler(dataset, num_replicas=size, rank=rank, shuffle=True, seed=params["seed"])
     loader = DataLoader(dataset, batch_size=params["batch_size"], sampler=sampler)
     n_global = len(dataset)
     if rank == 0:
@@ -167,7 +198,12 @@ def train(args: argparse.Namespace) -> None:
                  params["lr"] * size, "GPU/NCCL" if device.type == "cuda" else "CPU/Gloo")
 
     started = time.perf_counter()
+    patience = params.get("patience")
+    stopped_early = False
     for epoch in range(start_epoch, epochs + 1):
+        if patience and _should_stop(curve, patience, epoch):
+            stopped_early = True
+            break
         model.train()
         sampler.set_epoch(epoch)
         tick = time.perf_counter()
@@ -220,6 +256,7 @@ def train(args: argparse.Namespace) -> None:
             "curve": curve, "rank_parameter_digests": digests, "world_size": size,
             "model_sha256": sha256_bytes(model_bytes), "device": device.type,
             "resumed_from_epoch": start_epoch - 1 if start_epoch > 1 else None,
+            "epochs_run": len(curve), "stopped_early": stopped_early,
         })
         log.info("model written: %d ranks hold identical weights (%s)", size, digests[0][:12])
     scratch.cleanup()

@@ -1,0 +1,114 @@
+"""Operator extra links: from a task to what its step wrote (Data Docs, report, registry entry).
+
+Airflow 3 computes a task's links in the task's own process when it ends and keeps them in XCom;
+the UI only reads them back. The URLs are presigned S3 GETs, so a browser opens them without AWS
+credentials; with GAUNTLET_LINK_BASE_URL set they are plain `<base>/<bucket>/<key>` URLs instead
+(a bucket website, a proxy, or the embedded S3 server, which needs no signature).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk import BaseOperatorLink
+
+from gauntlet import storage
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator
+    from airflow.sdk.types import TaskInstanceKey
+
+DEFAULT_STORE = "s3://gauntlet"
+
+
+def browser_url(uri: str) -> str:
+    base = os.environ.get("GAUNTLET_LINK_BASE_URL", "").rstrip("/")
+    if base:
+        loc = storage.S3Uri.parse(uri)
+        return f"{base}/{loc.bucket}/{loc.key}"
+    from gauntlet.airflow.operator import s3_environment
+
+    # The task process may lack the step's AWS settings: they live in the Airflow connection.
+    os.environ.update(s3_environment())
+    return storage.presigned_url(uri, int(os.environ.get("GAUNTLET_LINK_EXPIRY_S", "604800")))
+
+
+class StepOutputLink(BaseOperatorLink):
+    """A link to one S3 object named by the step's outputs (`output_key`)."""
+
+    name: ClassVar[str] = "Step output"
+    output_key: ClassVar[str] = ""
+    suffix: ClassVar[str] = ""  # appended to a prefix URI (e.g. a record inside an experiment)
+
+    def target(self, operator: Any) -> str | None:
+        value = (getattr(operator, "outputs", None) or {}).get(self.output_key)
+        return f"{value.rstrip('/')}/{self.suffix}" if value and self.suffix else value
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        uri = self.target(operator)
+        return browser_url(uri) if uri else ""
+
+
+class DataDocsLink(StepOutputLink):
+    name = "Data Docs"
+    output_key = "docs_uri"
+
+    def target(self, operator: Any) -> str | None:
+        # A failed validation returns no outputs, yet its Data Docs are the evidence: find them by run id.
+        found = super().target(operator)
+        if found or not getattr(operator, "cli_run_id", ""):
+            return found
+        from gauntlet.cli import safe_run_id
+
+        store = os.environ.get("GAUNTLET_STORE", DEFAULT_STORE)
+        return storage.join(store, "runs", safe_run_id(operator.cli_run_id), "validation", "docs", "index.html")
+
+
+class DatasetLink(StepOutputLink):
+    name = "Dataset manifest"
+    output_key = "dataset_uri"
+    suffix = storage.MANIFEST_NAME
+
+
+class ExperimentLink(StepOutputLink):
+    name = "Experiment record"
+    output_key = "experiment_uri"
+    suffix = "RECORD.json"
+
+
+class ReportLink(StepOutputLink):
+    name = "Evaluation report"
+    output_key = "report_html_uri"
+
+
+class RegistryEntryLink(StepOutputLink):
+    name = "Registry entry"
+    output_key = "version_uri"
+
+
+class SweepReportLink(StepOutputLink):
+    name = "Sweep comparison"
+    output_key = "html_uri"
+
+
+ALL_LINKS: tuple[type[StepOutputLink], ...] = (
+    DataDocsLink,
+    DatasetLink,
+    ExperimentLink,
+    ReportLink,
+    RegistryEntryLink,
+    SweepReportLink,
+)
+_BY_STEP: dict[str, tuple[type[StepOutputLink], ...]] = {
+    "validate": (DataDocsLink,),
+    "preprocess": (DatasetLink,),
+    "train": (ExperimentLink,),
+    "evaluate": (ReportLink,),
+    "register": (RegistryEntryLink,),
+    "sweep-report": (SweepReportLink,),
+}
+
+
+def links_for(step: str) -> list[BaseOperatorLink]:
+    return [link() for link in _BY_STEP.get(step, ())]

@@ -1,0 +1,187 @@
+"""sweep: plan a grid of configs x past snapshot dates, and compare what the grid produced.
+
+`plan` turns the grid into one entry per (config, snapshot date) pair: the validate interval that
+reads exactly the partitions dated up to the snapshot date, and the param-like options (config file,
+overrides) that make the pair's experiment. Every config is loaded once here, so a typo fails the
+sweep before anything trains. `report` reads each pair's experiment record and evaluation and
+writes one comparison table (Markdown, JSON, HTML) and the stacked learning curves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from gauntlet import experiments, plots, storage
+from gauntlet.config import ConfigError, load_config, resolve
+from gauntlet.logs import get_logger
+
+log = get_logger("gauntlet.sweep")
+
+
+def _overrides(entry: dict[str, Any]) -> dict[str, Any]:
+    overrides = entry.get("overrides") or {}
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"grid entry {entry.get('name')!r}: overrides must map config keys to values")
+    return overrides
+
+
+def plan(grid: list[dict[str, Any]], dates: list[str], default_config: str) -> dict[str, Any]:
+    if not grid or not dates:
+        raise ConfigError("a sweep needs at least one grid entry and one snapshot date")
+    names = [str(entry.get("name") or "") for entry in grid]
+    if "" in names or len(set(names)) != len(names):
+        raise ConfigError(f"every grid entry needs a unique name, got {names}")
+    snapshots = sorted({dt.date.fromisoformat(d.strip()) for d in dates})
+    pairs: list[dict[str, Any]] = []
+    for entry, name in zip(grid, names, strict=True):
+        config_path = str(entry.get("config") or default_config)
+        overrides = _overrides(entry)
+        load_config(resolve(config_path), [f"{k}={v}" for k, v in overrides.items()])  # fail early
+        for day in snapshots:
+            pairs.append(
+                {
+                    "label": f"{name} @ {day.isoformat()}",
+                    "options": {"config": config_path, "overrides": overrides},
+                    # The snapshot of date D is every partition dated up to D: the nightly run of D + 1.
+                    "start": day.isoformat(),
+                    "end": (day + dt.timedelta(days=1)).isoformat(),
+                }
+            )
+    log.info("sweep of %d configs x %d snapshot dates = %d pairs", len(grid), len(snapshots), len(pairs))
+    for pair in pairs:
+        log.info("  %s: overrides %s", pair["label"], json.dumps(pair["options"]["overrides"]))
+    return {"pairs": pairs, "count": len(pairs)}
+
+
+def _row(pair: dict[str, Any], trained: dict[str, Any] | None, evaluated: dict[str, Any] | None) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "label": pair["label"],
+        "snapshot": pair["start"],
+        "overrides": pair["options"].get("overrides") or {},
+    }
+    record = experiments.find_record(trained["experiment_uri"]) if trained else None
+    if record is None:
+        return {**row, "status": "missing"}
+    row.update(
+        status="ok",
+        experiment_key=record["key"],
+        dataset_version=record["dataset_version"],
+        model=record["params"]["model"]["kind"],
+        epochs=record["params"]["epochs"],
+        lr=record["params"]["lr"],
+        dev_error=record["final"]["dev_error"],
+        wall_seconds=record["wall_seconds"],
+        cache_hit=bool(trained and trained.get("cache_hit")),
+        curve=[(r["step"], r["dev_error"]) for r in record["curve"]],
+    )
+    if evaluated and evaluated.get("report_uri"):
+        report = storage.get_json(evaluated["report_uri"])
+        row.update(
+            test=report["metrics"]["candidate"],
+            gate_passed=report["gate"]["passed"],
+            report_uri=evaluated.get("report_html_uri"),
+        )
+    return row
+
+
+def _markdown(rows: list[dict[str, Any]], metrics: list[str]) -> str:
+    head = [
+        "pair",
+        "experiment",
+        "model",
+        "epochs",
+        "lr",
+        "dev_error",
+        *(f"test {m}" for m in metrics),
+        "gate",
+        "wall s",
+        "trained",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        if r["status"] != "ok":
+            lines.append(f"| {r['label']} | (no record) |" + " |" * (len(head) - 2))
+            continue
+        test = r.get("test") or {}
+        cells = [
+            r["label"],
+            r["experiment_key"][:12],
+            r["model"],
+            str(r["epochs"]),
+            f"{r['lr']:g}",
+            f"{r['dev_error']:.4f}",
+            *(f"{test[m]:.4f}" if m in test else "" for m in metrics),
+            "" if "gate_passed" not in r else ("pass" if r["gate_passed"] else "fail"),
+            f"{r['wall_seconds']:.1f}",
+            "cache hit" if r["cache_hit"] else "yes",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _html(title: str, markdown: str) -> str:
+    rows = [line.strip("|").split("|") for line in markdown.splitlines() if not line.startswith("|---")]
+    head = "".join(f"<th>{html.escape(c.strip())}</th>" for c in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in row) + "</tr>" for row in rows[1:])
+    return (
+        "<!doctype html><meta charset='utf-8'><title>gauntlet sweep</title><style>body{font-family:sans-serif;"
+        "margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}</style>"
+        f"<h1>{html.escape(title)}</h1><table><tr>{head}</tr>{body}</table>"
+        "<img src='learning_curves.png' alt='learning curves'>"
+    )
+
+
+def report(
+    store: str,
+    run_id: str,
+    pairs: list[dict[str, Any]],
+    trained: list[dict[str, Any] | None],
+    evaluated: list[dict[str, Any] | None],
+) -> dict[str, Any]:
+    """One comparison of the sweep's pairs, in the plan's order; a pair without a record is listed as missing."""
+    if len(trained) != len(pairs) or len(evaluated) != len(pairs):
+        raise ValueError(f"{len(pairs)} pairs but {len(trained)} train and {len(evaluated)} evaluate outputs")
+    rows = [_row(p, t, e) for p, t, e in zip(pairs, trained, evaluated, strict=True)]
+    metrics = sorted({m for r in rows for m in (r.get("test") or {})})
+    table = _markdown(rows, metrics)
+    prefix = storage.join(store, "sweeps", run_id)
+    title = f"Sweep {run_id}: {len(pairs)} pairs"
+    with storage.temp_dir() as tmp:
+        work = Path(tmp)
+        plots.learning_curves(
+            {r["label"]: r["curve"] for r in rows if r["status"] == "ok"}, work / "learning_curves.png", title
+        )
+        storage.upload_file(work / "learning_curves.png", storage.join(prefix, "learning_curves.png"), "image/png")
+    storage.put_bytes(
+        storage.join(prefix, "comparison.md"), (f"# {title}\n\n{table}\n").encode(), content_type="text/markdown"
+    )
+    storage.put_bytes(storage.join(prefix, "comparison.html"), _html(title, table).encode(), content_type="text/html")
+    storage.put_json(
+        storage.join(prefix, "comparison.json"),
+        {"run_id": run_id, "rows": [{k: v for k, v in r.items() if k != "curve"} for r in rows]},
+    )
+    ok = [r for r in rows if r["status"] == "ok"]
+    outputs = {
+        "table_uri": storage.join(prefix, "comparison.md"),
+        "json_uri": storage.join(prefix, "comparison.json"),
+        "html_uri": storage.join(prefix, "comparison.html"),
+        "plot_uri": storage.join(prefix, "learning_curves.png"),
+        "pairs": len(pairs),
+        "experiments": len({r["experiment_key"] for r in ok}),
+        "trained": sum(1 for r in ok if not r["cache_hit"]),
+        "cache_hits": sum(1 for r in ok if r["cache_hit"]),
+        "missing": len(rows) - len(ok),
+    }
+    print(f"\n{title}\n{table}\n", flush=True)
+    log.info(
+        "sweep: %d experiments, %d trained now, %d cache hits; table %s",
+        outputs["experiments"],
+        outputs["trained"],
+        outputs["cache_hits"],
+        outputs["table_uri"],
+    )
+    return outputs

@@ -1,0 +1,63 @@
+"""The gate, decided on real training runs under the superiority protocol.
+
+A weak champion (a small MLP trained one epoch) is beaten clearly by the CNN, which is promoted. A
+second CNN that differs only by a slightly different learning rate lands within the noise of the
+bootstrap interval and is not promoted. Every number comes from models trained here.
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import run_cli
+from pipeline_support import MLP, SUPERIORITY, evaluate, log_of, register, shared_dataset, train
+
+from gauntlet import registry, storage
+
+pytestmark = pytest.mark.slow
+GATE = ["--protocol", SUPERIORITY, "--set", "model.name=gate-digits"]
+# The CNN with a shorter budget than the protocol's 30 epochs: strong on digits, and cheap.
+CNN = ["--set", "training.epochs=8"]
+
+
+def test_noise_level_candidate_is_not_promoted_and_clearly_better_one_is(s3_endpoint: str) -> None:
+    store, dataset = shared_dataset(s3_endpoint)
+    reg = registry.root(store, "gate-digits")
+
+    # Champion v1: a weak model, forced in and promoted by hand (it cannot pass the gate itself).
+    _, weak = train(store, dataset, *GATE, *MLP, "--set", "training.epochs=1", "--set", "training.lr=0.002")
+    _, weak_eval = evaluate(store, weak["experiment_uri"], *GATE)
+    assert weak_eval["gate_passed"] is False
+    _, forced = register(store, weak_eval["report_uri"], *GATE, "--force")
+    assert forced["registered"] is True and forced["champion"] is False
+    run_cli(store, *GATE, "registry", "promote", str(forced["version"]), "--reason", "test champion")
+    assert registry.get_alias(reg)[0]["version"] == forced["version"]
+
+    # Clearly better: the CNN against the weak champion.
+    _, strong = train(store, dataset, *GATE, *CNN)
+    _, strong_eval = evaluate(store, strong["experiment_uri"], *GATE)
+    report = storage.get_json(strong_eval["report_uri"])
+    primary = report["gate"]["details"]["primary"]
+    assert report["champion_version"] == forced["version"]
+    assert primary["diff"] < -0.02 and primary["high"] < 0, primary
+    assert strong_eval["gate_passed"] is True, strong_eval["gate_reason"]
+    assert strong_eval["gate_reason"].startswith("Passed: error_rate improved by")
+    _, promoted = register(store, strong_eval["report_uri"], *GATE)
+    assert promoted["champion"] is True
+    assert registry.get_alias(reg)[0]["version"] == promoted["version"] != forced["version"]
+
+    # Within the noise: the same CNN with a slightly different learning rate, against the CNN.
+    _, twin = train(store, dataset, *GATE, *CNN, "--set", "training.lr=0.011")
+    assert twin["key"] != strong["key"]
+    process, twin_eval = evaluate(store, twin["experiment_uri"], *GATE)
+    twin_report = storage.get_json(twin_eval["report_uri"])
+    interval = twin_report["gate"]["details"]["primary"]
+    assert twin_report["champion_version"] == promoted["version"]
+    # Noise-level: the error rates differ by a few test rows and the interval straddles zero.
+    assert abs(interval["diff"]) < 0.015 and interval["low"] <= 0 <= interval["high"], interval
+    assert twin_eval["gate_passed"] is False
+    assert "does not exclude zero" in twin_eval["gate_reason"], twin_eval["gate_reason"]
+    assert twin_eval["gate_reason"] in log_of(process)
+    _, rejected = register(store, twin_eval["report_uri"], *GATE)
+    assert rejected["registered"] is False and rejected["reason"] == twin_eval["gate_reason"]
+    assert registry.get_alias(reg)[0]["version"] == promoted["version"]
+    assert [v["version"] for v in registry.list_versions(reg)] == [forced["version"], promoted["version"]]
