@@ -55,8 +55,8 @@ with DAG(
     validate = step_task(
         "validate",
         # A manual run without a logical date has no data interval: it reads the data up to the day it runs.
-        start="{{ (data_interval_start or dag_run.run_after - macros.timedelta(days=1)) | ds }}",
-        end="{{ (data_interval_end or dag_run.run_after) | ds }}",
+        start="{{ (dag_run.data_interval_start or dag_run.run_after - macros.timedelta(days=1)) | ds }}",
+        end="{{ (dag_run.data_interval_end or dag_run.run_after) | ds }}",
         require_new="{{ dag_run.run_type != 'manual' }}",
     )
     preprocess = step_task("preprocess", validation="{{ ti.xcom_pull(task_ids='validate')['result_uri'] }}")

@@ -33,7 +33,7 @@ def test_second_run_is_a_cache_hit_and_a_changed_lr_is_a_miss_naming_it(s3_endpo
 
     second, out2 = train(seeded_store, dataset, *TWO_EPOCHS)
     log2 = log_of(second)
-    assert out2["cache_hit"] is True
+    assert out2["cache_hit"] is True, log2
     assert out2["key"] == out1["key"] and out2["experiment_uri"] == out1["experiment_uri"]
     record_location = experiments.record_uri(out1["experiment_uri"])
     hit = [line for line in log2.splitlines() if "cache hit" in line]

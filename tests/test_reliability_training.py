@@ -22,12 +22,12 @@ KILL_RANK, KILL_EPOCH, KILL_BATCH = 1, 3, 4
 GLOO_TIMEOUT_S = 20
 # Generous for a loaded CI machine; a hang would run into the Gloo timeout and far beyond.
 KILL_TO_EXIT_LIMIT_S = 45
-TRAIN_SETTINGS = ["--set", "model.kind=mlp", "--set", f"training.epochs={EPOCHS}"]
+SETTINGS = ["--set", "model.kind=mlp", "--set", f"training.epochs={EPOCHS}"]
 
 
-def _prepare_dataset(store: str) -> str:
-    run_cli(store, *TRAIN_SETTINGS, "--run-id", "kill", "validate", "--start", "2026-11-07", "--end", "2026-11-08")
-    _, outputs = run_cli(store, *TRAIN_SETTINGS, "--run-id", "kill", "preprocess",
+def _prepare_dataset(store: str, settings: list[str]) -> str:
+    run_cli(store, *settings, "--run-id", "kill", "validate", "--start", "2026-11-07", "--end", "2026-11-08")
+    _, outputs = run_cli(store, *settings, "--run-id", "kill", "preprocess",
                          "--validation", f"{store}/runs/kill/validation/result.json")
     return str(outputs["dataset_uri"])
 
@@ -57,12 +57,17 @@ def test_rank_killed_mid_epoch_fails_fast_and_retry_resumes_to_the_same_model(
     from gauntlet import storage
 
     store = seeded_store
-    dataset_uri = _prepare_dataset(store)
+    # A private copy of the protocol: its content hash is part of the experiment key, and the three
+    # trainings below must agree on it even if the repository's file is edited meanwhile.
+    protocol = tmp_path / "protocol.yaml"
+    protocol.write_text((ROOT / "include/protocols/digits-v1.yaml").read_text())
+    settings = [*SETTINGS, "--protocol", str(protocol)]
+    dataset_uri = _prepare_dataset(store, settings)
     pidfile, marker = tmp_path / "rank.pid", tmp_path / "fired"
     fault_env = {"GAUNTLET_FAULT_STOP": f"{KILL_RANK}:{KILL_EPOCH}:{KILL_BATCH}",
                  "GAUNTLET_FAULT_PIDFILE": str(pidfile), "GAUNTLET_FAULT_MARKER": str(marker),
                  "GAUNTLET_GLOO_TIMEOUT_S": str(GLOO_TIMEOUT_S)}
-    command = [sys.executable, "-m", "gauntlet", "--store", store, *TRAIN_SETTINGS, "--run-id", "kill",
+    command = [sys.executable, "-m", "gauntlet", "--store", store, *settings, "--run-id", "kill",
                "train", "--dataset", dataset_uri]
 
     # Attempt 1: rank 1 freezes in epoch 3, batch 4 and reports its pid; we kill -9 that process.
@@ -93,13 +98,13 @@ def test_rank_killed_mid_epoch_fails_fast_and_retry_resumes_to_the_same_model(
     left = {k.split("/", 2)[2] for k in object_keys(store, f"experiments/{experiment}/")}
     assert not left & {"RECORD.json", "model.pt", "worker.json"}, left
     assert {"checkpoints/latest.json", "checkpoints/epoch-0002.pt", "curve.jsonl"} <= left
-    evaluate, _ = run_cli(store, *TRAIN_SETTINGS, "--run-id", "kill", "evaluate", "--experiment", experiment_uri,
+    evaluate, _ = run_cli(store, *settings, "--run-id", "kill", "evaluate", "--experiment", experiment_uri,
                           check=False)
     assert evaluate.returncode != 0 and "training did not finish" in evaluate.stderr
     assert not object_keys(store, "evaluations/") and not object_keys(store, "registry/")
 
     # Attempt 2 (Airflow's retry runs the same command): resumes at the killed epoch.
-    _, retry = run_cli(store, *TRAIN_SETTINGS, "--run-id", "kill", "train", "--dataset", dataset_uri,
+    _, retry = run_cli(store, *settings, "--run-id", "kill", "train", "--dataset", dataset_uri,
                        env={k: v for k, v in fault_env.items() if k != "GAUNTLET_FAULT_STOP"})
     assert retry["experiment_uri"] == experiment_uri and retry["cache_hit"] is False
     record = storage.get_json(f"{experiment_uri}/RECORD.json")
@@ -110,7 +115,7 @@ def test_rank_killed_mid_epoch_fails_fast_and_retry_resumes_to_the_same_model(
     # Reference: the same experiment, uninterrupted, in a bucket of its own (same dataset, same seeds).
     reference_store = f"s3://gauntlet-ref-{uuid.uuid4().hex[:10]}"
     storage.ensure_bucket(reference_store[5:])
-    _, reference = run_cli(reference_store, *TRAIN_SETTINGS, "train", "--dataset", dataset_uri)
+    _, reference = run_cli(reference_store, *settings, "train", "--dataset", dataset_uri)
     assert reference["key"] == retry["key"]
     reference_record = storage.get_json(f"{reference['experiment_uri']}/RECORD.json")
     assert reference_record["resumed_from_epoch"] is None

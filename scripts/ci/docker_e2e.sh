@@ -107,21 +107,32 @@ echo "champion v$champion image_digest=$lineage_digest"
 [[ $lineage_digest == "$image_id" ]] || fail "champion lineage has image digest '$lineage_digest', not $image_id"
 
 say "one-line source change rebuilds one thin layer"
+# A snapshot of the build context, so edits others make to the tree meanwhile cannot blur the check.
 ctx=$work/context
 mkdir -p "$ctx"
 cp -r Dockerfile .dockerignore pyproject.toml requirements.txt scripts include src "$ctx"/
 cp -al wheelhouse "$ctx"/wheelhouse
+build_ctx() {  # TAG LOG: build the snapshot, print milliseconds taken
+    local t0
+    t0=$(date +%s%N)
+    docker build --target cpu --build-arg "BASE_IMAGE=$BASE" -t "$1" "$ctx" >"$2" 2>&1 || { tail -20 "$2"; fail "build $1"; }
+    echo $(( ($(date +%s%N) - t0) / 1000000 ))
+}
+build_ctx "$TAG-before" "$work/before.log" >/dev/null
 echo "# rebuilt by docker_e2e.sh at $(date +%s)" >> "$ctx/src/gauntlet/__init__.py"
-t0=$(date +%s%N)
-docker build --target cpu --build-arg "BASE_IMAGE=$BASE" -t "$TAG-edit" "$ctx" >"$work/rebuild.log"
-rebuild_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+rebuild_ms=$(build_ctx "$TAG-edit" "$work/rebuild.log")
 layers() { docker image inspect --format '{{range .RootFS.Layers}}{{println .}}{{end}}' "$1" | sed '/^$/d'; }
-total=$(layers "$TAG" | wc -l)
-shared=$(comm -12 <(layers "$TAG" | sort) <(layers "$TAG-edit" | sort) | wc -l)
-cached=$(grep -c "Using cache" "$work/rebuild.log" || true)
-echo "layers: $shared of $total shared with the edited image; $cached build steps from cache"
+total=$(layers "$TAG-edit" | wc -l)
+shared=$(comm -12 <(layers "$TAG-before" | sort) <(layers "$TAG-edit" | sort) | wc -l)
+# The dependency layer (the virtualenv, by far the largest) must be the very one in $TAG.
+venv_layer=$(layers "$TAG-edit" | sed -n 3p)
+layers "$TAG" | grep -qx "$venv_layer" || fail "the rebuild did not reuse $TAG's dependency layer"
+echo "rebuild steps that copy or run:"
+awk '/^Step [0-9]+\/[0-9]+ : (COPY|RUN)/ {step=substr($0, 1, 90); getline; print "  " (/Using cache/ ? "cached " : "BUILT  ") step}' \
+    "$work/rebuild.log"
+echo "layers: $shared of $total shared with the unedited image"
 [[ $shared -eq $((total - 1)) ]] || fail "the edit rebuilt $((total - shared)) layers, expected only the source layer"
-docker rmi "$TAG-edit" >/dev/null
+docker rmi "$TAG-edit" "$TAG-before" >/dev/null
 
 printf '\nbuild (%s): %d.%03d s; rebuild after a one-line change: %d.%03d s; DAG run: %d s; whole script: %d s\n' \
     "$TAG" $((build_ms / 1000)) $((build_ms % 1000)) $((rebuild_ms / 1000)) $((rebuild_ms % 1000)) \

@@ -259,19 +259,30 @@ def commit_directory(local_dir: str | Path, prefix_uri: str, meta: dict[str, Any
     readers, so a crash half-way leaves nothing a later step could mistake for a finished output.
     """
     local_dir = Path(local_dir)
+    if is_committed(prefix_uri):
+        return read_manifest(prefix_uri)  # content-addressed: an earlier run already made this
     files: dict[str, dict[str, Any]] = {}
     for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
         rel = path.relative_to(local_dir).as_posix()
         if rel == MANIFEST_NAME:
             continue
         files[rel] = {"sha256": sha256_file(path), "size": path.stat().st_size}
-        upload_file(path, join(prefix_uri, rel))
+        if files[rel]["size"] >= _MULTIPART_THRESHOLD:
+            upload_file(path, join(prefix_uri, rel))
+            continue
+        try:
+            # Never overwrite: a concurrent commit of the same key may already have written this
+            # file (and listed its sha256 in a manifest); keep its bytes and describe those.
+            put_bytes(join(prefix_uri, rel), path.read_bytes(), if_none_match=True)
+        except PreconditionFailed:
+            existing = get_bytes(join(prefix_uri, rel))
+            files[rel] = {"sha256": sha256_bytes(existing), "size": len(existing)}
     manifest = {**meta, "files": files}
     try:
         put_json(join(prefix_uri, MANIFEST_NAME), manifest, if_none_match=True)
     except PreconditionFailed:
-        # Another run committed the same content-addressed output first: theirs is identical.
-        pass
+        # Another run committed the same content-addressed output first: use theirs.
+        return read_manifest(prefix_uri)
     return manifest
 
 

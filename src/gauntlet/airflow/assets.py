@@ -47,7 +47,7 @@ class PublishChampionOperator(BaseOperator):
         self.register_task_id = register_task_id
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         registered = context["ti"].xcom_pull(task_ids=self.register_task_id) or {}
         if not registered.get("promoted"):

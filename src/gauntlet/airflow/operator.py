@@ -128,7 +128,7 @@ class GauntletStepOperator(BaseOperator):
         return outputs[self.returns] if self.returns else outputs
 
     def execute_locally(self, context: Any) -> dict[str, Any]:
-        from airflow.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+        from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
         command = self.command(context)
         self.log.info("running: %s", " ".join(command[1:]))

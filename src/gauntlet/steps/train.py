@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Any
 
-from gauntlet import experiments, storage
+from gauntlet import experiments, lease, storage
 from gauntlet.config import PipelineConfig
 from gauntlet.hashing import TRAINING_CODE, code_version
 from gauntlet.logs import get_logger
@@ -123,6 +123,22 @@ def run(config: PipelineConfig, protocol: Protocol, store: str, dataset_uri: str
     explanation = experiments.explain_miss(parts, experiments.list_records(store))
     log.info("cache miss: experiment %s is new%s", key, f"; {explanation}" if explanation else "")
 
+    # An overlapping run (a backfill beside the nightly run) may be training this very key: one
+    # holds the lease and trains, the other waits for its RECORD instead of writing the same prefix.
+    claim, record = lease.claim_or_wait(storage.join(experiment_uri, lease.LEASE_NAME),
+                                        lambda: experiments.find_record(experiment_uri), lease.new_owner(key))
+    if claim is None:
+        assert record is not None
+        log.info("experiment %s was trained by a concurrent run meanwhile; using its record", key)
+        return _outputs(experiment_uri, record, cache_hit=True)
+    try:
+        return _train(config, protocol, dataset_uri, dataset_manifest, params, parts, key, experiment_uri)
+    finally:
+        claim.release()  # a failed attempt lets its retry (or another run) take over at once
+
+
+def _train(config: PipelineConfig, protocol: Protocol, dataset_uri: str, dataset_manifest: dict[str, Any],
+           params: dict[str, Any], parts: dict[str, Any], key: str, experiment_uri: str) -> dict[str, Any]:
     started_at = dt.datetime.now(dt.UTC)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = run_horovod(params["workers"], ["--dataset", dataset_uri, "--experiment", experiment_uri,

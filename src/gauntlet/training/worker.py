@@ -192,6 +192,11 @@ def train(args: argparse.Namespace) -> None:
     sampler: DistributedSampler[Any] = DistributedSampler(dataset, num_replicas=size, rank=rank, shuffle=True, seed=params["seed"])
     loader = DataLoader(dataset, batch_size=params["batch_size"], sampler=sampler)
     n_global = len(dataset)
+    # Equal shards need total_size rows: the sampler repeats rows at the end, and they land on the last ranks.
+    repeated = sum(1 for i in range(n_global, sampler.total_size) if i % size == rank)
+    if repeated:
+        log.warning("rank %d: %d of its %d rows per epoch repeat another row (%d rows do not split evenly "
+                    "over %d ranks)", rank, repeated, sampler.num_samples, n_global, size)
     if rank == 0:
         log.info("training %d epochs on %d rows (%d ranks x batch %d = global batch %d, lr %.4g), %s",
                  epochs, n_global, size, params["batch_size"], size * params["batch_size"],

@@ -1,0 +1,293 @@
+"""Operating gauntlet as Airflow users do, against the running local stack (scripts/stack.sh):
+REST API v2 triggers with params, params refused before a run exists, task logs read through the
+API, extra links a browser can open, the champion Asset, backfills and sweeps.
+
+Runs are kept short with params: 2 epochs, 1-2 Horovod workers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from typing import Any
+
+import pytest
+import requests
+from stack_support import ROOT, Stack
+
+pytestmark = [pytest.mark.slow, pytest.mark.stack]
+NIGHTLY = "gauntlet_nightly"
+SWEEP = "gauntlet_sweep"
+QUICK = {"epochs": 2, "workers": 3}  # 1256 rows over 3 ranks: rank 2 warns about its repeated row
+
+
+def trigger(stack: Stack, dag_id: str, conf: dict[str, Any], logical_date: str | None = None) -> requests.Response:
+    return stack.api("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": logical_date, "conf": conf})
+
+
+def xcom(stack: Stack, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Any:
+    entry = stack.ok(
+        "GET",
+        f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value",
+        params={"map_index": map_index, "deserialize": "true"},
+    )
+    value = entry["value"]
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def states(stack: Stack, dag_id: str, run_id: str) -> dict[str, str]:
+    return {
+        ti["task_id"] + ("" if ti["map_index"] < 0 else f"[{ti['map_index']}]"): ti["state"]
+        for ti in stack.task_instances(dag_id, run_id)
+    }
+
+
+def last_try_log(stack: Stack, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> str:
+    ti = next(
+        t for t in stack.task_instances(dag_id, run_id) if t["task_id"] == task_id and t["map_index"] == map_index
+    )
+    return stack.task_log(dag_id, run_id, task_id, max(ti["try_number"], 1), map_index)
+
+
+def registry_versions(stack: Stack) -> list[int]:
+    return list(stack.gauntlet("registry", "list")["versions"])
+
+
+def land_bad_partition(stack: Stack, prefix: str) -> None:
+    """A day of digits with impossible labels and out-of-range pixels, under its own raw prefix."""
+    script = f"""
+import datetime as dt
+from gauntlet import demo, rawdata
+good = rawdata.read_partition(demo.partition_uri({stack.store!r}, "raw/digits", dt.date(2026, 11, 1)))
+good.loc[:4, "label"] = 42
+good.loc[:2, "pixel_10"] = 999
+demo.write_partition(demo.partition_uri({stack.store!r}, {prefix!r}, dt.date(2026, 11, 1)), good)
+"""
+    python = stack.env["PATH"].split(":")[0] + "/python"
+    subprocess.run([python, "-c", script], env=stack.env, cwd=ROOT, check=True, capture_output=True, timeout=120)
+
+
+# --- trigger form ------------------------------------------------------------------------------
+
+
+def test_trigger_form_params_are_typed_with_sections(local_stack: Stack) -> None:
+    local_stack.wait_for_dag(NIGHTLY)
+    params = local_stack.ok("GET", f"/dags/{NIGHTLY}/details")["params"]
+    schema = {name: spec["schema"] for name, spec in params.items()}
+    assert schema["epochs"]["type"] == ["null", "integer"] and schema["epochs"]["minimum"] == 1
+    assert schema["model_kind"]["enum"] == [None, "cnn", "mlp"]
+    assert schema["register_even_if_gate_fails"]["type"] == "boolean"
+    assert {spec.get("section") for spec in schema.values()} >= {"Experiment", "Model", "Training", "Data", "Registry"}
+
+
+@pytest.mark.parametrize(
+    ("conf", "expected"),
+    [
+        ({"epochs": 0}, r"epochs: 0 is less than the minimum of 1"),
+        ({"model_kind": "transformer"}, r"model_kind: 'transformer' is not one of"),
+        ({"lr": "fast"}, r"lr: 'fast' is not of type"),
+        ({"workers": 2.5}, r"workers: 2.5 is not of type"),
+    ],
+)
+def test_invalid_params_are_refused_by_the_api(local_stack: Stack, conf: dict[str, Any], expected: str) -> None:
+    local_stack.wait_for_dag(NIGHTLY)
+    before = len(local_stack.runs(NIGHTLY))
+    response = trigger(local_stack, NIGHTLY, conf)
+    assert response.status_code == 400, response.text
+    assert re.search(expected, response.json()["detail"]), response.json()["detail"]
+    assert len(local_stack.runs(NIGHTLY)) == before, "a refused trigger must not create a run"
+
+
+# --- nightly through the REST API --------------------------------------------------------------
+
+
+def test_nightly_with_params_through_rest_api(local_stack: Stack) -> None:
+    stack = local_stack
+    # Unpausing lets the scheduler start tonight's run (catchup off): no partition landed in its
+    # interval, so it must end with a "no new data" skip, as a success.
+    stack.unpause(NIGHTLY)
+    response = trigger(stack, NIGHTLY, {**QUICK, "lr": 0.02})
+    assert response.status_code == 200, response.text
+    run_id = response.json()["dag_run_id"]
+    run = stack.wait_for_run(NIGHTLY, run_id)
+    assert run["state"] == "success", states(stack, NIGHTLY, run_id)
+    assert run["conf"] == {**QUICK, "lr": 0.02}
+    assert states(stack, NIGHTLY, run_id) == {
+        "validate": "success",
+        "preprocess": "success",
+        "train": "success",
+        "evaluate": "success",
+        "register": "success",
+        "publish_champion": "success",
+    }
+
+    scheduled = [r for r in stack.runs(NIGHTLY) if r["run_type"] == "scheduled"]
+    assert scheduled, "unpausing should have started tonight's scheduled run"
+    night = stack.wait_for_run(NIGHTLY, scheduled[0]["dag_run_id"])
+    assert night["state"] == "success"
+    assert states(stack, NIGHTLY, night["dag_run_id"])["validate"] == "skipped"
+    assert "no new data" in last_try_log(stack, NIGHTLY, night["dag_run_id"], "validate")
+
+    # The logs answer "what happened" without opening S3.
+    train_log = last_try_log(stack, NIGHTLY, run_id, "train")
+    for epoch in (1, 2):
+        assert re.search(rf"epoch {epoch}/2 train_loss=\S+ .*dev_error=\S+ samples/s=\d+ .*eta=\d+s", train_log), (
+            train_log
+        )
+    assert "3 ranks x batch" in train_log
+    assert re.search(r"^\[rank \d\] .*WARNING", train_log, re.M), "warnings from ranks keep their rank prefix"
+    evaluate_log = last_try_log(stack, NIGHTLY, run_id, "evaluate")
+    assert "| model |" in evaluate_log and "| candidate |" in evaluate_log and "| baseline |" in evaluate_log
+    assert re.search(r"gate: .*(pass|PASS|fail|FAIL|champion|baseline)", evaluate_log), evaluate_log
+    validate_log = last_try_log(stack, NIGHTLY, run_id, "validate")
+    assert "validating 7 partitions" in validate_log and "validation passed" in validate_log
+
+    # The manual run is an experiment like any other: its params are in the record and the registry.
+    trained = xcom(stack, NIGHTLY, run_id, "train")
+    registered = xcom(stack, NIGHTLY, run_id, "register")
+    assert registered["promoted"] and registered["champion"], registered
+    shown = subprocess.run(
+        [
+            stack.env["PATH"].split(":")[0] + "/python",
+            "-m",
+            "gauntlet",
+            "--store",
+            stack.store,
+            "registry",
+            "show",
+            str(registered["version"]),
+        ],
+        env=stack.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    version = json.loads(shown.stdout[: shown.stdout.index("GAUNTLET_OUTPUTS")])
+    assert version["experiment_key"] == trained["key"]
+    assert version["params"]["epochs"] == 2 and version["params"]["workers"] == 3 and version["params"]["lr"] == 0.02
+
+    # Extra links are URLs a browser opens as they are.
+    links = stack.ok("GET", f"/dags/{NIGHTLY}/dagRuns/{run_id}/taskInstances/evaluate/links")["extra_links"]
+    report = requests.get(links["Evaluation report"], timeout=30)
+    assert report.status_code == 200 and report.headers["Content-Type"].startswith("text/html")
+    assert "Evaluation of experiment" in report.text
+    docs = stack.ok("GET", f"/dags/{NIGHTLY}/dagRuns/{run_id}/taskInstances/validate/links")["extra_links"]["Data Docs"]
+    assert requests.get(docs, timeout=30).status_code == 200
+    entry = stack.ok("GET", f"/dags/{NIGHTLY}/dagRuns/{run_id}/taskInstances/register/links")["extra_links"]["Registry entry"]
+    assert requests.get(entry, timeout=30).json()["version"] == registered["version"]
+
+    # A promotion is an Asset event downstream DAGs can be scheduled on.
+    events = stack.ok("GET", "/assets/events", params={"source_dag_id": NIGHTLY, "source_run_id": run_id})
+    assert [e["extra"].get("version") for e in events["asset_events"]] == [registered["version"]]
+    assert events["asset_events"][0]["uri"].endswith("/registry/digits-classifier/aliases/champion.json")
+
+
+def test_failed_validation_lists_expectations_with_examples(local_stack: Stack) -> None:
+    land_bad_partition(local_stack, "raw/bad-digits")
+    response = trigger(local_stack, NIGHTLY, {**QUICK, "dataset_prefix": "raw/bad-digits"})
+    assert response.status_code == 200, response.text
+    run_id = response.json()["dag_run_id"]
+    run = local_stack.wait_for_run(NIGHTLY, run_id, timeout=600)
+    assert run["state"] == "failed"
+    task_states = states(local_stack, NIGHTLY, run_id)
+    assert task_states["validate"] == "failed" and task_states["train"] == "upstream_failed"
+    text = last_try_log(local_stack, NIGHTLY, run_id, "validate")
+    assert re.search(r"expect_column_values_to_be_in_set on column 'label': \d+ bad values, e\.g\. \[42", text), text
+    assert re.search(r"column 'pixel_10': \d+ bad values, e\.g\. \[999", text), text
+
+
+# --- backfill ----------------------------------------------------------------------------------
+
+
+def backfill_runs(stack: Stack) -> list[dict[str, Any]]:
+    return sorted((r for r in stack.runs(NIGHTLY) if r["run_type"] == "backfill"), key=lambda r: r["logical_date"])
+
+
+def wait_for_backfill(stack: Stack, expected_runs: int) -> list[dict[str, Any]]:
+    import time
+
+    deadline = time.monotonic() + 1200
+    while True:
+        runs = backfill_runs(stack)
+        if len(runs) == expected_runs and all(r["state"] in ("success", "failed") for r in runs):
+            return runs
+        assert time.monotonic() < deadline, [(r["logical_date"], r["state"]) for r in runs]
+        time.sleep(5)
+
+
+def test_backfill_three_nights_then_again_adds_no_versions(local_stack: Stack) -> None:
+    stack = local_stack
+    stack.wait_for_dag(NIGHTLY)
+    conf = json.dumps({"epochs": 2, "workers": 1})
+    window = ["--from-date", "2026-11-06T00:00:00+00:00", "--to-date", "2026-11-08T12:00:00+00:00"]
+    created = stack.airflow("backfill", "create", "--dag-id", NIGHTLY, *window, "--dag-run-conf", conf)
+    assert created.returncode == 0, created.stderr[-2000:]
+    runs = wait_for_backfill(stack, 3)
+    assert [r["state"] for r in runs] == ["success"] * 3, [(r["logical_date"], r["state"]) for r in runs]
+    # Each night reads exactly its own interval: one new partition, and a snapshot one day longer.
+    validated = [xcom(stack, NIGHTLY, r["dag_run_id"], "validate") for r in runs]
+    assert [v["new_partitions"] for v in validated] == [1, 1, 1]
+    assert [v["partitions"] for v in validated] == [5, 6, 7]
+    first_keys = [xcom(stack, NIGHTLY, r["dag_run_id"], "train")["key"] for r in runs]
+    assert len(set(first_keys)) == 3
+    versions = registry_versions(stack)
+
+    again = stack.airflow(
+        "backfill", "create", "--dag-id", NIGHTLY, *window, "--dag-run-conf", conf, "--reprocess-behavior", "completed"
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    import time
+
+    time.sleep(5)
+    rerun = wait_for_backfill(stack, 3)
+    assert [r["state"] for r in rerun] == ["success"] * 3
+    assert all(r["end_date"] > old["end_date"] for r, old in zip(rerun, runs, strict=True)), "the nights ran again"
+    trained = [xcom(stack, NIGHTLY, r["dag_run_id"], "train") for r in rerun]
+    assert [t["key"] for t in trained] == first_keys
+    assert all(t["cache_hit"] for t in trained)
+    assert registry_versions(stack) == versions
+
+
+# --- sweep -------------------------------------------------------------------------------------
+
+
+def test_sweep_two_configs_by_two_dates_then_nothing_to_train(local_stack: Stack) -> None:
+    stack = local_stack
+    stack.unpause(SWEEP)
+    conf = {
+        "grid": [
+            {"name": "cnn-lr02", "overrides": {"training.lr": 0.02}},
+            {"name": "mlp", "overrides": {"model.kind": "mlp"}},
+        ],
+        "snapshot_dates": ["2026-11-02", "2026-11-03"],
+        "epochs": 2,
+        "workers": 1,
+    }
+    reports = []
+    for _ in range(2):
+        response = trigger(stack, SWEEP, conf)
+        assert response.status_code == 200, response.text
+        run_id = response.json()["dag_run_id"]
+        run = stack.wait_for_run(SWEEP, run_id, timeout=1500)
+        assert run["state"] == "success", states(stack, SWEEP, run_id)
+        task_states = states(stack, SWEEP, run_id)
+        assert sum(1 for t in task_states if t.startswith("pair.train[")) == 4
+        reports.append((run_id, xcom(stack, SWEEP, run_id, "report")))
+    (first_run, first), (_, second) = reports
+    assert (first["pairs"], first["experiments"], first["trained"], first["cache_hits"]) == (4, 4, 4, 0)
+    assert (second["pairs"], second["experiments"], second["trained"], second["cache_hits"]) == (4, 4, 0, 4)
+    table = stack.ok("GET", f"/dags/{SWEEP}/dagRuns/{first_run}/taskInstances/report/links")["extra_links"]["Sweep comparison"]
+    page = requests.get(table, timeout=30)
+    assert page.status_code == 200
+    for label in ("cnn-lr02 @ 2026-11-02", "cnn-lr02 @ 2026-11-03", "mlp @ 2026-11-02", "mlp @ 2026-11-03"):
+        assert label in page.text
+    plot = requests.get(table.split("?")[0].replace("comparison.html", "learning_curves.png"), timeout=30)
+    assert plot.status_code == 200 and plot.content[:8] == b"\x89PNG\r\n\x1a\n"
+    train_log = last_try_log(stack, SWEEP, first_run, "pair.train", map_index=0)
+    assert "pool" not in train_log or "training" in train_log
+    pools = {p["name"]: p for p in stack.ok("GET", "/pools")["pools"]}
+    assert pools["training"]["slots"] == 1
+    tis = [t for t in stack.task_instances(SWEEP, first_run) if t["task_id"] == "pair.train"]
+    assert {t["pool"] for t in tis} == {"training"}
