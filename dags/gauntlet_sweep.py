@@ -33,6 +33,7 @@ with DAG(
     start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    max_active_tasks=3,  # pairs validate and evaluate side by side; the training pool runs one training at a time
     default_args={
         "retries": 1,
         "retry_delay": timedelta(seconds=30),

@@ -26,8 +26,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"}
-_ERRORS = [(500, "InternalError", "We encountered an internal error. Please try again."),
-           (503, "SlowDown", "Please reduce your request rate.")]
+_ERRORS = [
+    (500, "InternalError", "We encountered an internal error. Please try again."),
+    (503, "SlowDown", "Please reduce your request rate."),
+]
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -103,15 +105,21 @@ class FaultyS3Proxy:
     def summary(self) -> dict[str, float]:
         with self._lock:
             total, faults = len(self.log), sum(self.injected.values())
-            return {"requests": total, "faults": faults, "fault_rate": faults / total if total else 0.0,
-                    **{f"faults_{kind}": n for kind, n in sorted(self.injected.items())}}
+            return {
+                "requests": total,
+                "faults": faults,
+                "fault_rate": faults / total if total else 0.0,
+                **{f"faults_{kind}": n for kind, n in sorted(self.injected.items())},
+            }
 
-    def forward(self, method: str, target: str, headers: list[tuple[str, str]],
-                body: bytes) -> tuple[int, str, list[tuple[str, str]], bytes]:
+    def forward(
+        self, method: str, target: str, headers: list[tuple[str, str]], body: bytes
+    ) -> tuple[int, str, list[tuple[str, str]], bytes]:
         connection = http.client.HTTPConnection(self._upstream_host, self._upstream_port, timeout=120)
         try:
-            connection.request(method, target, body=body if body or method in ("PUT", "POST") else None,
-                               headers=dict(headers))
+            connection.request(
+                method, target, body=body if body or method in ("PUT", "POST") else None, headers=dict(headers)
+            )
             response = connection.getresponse()
             data = response.read()
             return response.status, response.reason, response.getheaders(), data
@@ -156,8 +164,10 @@ def _handler_for(proxy: FaultyS3Proxy) -> type[BaseHTTPRequestHandler]:
                     return
                 if request.fault == "5xx":
                     status, code, message = _ERRORS[len(proxy.log) % len(_ERRORS)]
-                    payload = (f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
-                               f"<Message>{message}</Message></Error>").encode()
+                    payload = (
+                        f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
+                        f"<Message>{message}</Message></Error>"
+                    ).encode()
                     self.send_response(status)
                     self.send_header("Content-Type", "application/xml")
                     self.send_header("Content-Length", str(len(payload)))
@@ -178,8 +188,9 @@ def _handler_for(proxy: FaultyS3Proxy) -> type[BaseHTTPRequestHandler]:
                     if name.lower() not in _HOP_BY_HOP and name.lower() != "content-length":
                         self.send_header(name, value)
                 content_length = next((v for k, v in response_headers if k.lower() == "content-length"), None)
-                self.send_header("Content-Length", content_length if self.command == "HEAD" and content_length
-                                 else str(len(data)))
+                self.send_header(
+                    "Content-Length", content_length if self.command == "HEAD" and content_length else str(len(data))
+                )
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)

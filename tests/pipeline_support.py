@@ -67,9 +67,10 @@ def evaluate(
 
 
 def register(
-    store: str, report_uri: str, *options: str, run_id: str = "r1", **kwargs: Any
+    store: str, report_uri: str, *options: str, run_id: str = "r1", force: bool = False, **kwargs: Any
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    return run_cli(store, "--run-id", run_id, *options, "register", "--report", report_uri, **kwargs)
+    extra = ["--force"] if force else []
+    return run_cli(store, "--run-id", run_id, *options, "register", "--report", report_uri, *extra, **kwargs)
 
 
 def log_of(process: subprocess.CompletedProcess[str]) -> str:

@@ -188,11 +188,23 @@ def test_mpijob_state_comes_from_its_terminal_condition(conditions: list[dict[st
     assert job_state({"status": {"conditions": conditions}}) == state
 
 
-def test_runtime_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_airflow_variable_overrides_the_environment_at_run_time(monkeypatch: pytest.MonkeyPatch) -> None:
     from gauntlet.airflow import containers
 
     monkeypatch.setenv("GAUNTLET_RUNTIME", "docker")
+    monkeypatch.delenv("AIRFLOW_VAR_GAUNTLET_RUNTIME", raising=False)
     assert containers.runtime_at_execution() == "docker"
+    # The Variable (here from the environment-variable secrets backend) wins over GAUNTLET_RUNTIME.
+    monkeypatch.setenv("AIRFLOW_VAR_GAUNTLET_RUNTIME", "kubernetes")
+    assert containers.runtime_at_execution() == "kubernetes"
+    monkeypatch.setenv("AIRFLOW_VAR_GAUNTLET_RUNTIME", "vm")
+    with pytest.raises(ValueError, match="vm"):
+        containers.runtime_at_execution()
+
+
+def test_runtime_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gauntlet.airflow import containers
+
     monkeypatch.setenv("GAUNTLET_RUNTIME", "podman")
     with pytest.raises(ValueError, match="podman"):
         containers.configured_runtime()

@@ -27,7 +27,7 @@ def test_noise_level_candidate_is_not_promoted_and_clearly_better_one_is(s3_endp
     _, weak = train(store, dataset, *GATE, *MLP, "--set", "training.epochs=1", "--set", "training.lr=0.002")
     _, weak_eval = evaluate(store, weak["experiment_uri"], *GATE)
     assert weak_eval["gate_passed"] is False
-    _, forced = register(store, weak_eval["report_uri"], *GATE, "--force")
+    _, forced = register(store, weak_eval["report_uri"], *GATE, force=True)
     assert forced["registered"] is True and forced["champion"] is False
     run_cli(store, *GATE, "registry", "promote", str(forced["version"]), "--reason", "test champion")
     assert registry.get_alias(reg)[0]["version"] == forced["version"]

@@ -37,8 +37,9 @@ def _land(store: str, case: Case) -> tuple[Any, str]:
 
 
 def _validate(config: Any, store: str, run_id: str, require_new: bool = False) -> dict[str, Any]:
-    return validate.run(config, store, dt.date.fromisoformat(BAD_DAY), dt.date(2026, 11, 9), run_id,
-                        require_new=require_new)
+    return validate.run(
+        config, store, dt.date.fromisoformat(BAD_DAY), dt.date(2026, 11, 9), run_id, require_new=require_new
+    )
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -99,8 +100,19 @@ def test_cli_reports_bad_input_with_exit_code_2(store: str) -> None:
     """Through the CLI, as Airflow runs it: exit 2 (no retry) and the message on stderr."""
     renamed = next(c for c in CASES if c.name == "renamed_column")
     _, prefix = _land(store, renamed)
-    process, outputs = run_cli(store, "--set", f"dataset.raw_prefix={prefix}", "--run-id", "cli-bad", "validate",
-                               "--start", BAD_DAY, "--end", "2026-11-09", check=False)
+    process, outputs = run_cli(
+        store,
+        "--set",
+        f"dataset.raw_prefix={prefix}",
+        "--run-id",
+        "cli-bad",
+        "validate",
+        "--start",
+        BAD_DAY,
+        "--end",
+        "2026-11-09",
+        check=False,
+    )
     assert process.returncode == 2 and not outputs
     assert f"{store}/{prefix}/date={BAD_DAY}/part-00000.parquet" in process.stderr
     assert "missing columns ['label']" in process.stderr and "expect_table_columns_to_match_set" in process.stderr

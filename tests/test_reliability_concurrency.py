@@ -41,8 +41,9 @@ def _pipeline(store: str, run_id: str, settings: list[str], results: dict[str, A
                 "evaluate": ["--experiment", outputs.get("train", {}).get("experiment_uri", "")],
                 "register": ["--report", outputs.get("evaluate", {}).get("report_uri", "")],
             }[step]
-            _, outputs[step] = run_cli(store, *settings, "--run-id", run_id, step, *args,
-                                       env={"GAUNTLET_LEASE_POLL_S": "1"})
+            _, outputs[step] = run_cli(
+                store, *settings, "--run-id", run_id, step, *args, env={"GAUNTLET_LEASE_POLL_S": "1"}
+            )
     except BaseException as error:  # reported by the test thread
         results[run_id] = error
         return
@@ -51,8 +52,7 @@ def _pipeline(store: str, run_id: str, settings: list[str], results: dict[str, A
 
 def test_overlapping_runs_of_the_same_night_do_each_piece_of_work_once(seeded_store: str, tmp_path: Path) -> None:
     store = seeded_store
-    settings = ["--set", "model.kind=mlp", "--set", "training.epochs=3", "--protocol",
-                str(_lenient_protocol(tmp_path))]
+    settings = ["--set", "model.kind=mlp", "--set", "training.epochs=3", "--protocol", str(_lenient_protocol(tmp_path))]
     results: dict[str, Any] = {}
     runs = ["gauntlet_nightly__backfill_2026-11-08", "gauntlet_nightly__scheduled_2026-11-08"]
     threads = [threading.Thread(target=_pipeline, args=(store, run_id, settings, results)) for run_id in runs]
@@ -92,5 +92,7 @@ def test_overlapping_runs_of_the_same_night_do_each_piece_of_work_once(seeded_st
     assert len(versions) == 1
     champion = storage.get_json(f"{store}/registry/digits-classifier/aliases/champion.json")
     assert champion["version"] == 1
-    print(f"RELIABILITY overlapping runs: both succeeded in {time.monotonic() - started:.0f}s; one dataset, "
-          f"one training (the other run waited: cache_hit), one evaluation, registry v1 = champion")
+    print(
+        f"RELIABILITY overlapping runs: both succeeded in {time.monotonic() - started:.0f}s; one dataset, "
+        f"one training (the other run waited: cache_hit), one evaluation, registry v1 = champion"
+    )

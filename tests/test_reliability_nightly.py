@@ -39,29 +39,55 @@ def night(airflow_home: dict[str, str], s3_endpoint: str, tmp_path_factory: pyte
     marker = tmp_path_factory.mktemp("fault") / "fired"
     # The steps reach S3 only through the connection's endpoint (the proxy): the environment's own
     # endpoint is the server itself, so faults prove the connection's settings are the ones used.
-    connection = {"conn_type": "aws", "login": f"{CANARY}CONNKEY", "password": f"{CANARY}CONNSECRET",
-                  "extra": {"endpoint_url": proxy.url, "region_name": "us-east-1"}}
-    env = {**airflow_home, "GAUNTLET_STORE": store, "AIRFLOW_CONN_GAUNTLET_S3": json.dumps(connection),
-           "AWS_ACCESS_KEY_ID": f"{CANARY}ENVKEY", "AWS_SECRET_ACCESS_KEY": f"{CANARY}ENVSECRET",
-           "AWS_ENDPOINT_URL": s3_endpoint, "GAUNTLET_S3_SSE": "AES256",
-           "GAUNTLET_FAULT_KILL": KILL, "GAUNTLET_FAULT_MARKER": str(marker), "GAUNTLET_GLOO_TIMEOUT_S": "20"}
+    connection = {
+        "conn_type": "aws",
+        "login": f"{CANARY}CONNKEY",
+        "password": f"{CANARY}CONNSECRET",
+        "extra": {"endpoint_url": proxy.url, "region_name": "us-east-1"},
+    }
+    env = {
+        **airflow_home,
+        "GAUNTLET_STORE": store,
+        "AIRFLOW_CONN_GAUNTLET_S3": json.dumps(connection),
+        "AWS_ACCESS_KEY_ID": f"{CANARY}ENVKEY",
+        "AWS_SECRET_ACCESS_KEY": f"{CANARY}ENVSECRET",
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "GAUNTLET_S3_SSE": "AES256",
+        "GAUNTLET_FAULT_KILL": KILL,
+        "GAUNTLET_FAULT_MARKER": str(marker),
+        "GAUNTLET_GLOO_TIMEOUT_S": "20",
+    }
     conf = {"model_kind": "mlp", "epochs": 3, "register_even_if_gate_fails": True}
     try:
-        process = subprocess.run(["airflow", "dags", "test", "gauntlet_nightly", LOGICAL_DATE, "-c", json.dumps(conf)],
-                                 env=env, cwd=ROOT, capture_output=True, text=True, timeout=1500)
+        process = subprocess.run(
+            ["airflow", "dags", "test", "gauntlet_nightly", LOGICAL_DATE, "-c", json.dumps(conf)],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=1500,
+        )
     finally:
         proxy.stop()
     print("RELIABILITY storage faults:", proxy.summary())
     run_dirs = list(Path(airflow_home["AIRFLOW_HOME"], "logs").glob("dag_id=gauntlet_nightly/run_id=*"))
-    return {"store": store, "process": process, "proxy": proxy, "marker": marker,
-            "home": Path(airflow_home["AIRFLOW_HOME"]), "run_dirs": run_dirs}
+    return {
+        "store": store,
+        "process": process,
+        "proxy": proxy,
+        "marker": marker,
+        "home": Path(airflow_home["AIRFLOW_HOME"]),
+        "run_dirs": run_dirs,
+    }
 
 
 def _steps(night: dict[str, Any]) -> dict[str, Any]:
     runs = {o["key"].split("/")[1] for o in storage.list_objects(night["store"] + "/runs/")}
     [run] = runs
-    return {step: storage.get_json(f"{night['store']}/runs/{run}/steps/{step}.json")
-            for step in ("validate", "preprocess", "train", "evaluate", "register")}
+    return {
+        step: storage.get_json(f"{night['store']}/runs/{run}/steps/{step}.json")
+        for step in ("validate", "preprocess", "train", "evaluate", "register")
+    }
 
 
 def test_the_dag_succeeds_through_faulty_storage_and_a_dead_rank(night: dict[str, Any]) -> None:
@@ -99,8 +125,12 @@ def test_no_object_is_read_before_its_manifest_or_record_exists(night: dict[str,
     bucket = night["store"][5:]
     done: dict[str, float] = {}  # committed prefix (or experiment) -> when its manifest/record was written
     for r in log:
-        if r.method == "PUT" and r.bucket == bucket and r.status == 200 and r.key.endswith(
-                ("/MANIFEST.json", "/RECORD.json")):
+        if (
+            r.method == "PUT"
+            and r.bucket == bucket
+            and r.status == 200
+            and r.key.endswith(("/MANIFEST.json", "/RECORD.json"))
+        ):
             done.setdefault(r.key.rsplit("/", 1)[0], r.completed)
     reads = [r for r in log if r.method == "GET" and r.bucket == bucket and r.key and r.status == 200]
     checked = 0
@@ -118,8 +148,11 @@ def test_no_object_is_read_before_its_manifest_or_record_exists(night: dict[str,
 
 def test_outputs_are_encrypted_at_rest(night: dict[str, Any]) -> None:
     steps = _steps(night)
-    for uri in (f"{steps['preprocess']['dataset_uri']}/MANIFEST.json", f"{steps['train']['experiment_uri']}/model.pt",
-                steps["evaluate"]["report_uri"]):
+    for uri in (
+        f"{steps['preprocess']['dataset_uri']}/MANIFEST.json",
+        f"{steps['train']['experiment_uri']}/model.pt",
+        steps["evaluate"]["report_uri"],
+    ):
         loc = storage.S3Uri.parse(uri)
         assert storage.client().head_object(Bucket=loc.bucket, Key=loc.key)["ServerSideEncryption"] == "AES256"
 
@@ -135,8 +168,10 @@ def test_no_secret_leaks_into_logs_xcom_or_s3(night: dict[str, Any]) -> None:
     for obj in storage.list_objects(night["store"] + "/"):
         places[obj["uri"]] = storage.get_bytes(obj["uri"])
     leaks = sorted(where for where, data in places.items() if pattern.search(data))
-    print(f"RELIABILITY secret scan: {scanned} files under AIRFLOW_HOME, {len(places) - scanned - 1} S3 objects "
-          f"and the run's output searched for {len(CANARIES)} canaries: {len(leaks)} hits")
+    print(
+        f"RELIABILITY secret scan: {scanned} files under AIRFLOW_HOME, {len(places) - scanned - 1} S3 objects "
+        f"and the run's output searched for {len(CANARIES)} canaries: {len(leaks)} hits"
+    )
     assert not leaks, leaks
     assert any(b"xcom" in data.lower() for where, data in places.items() if where.endswith(".db")), "DB scanned"
     assert os.environ.get("AWS_SECRET_ACCESS_KEY") not in CANARIES

@@ -33,7 +33,8 @@ def _task_states(env: dict[str, str]) -> dict[str, str]:
 def test_nightly_dag_runs_all_steps_and_registers_a_champion(airflow_home: dict[str, str], seeded_store: str) -> None:
     process = airflow_dags_test(airflow_home, DAG_ID, "2026-11-08T02:00:00+00:00", seeded_store)
     assert process.returncode == 0, process.stdout[-4000:] + process.stderr[-4000:]
-    assert _task_states(airflow_home) == dict.fromkeys(STEPS, "success")
+    states = _task_states(airflow_home)
+    assert {step: states.get(step) for step in STEPS} == dict.fromkeys(STEPS, "success"), states
     # The task log shows what happened: per-epoch lines, the comparison table and the verdict.
     log = process.stdout + process.stderr
     assert "epoch 30/30 train_loss=" in log and "samples/s=" in log

@@ -76,7 +76,7 @@ say "nightly DAG through Airflow, runtime=docker"
 export AIRFLOW_HOME=$work/airflow
 export AIRFLOW__CORE__DAGS_FOLDER=$ROOT/dags AIRFLOW__CORE__PLUGINS_FOLDER=$ROOT/plugins \
     AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__UNIT_TEST_MODE=False GAUNTLET_HOME=$ROOT \
-    GAUNTLET_STORE=$store GAUNTLET_RUNTIME=docker GAUNTLET_IMAGE=$TAG GAUNTLET_GPUS=0 \
+    GAUNTLET_STORE=$store GAUNTLET_RUNTIME=local AIRFLOW_VAR_GAUNTLET_RUNTIME=docker GAUNTLET_IMAGE=$TAG GAUNTLET_GPUS=0 \
     GAUNTLET_DOCKER_AUTO_REMOVE=never PATH=$BIN:$PATH
 "$BIN/airflow" db migrate >"$work/migrate.log" 2>&1 || { tail -20 "$work/migrate.log"; fail "airflow db migrate"; }
 t0=$(date +%s)
@@ -89,6 +89,8 @@ echo "DAG run took ${dag_s}s"
 say "every task ran in a container of $TAG"
 cat "$work/dags_test.log" > "$work/all.log"
 find "$AIRFLOW_HOME/logs" -type f -name '*.log' -exec cat {} + >> "$work/all.log" 2>/dev/null || true
+# The DAG was parsed with GAUNTLET_RUNTIME=local; the Airflow Variable switched each task to docker.
+[[ $(grep -c "runtime: docker" "$work/all.log") -ge 5 ]] || fail "the gauntlet_runtime Variable did not select docker"
 for step in validate preprocess train evaluate register; do
     cid=$(grep -oE "gauntlet $step on host [^,]+, container [0-9a-f]{64}" "$work/all.log" | head -1 | grep -oE '[0-9a-f]{64}$' || true)
     [[ -n "$cid" ]] || fail "$step: no container id in its task log"

@@ -80,7 +80,7 @@ def _require(section: dict[str, Any], key: str, kind: type | tuple[type, ...], w
     if key not in section:
         raise ConfigError(f"{where}.{key} is missing")
     value = section[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise ConfigError(f"{where}.{key} must be {getattr(kind, '__name__', kind)}, got {value!r}")
     return value
 

@@ -33,9 +33,11 @@ class LeaseTimeout(RuntimeError):
 
 def _settings() -> tuple[float, float, float]:
     """(ttl, wait limit, poll interval) in seconds, from the environment."""
-    return (float(os.environ.get("GAUNTLET_LEASE_TTL_S", "120")),
-            float(os.environ.get("GAUNTLET_LEASE_WAIT_S", "7200")),
-            float(os.environ.get("GAUNTLET_LEASE_POLL_S", "5")))
+    return (
+        float(os.environ.get("GAUNTLET_LEASE_TTL_S", "120")),
+        float(os.environ.get("GAUNTLET_LEASE_WAIT_S", "7200")),
+        float(os.environ.get("GAUNTLET_LEASE_POLL_S", "5")),
+    )
 
 
 def new_owner(label: str = "") -> str:

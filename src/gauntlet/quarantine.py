@@ -65,12 +65,18 @@ def apply(
         return None
     fraction = len(reasons) / max(len(frame), 1)
     if fraction > max_fraction:
-        failed.append({
-            "expectation": "quarantine_limit", "column": None, "kwargs": {"max_fraction": max_fraction},
-            "unexpected_count": len(reasons), "observed_value": round(fraction, 4), "examples": [],
-            "error": f"{len(reasons)} of {len(frame)} rows ({fraction:.1%}) break row-level rules, more than "
-                     f"dataset.quarantine_max_fraction={max_fraction:g} allows",
-        })
+        failed.append(
+            {
+                "expectation": "quarantine_limit",
+                "column": None,
+                "kwargs": {"max_fraction": max_fraction},
+                "unexpected_count": len(reasons),
+                "observed_value": round(fraction, 4),
+                "examples": [],
+                "error": f"{len(reasons)} of {len(frame)} rows ({fraction:.1%}) break row-level rules, more than "
+                f"dataset.quarantine_max_fraction={max_fraction:g} allows",
+            }
+        )
         return None
     rows = sorted(reasons)
     bad = frame.loc[rows].copy()
@@ -82,9 +88,23 @@ def apply(
         # Offending values may break the column's type (that is why they are here): keep them as text.
         bad.astype(str).to_parquet(Path(tmp) / "rows.parquet", index=False)
         (Path(tmp) / "reasons.json").write_text(json.dumps({str(r): reasons[r] for r in rows}, indent=1))
-        storage.commit_directory(tmp, prefix, {"kind": "quarantine", "source": partition, "rows": len(rows),
-                                               "of_rows": len(frame), "suite_id": suite_id})
-    log.warning("quarantined %d of %d rows of %s (%.1f%%, limit %.1f%%) to %s", len(rows), len(frame),
-                partition["uri"], 100 * fraction, 100 * max_fraction, prefix)
-    return {"uri": prefix, "count": len(rows), "rows": [int(r) for r in rows],
-            "reasons": sorted({reason for row in rows for reason in reasons[row]})}
+        storage.commit_directory(
+            tmp,
+            prefix,
+            {"kind": "quarantine", "source": partition, "rows": len(rows), "of_rows": len(frame), "suite_id": suite_id},
+        )
+    log.warning(
+        "quarantined %d of %d rows of %s (%.1f%%, limit %.1f%%) to %s",
+        len(rows),
+        len(frame),
+        partition["uri"],
+        100 * fraction,
+        100 * max_fraction,
+        prefix,
+    )
+    return {
+        "uri": prefix,
+        "count": len(rows),
+        "rows": [int(r) for r in rows],
+        "reasons": sorted({reason for row in rows for reason in reasons[row]}),
+    }

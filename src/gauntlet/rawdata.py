@@ -82,7 +82,13 @@ def parse_partition(uri: str, data: bytes) -> pd.DataFrame:
     except (pa.ArrowInvalid, OSError) as error:
         raise RawDataError(f"{uri}: not a readable Parquet file ({error})") from error
     except UnicodeDecodeError as error:
-        raise RawDataError(f"{uri}: rule utf8_text: {_locate_bytes(data, error.start)} is not valid UTF-8") from error
+        # The parser decodes in chunks, so its offset is not the file's: decode the whole to locate it.
+        try:
+            data.decode("utf-8")
+            offset = error.start
+        except UnicodeDecodeError as whole:
+            offset = whole.start
+        raise RawDataError(f"{uri}: rule utf8_text: {_locate_bytes(data, offset)} is not valid UTF-8") from error
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise RawDataError(f"{uri}: not a readable UTF-8 CSV file ({error})") from error
 

@@ -24,12 +24,13 @@ from typing import Any
 import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from gauntlet.hashing import canonical_json, sha256_bytes, sha256_file
 
 MANIFEST_NAME = "MANIFEST.json"
 _MULTIPART_THRESHOLD = 64 * 1024 * 1024
+_BODY_READ_ATTEMPTS = 3
 
 
 class StorageError(RuntimeError):
@@ -77,8 +78,12 @@ def join(base: str, *parts: str) -> str:
 @functools.lru_cache(maxsize=1)
 def client() -> Any:
     """One boto3 S3 client per process, configured from the standard AWS settings."""
+    # 5xx, throttling and dropped connections are retried with backoff; adaptive mode also slows
+    # the client down while the server throttles. 10 attempts outlast any plausible burst of faults.
+    retries: Any = {"mode": os.environ.get("GAUNTLET_S3_RETRY_MODE", "adaptive"),
+                    "max_attempts": int(os.environ.get("GAUNTLET_S3_MAX_ATTEMPTS", "10"))}
     config = Config(
-        retries={"mode": os.environ.get("GAUNTLET_S3_RETRY_MODE", "adaptive"), "max_attempts": 10},
+        retries=retries,
         connect_timeout=float(os.environ.get("GAUNTLET_S3_CONNECT_TIMEOUT", "5")),
         read_timeout=float(os.environ.get("GAUNTLET_S3_READ_TIMEOUT", "60")),
         # Checksums on every request only when the server supports them; moto and MinIO may not.
@@ -136,6 +141,8 @@ def put_bytes(
         if _error_code(error) in {"PreconditionFailed", "ConditionalRequestConflict", "412"}:
             raise PreconditionFailed(f"conditional write to {uri} lost a race") from error
         raise StorageError(f"cannot write {uri}: {error}") from error
+    except BotoCoreError as error:  # connection failures that outlasted botocore's retries
+        raise StorageError(f"cannot write {uri}: {error}") from error
     return str(response["ETag"])
 
 
@@ -147,13 +154,19 @@ def put_json(uri: str, obj: Any, **conditions: Any) -> str:
 def get_object(uri: str) -> tuple[bytes, str]:
     """Read one object; return (bytes, ETag)."""
     loc = S3Uri.parse(uri)
-    try:
-        response = client().get_object(Bucket=loc.bucket, Key=loc.key)
-        return response["Body"].read(), str(response["ETag"])
-    except ClientError as error:
-        if _error_code(error) in {"NoSuchKey", "404"}:
-            raise FileNotFoundError(f"no object at {uri}") from error
-        raise StorageError(f"cannot read {uri}: {error}") from error
+    for attempt in range(_BODY_READ_ATTEMPTS):
+        try:
+            response = client().get_object(Bucket=loc.bucket, Key=loc.key)
+            return response["Body"].read(), str(response["ETag"])
+        except ClientError as error:
+            if _error_code(error) in {"NoSuchKey", "404"}:
+                raise FileNotFoundError(f"no object at {uri}") from error
+            raise StorageError(f"cannot read {uri}: {error}") from error
+        except BotoCoreError as error:
+            # botocore retries a request, not a body cut off half-way: read the object again.
+            if attempt == _BODY_READ_ATTEMPTS - 1:
+                raise StorageError(f"cannot read {uri}: {error}") from error
+    raise AssertionError("unreachable")
 
 
 def get_bytes(uri: str, expected_sha256: str | None = None) -> bytes:
@@ -208,7 +221,7 @@ def upload_file(path: str | Path, uri: str, content_type: str = "application/oct
     transfer = TransferConfig(multipart_threshold=_MULTIPART_THRESHOLD)
     try:
         client().upload_file(str(path), loc.bucket, loc.key, ExtraArgs=extra, Config=transfer)
-    except (ClientError, boto3.exceptions.S3UploadFailedError) as error:
+    except (ClientError, BotoCoreError, boto3.exceptions.S3UploadFailedError) as error:
         raise StorageError(f"cannot upload {path} to {uri}: {error}") from error
 
 
@@ -221,6 +234,8 @@ def download_file(uri: str, path: str | Path, expected_sha256: str | None = None
     except ClientError as error:
         if _error_code(error) in {"404", "NoSuchKey"}:
             raise FileNotFoundError(f"no object at {uri}") from error
+        raise StorageError(f"cannot download {uri}: {error}") from error
+    except BotoCoreError as error:
         raise StorageError(f"cannot download {uri}: {error}") from error
     if expected_sha256 is not None and sha256_file(path) != expected_sha256:
         path.unlink()

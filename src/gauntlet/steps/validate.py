@@ -85,7 +85,6 @@ class _Validator:
         warnings.filterwarnings("ignore", module="great_expectations")
         import great_expectations as gx
         from great_expectations.core import ExpectationSuite
-
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
         self.context = gx.get_context(mode="file", project_root_dir=str(root))
@@ -215,7 +214,8 @@ def run(
                "quarantined_rows": result["quarantined_rows"],
                "quarantine_uris": [r["quarantine"]["uri"] for r in reports if "quarantine" in r]}
     if not success:
-        problems = [f"{r['uri']}: {describe_failure(f) if f['expectation'] != 'readable_file' else f['error']}"
+        # An unreadable file's error already starts with its URI.
+        problems = [f["error"] if f["expectation"] == "readable_file" else f"{r['uri']}: {describe_failure(f)}"
                     for r in reports for f in r["failed"]]
         raise ValidationFailed("validation failed:\n  " + "\n  ".join(problems) + f"\nfull result: {result_uri}")
     log.info("validation passed: %d rows in %d partitions; result %s", result["rows"], len(reports), result_uri)
