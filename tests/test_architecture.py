@@ -22,8 +22,11 @@ def imports_of(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("path", [p for p in MODULES if "airflow" not in p.relative_to(PACKAGE).parts],
-                         ids=lambda p: str(p.relative_to(PACKAGE)))
+@pytest.mark.parametrize(
+    "path",
+    [p for p in MODULES if "airflow" not in p.relative_to(PACKAGE).parts],
+    ids=lambda p: str(p.relative_to(PACKAGE)),
+)
 def test_only_the_airflow_package_imports_airflow(path: Path) -> None:
     assert not {n for n in imports_of(path) if n.split(".")[0] == "airflow"}, f"{path} imports Airflow"
 
@@ -33,7 +36,8 @@ def test_only_storage_speaks_to_s3(path: Path) -> None:
     if path.name == "storage.py":
         return
     assert not {n for n in imports_of(path) if n.split(".")[0] in ("boto3", "botocore", "s3fs")}, (
-        f"{path} talks to S3 directly; go through gauntlet.storage")
+        f"{path} talks to S3 directly; go through gauntlet.storage"
+    )
 
 
 def test_one_yaml_config_loader_and_one_hash_helper() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import itertools
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,7 @@ def test_dags_have_docs_tags_and_retries(dagbag) -> None:  # type: ignore[no-unt
 def test_nightly_dag_chains_the_five_steps(dagbag) -> None:  # type: ignore[no-untyped-def]
     dag = dagbag.dags["gauntlet_nightly"]
     order = ["validate", "preprocess", "train", "evaluate", "register"]
-    for upstream, downstream in zip(order, order[1:], strict=False):
+    for upstream, downstream in itertools.pairwise(order):
         assert downstream in dag.get_task(upstream).downstream_task_ids
     assert dag.max_active_runs == 1
     assert not dag.catchup

@@ -8,8 +8,8 @@ import subprocess
 
 import numpy as np
 import pandas as pd
-
 from conftest import airflow_dags_test, object_keys
+
 from gauntlet import demo, registry, storage
 
 DAG_ID = "gauntlet_nightly"
@@ -19,7 +19,7 @@ STEPS = ["validate", "preprocess", "train", "evaluate", "register"]
 def _airflow_json(env: dict[str, str], *args: str) -> list[dict]:
     """Run an `airflow ... -o json` command; its stdout may start with log lines before the JSON."""
     out = subprocess.run(["airflow", *args, "-o", "json"], env=env, capture_output=True, text=True, check=True).stdout
-    value, _ = json.JSONDecoder().raw_decode(out[out.index("[{"):])
+    value, _ = json.JSONDecoder().raw_decode(out[out.index("[{") :])
     return list(value)
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import object_keys, run_cli
+
 from gauntlet import demo, storage
 from gauntlet.training.model import load_bundle
 
@@ -76,11 +76,12 @@ def test_bad_data_fails_validate_naming_the_problem_and_leaves_nothing(
 ) -> None:
     _land_bad_partition(seeded_store, breakage)
     before = object_keys(seeded_store)
-    process, outputs = run_cli(seeded_store, "--run-id", "bad", "validate", "--start", "2026-11-08",
-                               "--end", "2026-11-09", check=False)
+    process, outputs = run_cli(
+        seeded_store, "--run-id", "bad", "validate", "--start", "2026-11-08", "--end", "2026-11-09", check=False
+    )
     assert process.returncode == 2, process.stderr[-2000:]
     assert outputs == {}
-    message = process.stderr[process.stderr.index("error: validation failed"):]
+    message = process.stderr[process.stderr.index("error: validation failed") :]
     assert "date=2026-11-08" in message, message
     for text in expected:
         assert text in message, f"{text!r} not in: {message}"
@@ -94,10 +95,26 @@ def test_bad_data_fails_validate_naming_the_problem_and_leaves_nothing(
 
 
 def _train(store: str, dataset_uri: str, workers: int, batch: int, lr: float) -> dict:
-    _, out = run_cli(store, "--set", "model.kind=mlp", "--set", "model.hidden=[32]", "--set", "training.epochs=3",
-                     "--set", f"training.batch_size={batch}", "--set", f"training.lr={lr}",
-                     "--set", "training.schedule=constant", "train", "--dataset", dataset_uri,
-                     "--workers", str(workers))
+    _, out = run_cli(
+        store,
+        "--set",
+        "model.kind=mlp",
+        "--set",
+        "model.hidden=[32]",
+        "--set",
+        "training.epochs=3",
+        "--set",
+        f"training.batch_size={batch}",
+        "--set",
+        f"training.lr={lr}",
+        "--set",
+        "training.schedule=constant",
+        "train",
+        "--dataset",
+        dataset_uri,
+        "--workers",
+        str(workers),
+    )
     return storage.get_json(f"{out['experiment_uri']}/RECORD.json")
 
 

@@ -9,6 +9,7 @@ writes one comparison table (Markdown, JSON, HTML) and the stacked learning curv
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import html
 import json
@@ -123,7 +124,8 @@ def _markdown(rows: list[dict[str, Any]], metrics: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _html(title: str, markdown: str) -> str:
+def _html(title: str, markdown: str, plot_png: bytes) -> str:
+    """A self-contained page: the plot is inlined, so one presigned link shows everything."""
     rows = [line.strip("|").split("|") for line in markdown.splitlines() if not line.startswith("|---")]
     head = "".join(f"<th>{html.escape(c.strip())}</th>" for c in rows[0])
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in row) + "</tr>" for row in rows[1:])
@@ -131,7 +133,7 @@ def _html(title: str, markdown: str) -> str:
         "<!doctype html><meta charset='utf-8'><title>gauntlet sweep</title><style>body{font-family:sans-serif;"
         "margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}</style>"
         f"<h1>{html.escape(title)}</h1><table><tr>{head}</tr>{body}</table>"
-        "<img src='learning_curves.png' alt='learning curves'>"
+        f"<img alt='learning curves' src='data:image/png;base64,{base64.b64encode(plot_png).decode()}'>"
     )
 
 
@@ -153,13 +155,18 @@ def report(
     with storage.temp_dir() as tmp:
         work = Path(tmp)
         plots.learning_curves(
-            {r["label"]: r["curve"] for r in rows if r["status"] == "ok"}, work / "learning_curves.png", title
+            {r["label"]: r["curve"] for r in rows if r["status"] == "ok"},
+            work / "learning_curves.png",
+            f"Sweep of {len(pairs)} pairs",
         )
         storage.upload_file(work / "learning_curves.png", storage.join(prefix, "learning_curves.png"), "image/png")
+        plot_png = (work / "learning_curves.png").read_bytes()
     storage.put_bytes(
         storage.join(prefix, "comparison.md"), (f"# {title}\n\n{table}\n").encode(), content_type="text/markdown"
     )
-    storage.put_bytes(storage.join(prefix, "comparison.html"), _html(title, table).encode(), content_type="text/html")
+    storage.put_bytes(
+        storage.join(prefix, "comparison.html"), _html(title, table, plot_png).encode(), content_type="text/html"
+    )
     storage.put_json(
         storage.join(prefix, "comparison.json"),
         {"run_id": run_id, "rows": [{k: v for k, v in r.items() if k != "curve"} for r in rows]},

@@ -15,6 +15,9 @@ from torch import nn
 
 
 class Standardize(nn.Module):
+    mean: torch.Tensor
+    scale: torch.Tensor
+
     def __init__(self, mean: list[float], scale: list[float]) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
