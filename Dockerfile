@@ -92,9 +92,11 @@ RUN python3.11 -m venv /opt/venv \
     && /opt/venv/bin/pip install setuptools wheel
 # Horovod with NCCL allreduce/broadcast on GPU and Gloo as the controller (no MPI in the image).
 # build_horovod.sh passes these through to Horovod's build and tags the wheel `+torch<ver>.nccl`.
+# CUDA 12 dropped the oldest architectures Horovod 0.28 targets by default: name current ones.
 ENV HOROVOD_GPU_OPERATIONS=NCCL \
     HOROVOD_CUDA_HOME=/usr/local/cuda \
-    HOROVOD_NCCL_LINK=SHARED
+    HOROVOD_NCCL_LINK=SHARED \
+    HOROVOD_BUILD_CUDA_CC_LIST=70,75,80,86,89,90
 RUN bash /build/build_horovod.sh /opt/venv/bin/python /build/horovod \
     && /opt/venv/bin/pip install --no-deps /build/horovod/horovod-*.whl \
     && /opt/venv/bin/python -c "import horovod.torch as hvd; assert hvd.nccl_built(), 'Horovod built without NCCL'"
@@ -116,10 +118,10 @@ RUN apt-get update \
 # Multi-node training (MPIJob): workers run sshd as the non-root user, so on a port above 1024 and with
 # the key pair the MPI operator mounts at /home/gauntlet/.ssh as host key; the launcher's horovodrun
 # reaches them with the same key (GAUNTLET_HOROVOD_SSH_PORT=2222).
-RUN mkdir -p /etc/ssh/gauntlet \
+RUN mkdir -p /etc/ssh/gauntlet /run/sshd \
     && printf '%s\n' 'Port 2222' 'HostKey /home/gauntlet/.ssh/id_rsa' 'PidFile /tmp/sshd.pid' \
         'AuthorizedKeysFile /home/gauntlet/.ssh/authorized_keys' 'PasswordAuthentication no' 'UsePAM no' \
-        'StrictModes no' 'PermitUserEnvironment yes' > /etc/ssh/gauntlet/sshd_config \
+        'StrictModes no' > /etc/ssh/gauntlet/sshd_config \
     && printf '%s\n' 'Host *' '    Port 2222' '    IdentityFile /home/gauntlet/.ssh/id_rsa' \
         '    StrictHostKeyChecking no' '    UserKnownHostsFile /dev/null' >> /etc/ssh/ssh_config
 ENV VIRTUAL_ENV=/opt/venv \

@@ -27,7 +27,7 @@ pip_quiet --upgrade pip wheel setuptools
 # torch first: Horovod's build compiles against it.
 pip_quiet torch==2.13.0 numpy cloudpickle psutil pyyaml packaging cffi
 "$PY" -m pip install -q -r requirements.txt -r requirements-dev.txt 2>&1 | grep -v "^WARNING: Location" || true
-"$PY" -c 'import airflow, torch, great_expectations, moto' 2>/dev/null || { echo "setup: dependency install failed" >&2; exit 1; }
+"$PY" -c 'import airflow, torch, great_expectations, moto' >/dev/null 2>&1 || { echo "setup: dependency install failed" >&2; exit 1; }
 bash scripts/build_horovod.sh "$PY"
 WHEEL_DIR=${GAUNTLET_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gauntlet/wheels}
 pip_quiet --no-deps --force-reinstall "$(ls "$WHEEL_DIR"/horovod-0.28.1+torch2130-*.whl | head -1)"

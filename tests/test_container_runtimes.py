@@ -31,8 +31,11 @@ MPIJOB_SCHEMA: dict[str, Any] = {
     "properties": {
         "apiVersion": {"const": "kubeflow.org/v2beta1"},
         "kind": {"const": "MPIJob"},
-        "metadata": {"type": "object", "required": ["name"],
-                     "properties": {"name": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"}}},
+        "metadata": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {"name": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"}},
+        },
         "spec": {
             "type": "object",
             "required": ["mpiReplicaSpecs"],
@@ -40,21 +43,29 @@ MPIJOB_SCHEMA: dict[str, Any] = {
                 "slotsPerWorker": {"type": "integer", "minimum": 1},
                 "sshAuthMountPath": {"type": "string"},
                 "mpiImplementation": {"enum": ["OpenMPI", "Intel", "MPICH"]},
-                "runPolicy": {"type": "object", "properties": {
-                    "cleanPodPolicy": {"enum": ["None", "Running", "All"]},
-                    "backoffLimit": {"type": "integer", "minimum": 0},
-                    "ttlSecondsAfterFinished": {"type": "integer", "minimum": 0}}},
+                "runPolicy": {
+                    "type": "object",
+                    "properties": {
+                        "cleanPodPolicy": {"enum": ["None", "Running", "All"]},
+                        "backoffLimit": {"type": "integer", "minimum": 0},
+                        "ttlSecondsAfterFinished": {"type": "integer", "minimum": 0},
+                    },
+                },
                 "mpiReplicaSpecs": {
                     "type": "object",
                     "required": ["Launcher", "Worker"],
                     "additionalProperties": False,
-                    "patternProperties": {"^(Launcher|Worker)$": {
-                        "type": "object",
-                        "required": ["template"],
-                        "properties": {"replicas": {"type": "integer", "minimum": 1},
-                                       "restartPolicy": {"enum": ["Always", "OnFailure", "Never", "ExitCode"]},
-                                       "template": {"type": "object", "required": ["spec"]}},
-                    }},
+                    "patternProperties": {
+                        "^(Launcher|Worker)$": {
+                            "type": "object",
+                            "required": ["template"],
+                            "properties": {
+                                "replicas": {"type": "integer", "minimum": 1},
+                                "restartPolicy": {"enum": ["Always", "OnFailure", "Never", "ExitCode"]},
+                                "template": {"type": "object", "required": ["spec"]},
+                            },
+                        }
+                    },
                 },
             },
         },
@@ -72,12 +83,18 @@ def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("GAUNTLET_IMAGE", f"registry.example/gauntlet@{DIGEST}")
     monkeypatch.setenv("GAUNTLET_GPU_IMAGE", "registry.example/gauntlet-gpu:1.0")
     # Rendering a pod reads the cluster's kube config (nothing is sent to it): a stand-in cluster.
-    kube_config = {"apiVersion": "v1", "kind": "Config", "current-context": "ci",
-                   "clusters": [{"name": "ci", "cluster": {"server": "https://127.0.0.1:6443"}}],
-                   "contexts": [{"name": "ci", "context": {"cluster": "ci", "user": "ci"}}],
-                   "users": [{"name": "ci", "user": {"token": "unused"}}]}
-    monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", json.dumps(
-        {"conn_type": "kubernetes", "extra": {"in_cluster": False, "kube_config": json.dumps(kube_config)}}))
+    kube_config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "ci",
+        "clusters": [{"name": "ci", "cluster": {"server": "https://127.0.0.1:6443"}}],
+        "contexts": [{"name": "ci", "context": {"cluster": "ci", "user": "ci"}}],
+        "users": [{"name": "ci", "user": {"token": "unused"}}],
+    }
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_KUBERNETES_DEFAULT",
+        json.dumps({"conn_type": "kubernetes", "extra": {"in_cluster": False, "kube_config": json.dumps(kube_config)}}),
+    )
     for name in ("GAUNTLET_GPUS", "GAUNTLET_K8S_GPUS_PER_POD", "GAUNTLET_K8S_S3_SECRET", "GAUNTLET_IMAGE_DIGEST"):
         monkeypatch.delenv(name, raising=False)
 
@@ -127,7 +144,9 @@ def test_train_pod_asks_for_gpus_and_one_rank_per_gpu(monkeypatch: pytest.Monkey
     assert base.resources.limits["nvidia.com/gpu"] == "4"
     assert base.args[-2:] == ["--workers", "4"]
     assert model.spec.node_selector == {"nvidia.com/gpu.present": "true"}
-    assert [(t.key, t.operator, t.effect) for t in model.spec.tolerations] == [("nvidia.com/gpu", "Exists", "NoSchedule")]
+    assert [(t.key, t.operator, t.effect) for t in model.spec.tolerations] == [
+        ("nvidia.com/gpu", "Exists", "NoSchedule")
+    ]
     # Other steps never ask for GPUs, whatever the setting.
     evaluate = as_model(render_pod("evaluate"), "V1Pod")
     assert "nvidia.com/gpu" not in (evaluate.spec.containers[0].resources.limits or {})
@@ -153,8 +172,9 @@ def test_mpijob_manifest_meets_the_crd_and_pod_schemas() -> None:
     from gauntlet.airflow.mpijob import job_name, render_mpijob
 
     name = job_name("gauntlet_nightly/scheduled__2026-11-08T02:00:00+00:00/1")
-    job = render_mpijob(name, "gauntlet", "registry.example/gauntlet-gpu:1.0", [*GLOBAL, *STEPS["train"]],
-                        nodes=3, gpus_per_node=8)
+    job = render_mpijob(
+        name, "gauntlet", "registry.example/gauntlet-gpu:1.0", [*GLOBAL, *STEPS["train"]], nodes=3, gpus_per_node=8
+    )
     jsonschema.validate(job, MPIJOB_SCHEMA)
     assert job["spec"]["slotsPerWorker"] == 8
     specs = job["spec"]["mpiReplicaSpecs"]
@@ -176,12 +196,15 @@ def test_mpijob_manifest_meets_the_crd_and_pod_schemas() -> None:
     assert [e.secret_ref.name for e in launcher.env_from] == ["gauntlet-s3"]
 
 
-@pytest.mark.parametrize(("conditions", "state"), [
-    ([], None),
-    ([{"type": "Created", "status": "True"}, {"type": "Running", "status": "True"}], None),
-    ([{"type": "Running", "status": "False"}, {"type": "Succeeded", "status": "True"}], "Succeeded"),
-    ([{"type": "Running", "status": "False"}, {"type": "Failed", "status": "True"}], "Failed"),
-])
+@pytest.mark.parametrize(
+    ("conditions", "state"),
+    [
+        ([], None),
+        ([{"type": "Created", "status": "True"}, {"type": "Running", "status": "True"}], None),
+        ([{"type": "Running", "status": "False"}, {"type": "Succeeded", "status": "True"}], "Succeeded"),
+        ([{"type": "Running", "status": "False"}, {"type": "Failed", "status": "True"}], "Failed"),
+    ],
+)
 def test_mpijob_state_comes_from_its_terminal_condition(conditions: list[dict[str, str]], state: str | None) -> None:
     from gauntlet.airflow.mpijob import job_state
 
@@ -216,7 +239,8 @@ def test_container_id_is_read_from_the_runtime_mounts(tmp_path: Path) -> None:
     cid = "0123456789abcdef" * 4
     (tmp_path / "mountinfo").write_text(
         "600 590 0:52 / / rw,relatime - overlay overlay rw\n"
-        f"612 590 254:1 /var/lib/docker/containers/{cid}/hostname /etc/hostname rw - ext4 /dev/vda1 rw\n")
+        f"612 590 254:1 /var/lib/docker/containers/{cid}/hostname /etc/hostname rw - ext4 /dev/vda1 rw\n"
+    )
     assert container_id(tmp_path) == cid
     (tmp_path / "mountinfo").write_text("600 590 0:52 / / rw,relatime - ext4 /dev/vda1 rw\n")
     (tmp_path / "cgroup").write_text("0::/\n")

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,7 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_NOTHING_TO_DO = 99
 DEFAULT_CONFIG = "include/configs/digits.yaml"
+STEP_COMMANDS = ("validate", "preprocess", "train", "evaluate", "register")
 
 
 def safe_run_id(run_id: str) -> str:
@@ -178,7 +180,7 @@ def cmd_summary(args: argparse.Namespace) -> dict[str, Any]:
     run_id = latest_run(args.store) if args.run_id == "latest" else safe_run_id(args.run_id)
     prefix = storage.join(args.store, "runs", run_id, "steps")
     steps = {}
-    for step in ("validate", "preprocess", "train", "evaluate", "register"):
+    for step in STEP_COMMANDS:
         uri = storage.join(prefix, f"{step}.json")
         steps[step] = storage.get_json(uri) if storage.exists(uri) else None
     print(render_summary({**steps, "run_id": run_id}))
@@ -199,6 +201,11 @@ def render_summary(steps: dict[str, Any]) -> str:
                      + (" (cache hit)" if t["cache_hit"] else ""))
     if e:
         lines.append(f"evaluate   : {e['gate_reason']}\n             report {e['report_html_uri']}")
+    timed = {name: step["step_seconds"] for name, step in zip(STEP_COMMANDS, (v, p, t, e, r), strict=True)
+             if step and "step_seconds" in step}
+    if timed:
+        lines.append("step times : " + ", ".join(f"{name} {sec:.1f}s" for name, sec in timed.items())
+                     + f" (total {sum(timed.values()):.1f}s)")
     if r:
         if r["registered"]:
             lines.append(f"register   : version {r['version']}{' — champion' if r['champion'] else ''}; {r['version_uri']}")
@@ -275,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command in ("validate", "preprocess", "train", "evaluate", "register"):
         log.info("gauntlet %s on %s", args.command, hostinfo.describe())
+    started = time.perf_counter()
     try:
         outputs = args.func(args)
     except NoNewData as error:
@@ -287,7 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED
-    if args.run_id and args.command in ("validate", "preprocess", "train", "evaluate", "register"):
+    if args.command in STEP_COMMANDS:
+        outputs["step_seconds"] = round(time.perf_counter() - started, 2)
+    if args.run_id and args.command in STEP_COMMANDS:
         storage.put_json(storage.join(args.store, "runs", safe_run_id(args.run_id), "steps",
                                       f"{args.command}.json"), outputs)
     text = json.dumps(outputs, default=str)

@@ -30,6 +30,10 @@ class DatasetConfig:
     feature_prefix: str
     classes: tuple[int, ...]
     quarantine_max_fraction: float = 0.0  # rows per partition that row-level rules may set aside
+    # Engine that evaluates the suite: gx (Great Expectations, with Data Docs) or vectorised
+    # (gauntlet.fastchecks on streamed Arrow batches, for large snapshots; GX still runs on failure).
+    validation: str = "gx"
+    validation_sample_rows: int = 0  # vectorised: also run GX on this many sampled rows (Data Docs)
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,11 @@ def config_from_dict(raw: dict[str, Any]) -> PipelineConfig:
         feature_prefix=_require(d, "feature_prefix", str, "dataset"),
         classes=tuple(_require(d, "classes", list, "dataset")),
         quarantine_max_fraction=float(d.get("quarantine_max_fraction", 0.0)),
+        validation=str(d.get("validation", "gx")),
+        validation_sample_rows=int(d.get("validation_sample_rows", 0)),
     )
+    if dataset.validation not in ("gx", "vectorised"):
+        raise ConfigError(f"dataset.validation {dataset.validation!r} is unknown (known: gx, vectorised)")
     model = ModelConfig(
         name=_require(m, "name", str, "model"),
         kind=_require(m, "kind", str, "model"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pandas as pd
@@ -91,6 +92,24 @@ def parse_partition(uri: str, data: bytes) -> pd.DataFrame:
         raise RawDataError(f"{uri}: rule utf8_text: {_locate_bytes(data, offset)} is not valid UTF-8") from error
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise RawDataError(f"{uri}: not a readable UTF-8 CSV file ({error})") from error
+
+
+def iter_batches(uri: str, data: bytes, batch_rows: int = 262_144) -> Iterator[pa.RecordBatch]:
+    """A partition as Arrow record batches, for steps that stream instead of holding a whole table.
+
+    Parquet is decoded one batch at a time (memory: the file's bytes plus one batch); a CSV is
+    parsed by parse_partition, so it reports the same errors. Read errors raise RawDataError.
+    """
+    if not data:
+        raise RawDataError(f"{uri}: file is empty")
+    if not uri.endswith(".parquet"):
+        yield from pa.Table.from_pandas(parse_partition(uri, data), preserve_index=False).to_batches(batch_rows)
+        return
+    try:
+        source = pq.ParquetFile(pa.BufferReader(data))
+        yield from source.iter_batches(batch_size=batch_rows)
+    except (pa.ArrowInvalid, OSError) as error:
+        raise RawDataError(f"{uri}: not a readable Parquet file ({error})") from error
 
 
 def _locate_bytes(data: bytes, offset: int) -> str:

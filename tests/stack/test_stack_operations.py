@@ -105,6 +105,7 @@ def test_invalid_params_are_refused_by_the_api(local_stack: Stack, conf: dict[st
 # --- nightly through the REST API --------------------------------------------------------------
 
 
+@pytest.mark.timeout(2400)  # under load a run of several DAG runs outlasts the default 900 s
 def test_nightly_with_params_through_rest_api(local_stack: Stack) -> None:
     stack = local_stack
     # Unpausing lets the scheduler start tonight's run (catchup off): no partition landed in its
@@ -189,7 +190,9 @@ def test_nightly_with_params_through_rest_api(local_stack: Stack) -> None:
     assert events["asset_events"][0]["uri"].endswith("/registry/digits-classifier/aliases/champion.json")
 
 
+@pytest.mark.timeout(2400)  # under load a run of several DAG runs outlasts the default 900 s
 def test_failed_validation_lists_expectations_with_examples(local_stack: Stack) -> None:
+    local_stack.unpause(NIGHTLY)
     land_bad_partition(local_stack, "raw/bad-digits")
     response = trigger(local_stack, NIGHTLY, {**QUICK, "dataset_prefix": "raw/bad-digits"})
     assert response.status_code == 200, response.text
@@ -222,9 +225,10 @@ def wait_for_backfill(stack: Stack, expected_runs: int) -> list[dict[str, Any]]:
         time.sleep(5)
 
 
+@pytest.mark.timeout(2400)  # under load a run of several DAG runs outlasts the default 900 s
 def test_backfill_three_nights_then_again_adds_no_versions(local_stack: Stack) -> None:
     stack = local_stack
-    stack.wait_for_dag(NIGHTLY)
+    stack.unpause(NIGHTLY)
     # Forced registration puts every night in the registry (2 epochs never pass the gate), so a
     # second backfill has versions it could duplicate.
     conf = json.dumps({"epochs": 2, "workers": 1, "register_even_if_gate_fails": True})
@@ -272,6 +276,7 @@ def test_backfill_three_nights_then_again_adds_no_versions(local_stack: Stack) -
 # --- sweep -------------------------------------------------------------------------------------
 
 
+@pytest.mark.timeout(2400)  # under load a run of several DAG runs outlasts the default 900 s
 def test_sweep_two_configs_by_two_dates_then_nothing_to_train(local_stack: Stack) -> None:
     stack = local_stack
     stack.unpause(SWEEP)

@@ -48,6 +48,7 @@ def browser() -> Iterator[Any]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
+@pytest.mark.timeout(1800)
 def test_trigger_from_the_form_and_screenshot_the_grid(local_stack: Stack, browser: Any) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready

@@ -19,6 +19,7 @@ from typing import Any
 from gauntlet import experiments, plots, storage
 from gauntlet.config import ConfigError, load_config, resolve
 from gauntlet.logs import get_logger
+from gauntlet.reports import require_same_protocol
 
 log = get_logger("gauntlet.sweep")
 
@@ -83,6 +84,7 @@ def _row(pair: dict[str, Any], trained: dict[str, Any] | None, evaluated: dict[s
         report = storage.get_json(evaluated["report_uri"])
         row.update(
             test=report["metrics"]["candidate"],
+            protocol_id=report["protocol_id"],
             gate_passed=report["gate"]["passed"],
             report_uri=evaluated.get("report_html_uri"),
         )
@@ -148,6 +150,10 @@ def report(
     if len(trained) != len(pairs) or len(evaluated) != len(pairs):
         raise ValueError(f"{len(pairs)} pairs but {len(trained)} train and {len(evaluated)} evaluate outputs")
     rows = [_row(p, t, e) for p, t, e in zip(pairs, trained, evaluated, strict=True)]
+    # Test metrics side by side mean something only under one protocol version.
+    scored = [r for r in rows if "protocol_id" in r]
+    for other in scored[1:]:
+        require_same_protocol(scored[0], other)
     metrics = sorted({m for r in rows for m in (r.get("test") or {})})
     table = _markdown(rows, metrics)
     prefix = storage.join(store, "sweeps", run_id)

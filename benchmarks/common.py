@@ -1,0 +1,196 @@
+"""Shared benchmark plumbing: the embedded S3 server, interleaved timing, machine facts, results.
+
+Every benchmark talks to a real moto S3 server over HTTP (as the pipeline does) and compares
+variants in interleaved rounds (A, B, A, B, ...), so load from other processes on this shared
+machine hits every variant alike; figures are medians over the rounds and reported as ratios.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def s3_server() -> Iterator[str]:
+    """moto's S3 server on a free loopback port, unless AWS_ENDPOINT_URL already names one."""
+    if os.environ.get("AWS_ENDPOINT_URL"):
+        yield os.environ["AWS_ENDPOINT_URL"]
+        return
+    port = _free_port()
+    process = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("moto server did not start") from None
+                time.sleep(0.2)
+        os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+                          AWS_DEFAULT_REGION="us-east-1", GAUNTLET_HOME=str(ROOT))
+        from gauntlet import storage
+
+        storage.client.cache_clear()
+        yield endpoint
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        os.environ.pop("AWS_ENDPOINT_URL", None)
+
+
+def fresh_store(tag: str) -> str:
+    from gauntlet import storage
+
+    bucket = f"bench-{tag}-{uuid.uuid4().hex[:8]}"
+    storage.ensure_bucket(bucket)
+    return f"s3://{bucket}"
+
+
+def interleaved(variants: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Run each variant once per round, in order, for `rounds` rounds; return every figure."""
+    figures: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            figures[name].append(fn())
+    return figures
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def load_average() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(memory_gib, 1),
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def digits_like_frame(rows: int, start: int, rng: np.random.Generator) -> Any:
+    """Digits-shaped rows (row_id, label, pixel_0..63 ints in 0..16) with ids unique across calls."""
+    import pandas as pd
+
+    pixels = rng.integers(0, 17, size=(rows, 64), dtype=np.int64)
+    frame = pd.DataFrame(pixels, columns=[f"pixel_{i}" for i in range(64)])
+    frame.insert(0, "label", rng.integers(0, 10, size=rows, dtype=np.int64))
+    frame.insert(0, "row_id", [f"bench-{i:09d}" for i in range(start, start + rows)])
+    return frame
+
+
+def commit_training_dataset(store: str, rows: int, seed: int = 0) -> str:
+    """A committed dataset (train/dev splits, preprocessor, MANIFEST) for the training benchmarks.
+
+    It is written in the layout preprocess commits, so the worker reads it exactly as in a run;
+    labels follow a fixed random linear rule of the pixels, so the model has something to learn.
+    """
+    from gauntlet import storage
+
+    rng = np.random.default_rng(seed)
+    frame = digits_like_frame(rows, 0, rng)
+    features = [f"pixel_{i}" for i in range(64)]
+    x = frame[features].to_numpy(np.float32)
+    frame["label"] = np.argmax(x @ rng.normal(size=(64, 10)).astype(np.float32), axis=1).astype(np.int64)
+    frame[features] = x
+    frame.insert(1, "date", "2026-11-01")
+    n_dev = max(rows // 10, 10)
+    prefix = storage.join(store, "datasets", "bench", f"rows-{rows}")
+    with storage.temp_dir() as tmp:
+        root = Path(tmp)
+        for split, part in (("train", frame.iloc[n_dev:]), ("dev", frame.iloc[:n_dev])):
+            (root / split).mkdir()
+            part.to_parquet(root / split / "part-00000.parquet", index=False)
+        (root / "preprocessor.json").write_text(json.dumps({
+            "kind": "standard_scaler", "features": features,
+            "mean": x.mean(axis=0).tolist(), "scale": np.where(x.std(axis=0) > 0, x.std(axis=0), 1).tolist()}))
+        storage.commit_directory(root, prefix, {
+            "version": f"bench-{rows}", "dataset": "bench",
+            "schema": {"id": "row_id", "label": "label", "features": features, "classes": list(range(10))},
+            "rows": {"train": rows - n_dev, "dev": n_dev}})
+    return prefix
+
+
+def land_raw_partitions(store: str, raw_prefix: str, rows: int, partitions: int, row_group: int = 250_000,
+                        seed: int = 0) -> list[str]:
+    """Land `rows` digits-shaped rows as daily Parquet partitions (generated and uploaded one at a time)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from gauntlet import storage
+
+    rng = np.random.default_rng(seed)
+    uris, start = [], 0
+    for i, count in enumerate(np.array_split(np.arange(rows), partitions)):
+        frame = digits_like_frame(len(count), start, rng)
+        start += len(count)
+        buffer = io.BytesIO()
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer, row_group_size=row_group)
+        del frame
+        uri = storage.join(store, raw_prefix, f"date=2026-11-{i + 1:02d}", "part-00000.parquet")
+        storage.put_bytes(uri, buffer.getvalue())
+        uris.append(uri)
+    return uris
+
+
+def write_results(results: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / "results.json"
+    json_path.write_text(json.dumps(results, indent=2, sort_keys=True, default=str))
+    md_path = out_dir / "results.md"
+    md_path.write_text(markdown_table(results))
+    return json_path, md_path
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [f"Benchmarks{' (quick configuration)' if results.get('quick') else ''}, {results['date']} on "
+             f"{m['cpu']} ({m['cores']} cores, {m['memory_gib']} GiB); load average at start "
+             f"{results['load_average_start']}, at end {results['load_average_end']}.", "",
+             "| benchmark | figure | measured | target | met |", "|---|---|---|---|---|"]
+    for bench in results["benchmarks"]:
+        for row in bench.get("rows", []):
+            target = row.get("target", "")
+            met = "" if row.get("met") is None else ("yes" if row["met"] else "**no**")
+            lines.append(f"| {bench['name']} | {row['figure']} | {row['value']} | {target} | {met} |")
+    return "\n".join(lines) + "\n"

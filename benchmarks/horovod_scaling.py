@@ -1,0 +1,118 @@
+"""Benchmarks 1 and 2: Horovod scaling (1 vs 2 ranks) and Horovod vs torch DDP, on the pipeline's worker.
+
+The Horovod runs go through steps/train.py's own launcher (`horovodrun ... gauntlet.training.worker`,
+with the launch environment the pipeline sets), reading a committed dataset from S3; the DDP run
+is benchmarks/ddp_worker.py under torchrun with the same data, model, per-rank batch and clock.
+Throughput is the worker's allreduced samples/s, median over the epochs after the first (warm-up)
+and then over interleaved rounds (hvd-1, hvd-2, ddp-2, hvd-1, ...).
+
+    python benchmarks/horovod_scaling.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+import uuid
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.common import (BIN, ROOT, commit_training_dataset, fresh_store, interleaved, load_average,
+                               median, s3_server)
+
+# Compute must dominate the gradient exchange for scaling to mean anything: a wide MLP has
+# ~4.3 M parameters (17 MB of gradients per step) against ~6.6 GFLOP per 256-row batch.
+FULL = {"rows": 60_000, "hidden": [2048, 2048], "batch_size": 256, "epochs": 3, "rounds": 3}
+QUICK = {"rows": 4_000, "hidden": [256], "batch_size": 64, "epochs": 2, "rounds": 1}
+
+
+def params(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {"model": {"kind": "mlp", "hidden": cfg["hidden"], "channels": [], "image_shape": []},
+            "epochs": cfg["epochs"], "patience": None, "seed": 0, "batch_size": cfg["batch_size"], "lr": 0.01,
+            "momentum": 0.9, "weight_decay": 0.0, "threads_per_worker": 1, "schedule": "constant"}
+
+
+def _throughput(curve: list[dict[str, Any]]) -> float:
+    steady = curve[1:] or curve  # the first epoch pays for allocation and the first allreduces
+    return median([row["samples_per_s"] for row in steady])
+
+
+def run_horovod(store: str, dataset: str, ranks: int, p: dict[str, Any], env: dict[str, str] | None = None) -> float:
+    from gauntlet import storage
+    from gauntlet.steps import train
+
+    experiment = storage.join(store, "experiments", f"bench-{uuid.uuid4().hex[:10]}")
+    saved = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the worker's epoch lines; figures come from S3
+            train.run_horovod(ranks, ["--dataset", dataset, "--experiment", experiment, "--params", json.dumps(p)])
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return _throughput(storage.get_json(storage.join(experiment, "worker.json"))["curve"])
+
+
+def run_ddp(dataset: str, ranks: int, p: dict[str, Any]) -> float:
+    command = [str(BIN / "torchrun"), "--standalone", f"--nproc-per-node={ranks}",
+               str(ROOT / "benchmarks" / "ddp_worker.py"), "--dataset", dataset, "--params", json.dumps(p)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800, check=False)
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith("DDP_RESULT "):
+            return _throughput(json.loads(line[len("DDP_RESULT "):])["curve"])
+    raise RuntimeError(f"DDP run failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+
+
+def bench(quick: bool = False) -> dict[str, Any]:
+    cfg = QUICK if quick else FULL
+    p = params(cfg)
+    load_before = load_average()
+    with s3_server():
+        store = fresh_store("hvd")
+        dataset = commit_training_dataset(store, cfg["rows"])
+        figures = interleaved({
+            "horovod_1": lambda: run_horovod(store, dataset, 1, p),
+            "horovod_2": lambda: run_horovod(store, dataset, 2, p),
+            "ddp_2": lambda: run_ddp(dataset, 2, p),
+        }, cfg["rounds"])
+    h1, h2, d2 = (median(figures[k]) for k in ("horovod_1", "horovod_2", "ddp_2"))
+    scaling, versus = h2 / h1, h2 / d2
+    model = f"MLP 64-{'-'.join(map(str, cfg['hidden']))}-10, batch {cfg['batch_size']}/rank, {cfg['rows']} rows"
+    return {
+        "name": "horovod",
+        "config": {**cfg, "model": model},
+        "samples_per_s": figures,
+        "load_average": [load_before, load_average()],
+        "rows": [
+            {"figure": f"samples/s 1 rank / 2 ranks / DDP 2 ranks ({model})",
+             "value": f"{h1:.0f} / {h2:.0f} / {d2:.0f}"},
+            {"figure": "Horovod scaling: 2-rank / 1-rank throughput", "value": f"{scaling:.2f}x",
+             "target": ">= 1.8x", "met": scaling >= 1.8},
+            {"figure": "Horovod / DDP throughput (2 ranks, same global batch)", "value": f"{versus:.2f}x",
+             "target": ">= 1.0x", "met": versus >= 1.0},
+        ],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    result = bench(parser.parse_args().quick)
+    for row in result["rows"]:
+        print(f"{row['figure']}: {row['value']}  (target {row.get('target', '-')})")
+    print("per round:", json.dumps(result["samples_per_s"]))
+
+
+if __name__ == "__main__":
+    main()
