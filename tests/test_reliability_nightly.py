@@ -26,6 +26,7 @@ from conftest import ROOT
 from faulty_s3_proxy import FaultPlan, FaultyS3Proxy, Request
 
 from gauntlet import demo, storage
+from gauntlet.cli import safe_run_id
 
 LOGICAL_DATE = "2026-11-08T02:00:00+00:00"
 FAULT_RATE = 0.15
@@ -61,7 +62,6 @@ def night(airflow_home: dict[str, str], s3_endpoint: str, tmp_path_factory: pyte
         "GAUNTLET_GLOO_TIMEOUT_S": "20",
     }
     conf = {"model_kind": "mlp", "epochs": 3, "register_even_if_gate_fails": True}
-    started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
     try:
         process = subprocess.run(
             ["airflow", "dags", "test", "gauntlet_nightly", LOGICAL_DATE, "-c", json.dumps(conf)],
@@ -80,7 +80,6 @@ def night(airflow_home: dict[str, str], s3_endpoint: str, tmp_path_factory: pyte
         "proxy": proxy,
         "marker": marker,
         "home": Path(airflow_home["AIRFLOW_HOME"]),
-        "started": started,
     }
 
 
@@ -107,9 +106,10 @@ def test_airflow_retried_the_train_task_into_a_resume(night: dict[str, Any]) -> 
     assert night["marker"].exists(), "the rank was killed"
     # `airflow dags test` prints task logs instead of writing files: the tries are in the metadata DB.
     with _metadata_db(night) as db:
-        [(run_id,)] = db.execute(
-            "SELECT run_id FROM dag_run WHERE dag_id = 'gauntlet_nightly' AND start_date >= ?", (night["started"],)
-        ).fetchall()
+        # The step outputs live under runs/<safe run id>: find the Airflow run that wrote them.
+        [run_dir] = {o["key"].split("/")[1] for o in storage.list_objects(night["store"] + "/runs/")}
+        runs = [r for (r,) in db.execute("SELECT run_id FROM dag_run WHERE dag_id = 'gauntlet_nightly'")]
+        [run_id] = [r for r in runs if safe_run_id(f"gauntlet_nightly__{r}") == run_dir]
         query = (
             "SELECT try_number, state FROM {} WHERE dag_id = 'gauntlet_nightly' AND run_id = ? AND task_id = 'train'"
         )
@@ -188,14 +188,16 @@ def test_no_secret_leaks_into_logs_xcom_or_s3(night: dict[str, Any]) -> None:
                     data = value if isinstance(value, bytes) else str(value).encode()
                     places[f"db {table}.{column}"] = places.get(f"db {table}.{column}", b"") + data + b"\n"
     assert "db xcom.value" in places
+    objects = 0
     for obj in storage.list_objects(night["store"] + "/"):
         places[obj["uri"]] = storage.get_bytes(obj["uri"])
+        objects += 1
     leaks = sorted({(where, hit.decode()) for where, data in places.items() for hit in pattern.findall(data)})
     print(
-        f"RELIABILITY secret scan: {scanned} files under AIRFLOW_HOME, {len(places) - scanned - 1} S3 objects "
+        f"RELIABILITY secret scan: {scanned} files under AIRFLOW_HOME, every DB row, {objects} S3 objects "
         f"and the run's output searched for {len(CANARIES)} canaries: {len(leaks)} hits"
     )
-    assert not leaks, leaks
+    assert not leaks, f"credentials leaked (a presigned URL carries X-Amz-Credential and X-Amz-Security-Token): {leaks}"
     assert os.environ.get("AWS_SECRET_ACCESS_KEY") not in CANARIES
 
 

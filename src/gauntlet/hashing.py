@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 # Short ids keep S3 keys readable; 16 hex chars (64 bits) is ample for a single project's objects.
 SHORT_ID_LENGTH = 16
@@ -30,6 +34,17 @@ def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
         while chunk := handle.read(chunk_size):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha256_u64(texts: Iterable[str], prefix: str = "") -> NDArray[np.uint64]:
+    """The first 8 bytes of sha256(prefix + text), big-endian, for many texts at once.
+
+    The same number as int(sha256_bytes(...)[:16], 16), without a hex string and an int parse per
+    text: frozen splits hash every row id, and at 10 M rows that parse was a third of the work.
+    """
+    head, sha256 = prefix.encode(), hashlib.sha256
+    joined = b"".join([sha256(head + text.encode()).digest()[:8] for text in texts])
+    return np.frombuffer(joined, dtype=">u8").astype(np.uint64)
 
 
 def canonical_json(obj: Any) -> bytes:

@@ -1,0 +1,125 @@
+"""Benchmarks 4 and 5: the orchestration overhead of a whole DAG run, and the cost of a cache hit.
+
+4. `airflow dags test gauntlet_nightly` on the demo data and configuration (a throwaway
+   AIRFLOW_HOME, the embedded S3 server), timed by wall clock, divided by the sum of the five
+   steps' own time (each step's `step_seconds`, kept in runs/<run_id>/steps/<step>.json).
+5. The same experiment trained twice through the CLI (`python -m gauntlet train`): the second is a
+   cache hit, and its whole command (interpreter start included) is compared with the first.
+
+    python benchmarks/pipeline.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.common import BIN, ROOT, fresh_store, load_average, s3_server
+
+LOGICAL_DATE = "2026-11-08T02:00:00+00:00"
+STEPS = ("validate", "preprocess", "train", "evaluate", "register")
+
+
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {**os.environ, "GAUNTLET_HOME": str(ROOT), "PYTHONPATH": str(ROOT / "src"),
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(extra or {})}
+
+
+def _seed(store: str) -> None:
+    from gauntlet import demo
+
+    demo.seed(store, "raw/digits", dt.date(2026, 11, 1), 7)
+
+
+def overhead(epochs: int | None) -> dict[str, Any]:
+    from gauntlet import storage
+
+    store = fresh_store("dag")
+    _seed(store)
+    with tempfile.TemporaryDirectory(prefix="bench-airflow-") as home:
+        env = _env({"AIRFLOW_HOME": home, "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+                    "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                    "AIRFLOW__CORE__UNIT_TEST_MODE": "False", "GAUNTLET_STORE": store})
+        subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True,
+                       timeout=600)
+        command = [str(BIN / "airflow"), "dags", "test", "gauntlet_nightly", LOGICAL_DATE]
+        if epochs:
+            command += ["--conf", json.dumps({"epochs": epochs})]
+        started = time.perf_counter()
+        done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT, timeout=1800,
+                              check=False)
+        wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"airflow dags test exited {done.returncode}:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+    runs = [o for o in storage.list_objects(storage.join(store, "runs") + "/") if o["key"].endswith("/steps/validate.json")]
+    prefix = runs[0]["uri"].rsplit("/", 1)[0]
+    steps = {s: storage.get_json(storage.join(prefix, f"{s}.json"))["step_seconds"] for s in STEPS}
+    return {"wall_seconds": wall, "step_seconds": steps, "ratio": wall / sum(steps.values())}
+
+
+def _cli(store: str, *args: str) -> tuple[float, dict[str, Any]]:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "gauntlet", "--store", store, *args], capture_output=True,
+                          text=True, cwd=ROOT, env=_env(), timeout=1800, check=False)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{args} exited {done.returncode}:\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
+    outputs = json.loads(next(x for x in reversed(done.stdout.splitlines()) if x.startswith("GAUNTLET_OUTPUTS "))[17:])
+    return seconds, outputs
+
+
+def cache(epochs: int | None) -> dict[str, Any]:
+    store = fresh_store("cache")
+    _seed(store)
+    sets = ["--set", f"training.epochs={epochs}"] if epochs else []
+    _, validated = _cli(store, "--run-id", "bench", *sets, "validate", "--start", "2026-11-01", "--end", "2026-11-08")
+    _, dataset = _cli(store, *sets, "preprocess", "--validation", validated["result_uri"])
+    first, trained = _cli(store, *sets, "train", "--dataset", dataset["dataset_uri"])
+    again, hit = _cli(store, *sets, "train", "--dataset", dataset["dataset_uri"])
+    if trained["cache_hit"] or not hit["cache_hit"]:
+        raise RuntimeError(f"expected a miss then a hit, got {trained['cache_hit']} then {hit['cache_hit']}")
+    return {"first_seconds": first, "rerun_seconds": again, "ratio": again / first,
+            "rerun_step_seconds": hit["step_seconds"]}
+
+
+def bench(quick: bool = False) -> dict[str, Any]:
+    load_before = load_average()
+    epochs = 2 if quick else None  # None: the protocol's budget, i.e. the demo configuration
+    with s3_server():
+        dag = overhead(epochs)
+        hit = cache(epochs)
+    steps = ", ".join(f"{k} {v:.1f}s" for k, v in dag["step_seconds"].items())
+    return {
+        "name": "pipeline", "config": {"epochs": epochs or "protocol (demo)"}, "overhead": dag, "cache": hit,
+        "load_average": [load_before, load_average()],
+        "rows": [
+            {"figure": f"DAG run wall / sum of step times ({steps})",
+             "value": f"{dag['wall_seconds']:.1f}s / {sum(dag['step_seconds'].values()):.1f}s = {dag['ratio']:.2f}",
+             "target": "<= 1.2", "met": dag["ratio"] <= 1.2},
+            {"figure": "re-run of an unchanged experiment (cache hit) / first run, whole `gauntlet train` command",
+             "value": f"{hit['rerun_seconds']:.1f}s / {hit['first_seconds']:.1f}s = {hit['ratio']:.3f}",
+             "target": "<= 0.1", "met": hit["ratio"] <= 0.1},
+        ],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    result = bench(parser.parse_args().quick)
+    for row in result["rows"]:
+        print(f"{row['figure']}: {row['value']}  (target {row.get('target', '-')})")
+
+
+if __name__ == "__main__":
+    main()
