@@ -1,7 +1,7 @@
 # gauntlet: two commands set everything up on a fresh machine (Python 3.11):
 #   make demo   one nightly run of the pipeline through Airflow on the embedded S3 server
 #   make test   lint, type-check and the test suite (what CI runs)
-.PHONY: setup demo test lint typecheck pytest format clean
+.PHONY: setup demo test lint typecheck pytest format clean image image-gpu docker-e2e reliability evaluation
 
 VENV := .venv
 BIN := $(VENV)/bin
@@ -23,6 +23,23 @@ pytest: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+reliability: setup  ## dead rank, faulty S3, bad-input corpus, overlapping runs, secret-leak scan
+	$(BIN)/python -m pytest -q tests/test_reliability_storage.py tests/test_reliability_bad_input.py \
+		tests/test_reliability_training.py tests/test_reliability_concurrency.py tests/test_reliability_nightly.py
+
+evaluation: setup  ## protocol, gate from real runs, registry, ledger, report images
+	$(BIN)/python -m pytest -q tests/test_protocol.py tests/test_protocol_options.py tests/test_experiments.py \
+		tests/test_gate_real_runs.py tests/test_registry.py tests/test_report.py tests/test_ledger.py
+
+image: setup  ## CPU task image, built offline from the wheelhouse; prints its id and digest
+	bash scripts/build_image.sh
+
+image-gpu:  ## GPU task image (CUDA + NCCL); needs a registry to pull its base
+	docker build --target gpu -t gauntlet:gpu .
+
+docker-e2e: setup  ## the nightly DAG with every step in a container
+	bash scripts/ci/docker_e2e.sh
 
 format: setup
 	$(BIN)/ruff format src tests dags plugins scripts
