@@ -42,8 +42,11 @@ def s3_server() -> Iterator[str]:
         yield os.environ["AWS_ENDPOINT_URL"]
         return
     port = _free_port()
-    process = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     endpoint = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -55,8 +58,13 @@ def s3_server() -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise RuntimeError("moto server did not start") from None
                 time.sleep(0.2)
-        os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
-                          AWS_DEFAULT_REGION="us-east-1", GAUNTLET_HOME=str(ROOT))
+        os.environ.update(
+            AWS_ENDPOINT_URL=endpoint,
+            AWS_ACCESS_KEY_ID="bench",
+            AWS_SECRET_ACCESS_KEY="bench",
+            AWS_DEFAULT_REGION="us-east-1",
+            GAUNTLET_HOME=str(ROOT),
+        )
         from gauntlet import storage
 
         storage.client.cache_clear()
@@ -100,8 +108,14 @@ def machine() -> dict[str, Any]:
                 cpu = line.split(":", 1)[1].strip()
                 break
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {"host": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(memory_gib, 1),
-            "python": platform.python_version(), "platform": platform.platform()}
+    return {
+        "host": platform.node(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory_gib, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
 def now() -> str:
@@ -141,18 +155,32 @@ def commit_training_dataset(store: str, rows: int, seed: int = 0) -> str:
         for split, part in (("train", frame.iloc[n_dev:]), ("dev", frame.iloc[:n_dev])):
             (root / split).mkdir()
             part.to_parquet(root / split / "part-00000.parquet", index=False)
-        (root / "preprocessor.json").write_text(json.dumps({
-            "kind": "standard_scaler", "features": features,
-            "mean": x.mean(axis=0).tolist(), "scale": np.where(x.std(axis=0) > 0, x.std(axis=0), 1).tolist()}))
-        storage.commit_directory(root, prefix, {
-            "version": f"bench-{rows}", "dataset": "bench",
-            "schema": {"id": "row_id", "label": "label", "features": features, "classes": list(range(10))},
-            "rows": {"train": rows - n_dev, "dev": n_dev}})
+        (root / "preprocessor.json").write_text(
+            json.dumps(
+                {
+                    "kind": "standard_scaler",
+                    "features": features,
+                    "mean": x.mean(axis=0).tolist(),
+                    "scale": np.where(x.std(axis=0) > 0, x.std(axis=0), 1).tolist(),
+                }
+            )
+        )
+        storage.commit_directory(
+            root,
+            prefix,
+            {
+                "version": f"bench-{rows}",
+                "dataset": "bench",
+                "schema": {"id": "row_id", "label": "label", "features": features, "classes": list(range(10))},
+                "rows": {"train": rows - n_dev, "dev": n_dev},
+            },
+        )
     return prefix
 
 
-def land_raw_partitions(store: str, raw_prefix: str, rows: int, partitions: int, row_group: int = 250_000,
-                        seed: int = 0) -> list[str]:
+def land_raw_partitions(
+    store: str, raw_prefix: str, rows: int, partitions: int, row_group: int = 250_000, seed: int = 0
+) -> list[str]:
     """Land `rows` digits-shaped rows as daily Parquet partitions (generated and uploaded one at a time)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -184,13 +212,22 @@ def write_results(results: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
 
 def markdown_table(results: dict[str, Any]) -> str:
     m = results["machine"]
-    lines = [f"Benchmarks{' (quick configuration)' if results.get('quick') else ''}, {results['date']} on "
-             f"{m['cpu']} ({m['cores']} cores, {m['memory_gib']} GiB); load average at start "
-             f"{results['load_average_start']}, at end {results['load_average_end']}.", "",
-             "| benchmark | figure | measured | target | met |", "|---|---|---|---|---|"]
+    lines = [
+        f"Benchmarks{' (quick configuration)' if results.get('quick') else ''}, {results['date']} on "
+        f"{m['cpu']} ({m['cores']} cores, {m['memory_gib']} GiB); load average at start "
+        f"{results['load_average_start']}, at end {results['load_average_end']}.",
+        "",
+        "| benchmark | figure | measured | target | met |",
+        "|---|---|---|---|---|",
+    ]
     for bench in results["benchmarks"]:
         for row in bench.get("rows", []):
             target = row.get("target", "")
             met = "" if row.get("met") is None else ("yes" if row["met"] else "**no**")
-            lines.append(f"| {bench['name']} | {row['figure']} | {row['value']} | {target} | {met} |")
+            value = str(row["value"]).replace("|", "/")
+            lines.append(f"| {bench['name']} | {row['figure']} | {value} | {target} | {met} |")
+        if bench.get("load_average"):
+            lines.append(
+                f"| {bench['name']} | load average before / after | {' / '.join(map(str, bench['load_average']))} | | |"
+            )
     return "\n".join(lines) + "\n"

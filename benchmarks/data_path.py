@@ -36,8 +36,10 @@ RSS_BOUND_MB = 1536
 FULL = {"rows": [1_000_000, 10_000_000], "rounds": 3, "gx_rows": 1_000_000}
 QUICK = {"rows": [40_000], "rounds": 1, "gx_rows": 0}
 # Runs a CLI command in this process and appends its own peak RSS, which a parent can't see alone.
-_WRAP = ("import resource, sys; from gauntlet.cli import main; code = main(sys.argv[1:]); "
-         "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)")
+_WRAP = (
+    "import resource, sys; from gauntlet.cli import main; code = main(sys.argv[1:]); "
+    "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)"
+)
 
 
 def floor(store: str) -> dict[str, float]:
@@ -58,13 +60,23 @@ def floor(store: str) -> dict[str, float]:
             squares += np.square(x, dtype=np.float64).sum(axis=0)
     mean = total / rows
     np.sqrt(squares / rows - mean**2)
-    return {"seconds": time.perf_counter() - started, "rows": rows,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "seconds": time.perf_counter() - started,
+        "rows": rows,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def _run(args: list[str]) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-c", _WRAP, *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, timeout=3600, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", _WRAP, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        timeout=3600,
+        check=False,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{args} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
     lines = done.stdout.splitlines()
@@ -76,20 +88,51 @@ def _run(args: list[str]) -> dict[str, Any]:
 def run_floor(store: str) -> dict[str, Any]:
     code = f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); from benchmarks.data_path import floor; "
     code += f"print('FLOOR ' + json.dumps(floor({store!r})))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=3600,
-                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=3600,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        check=True,
+    )
     return dict(json.loads(next(x for x in done.stdout.splitlines() if x.startswith("FLOOR "))[6:]))
 
 
 def run_validate(store: str, engine: str) -> dict[str, Any]:
-    return _run(["--store", store, "--run-id", f"bench-{uuid.uuid4().hex[:8]}", "--set",
-                 f"dataset.validation={engine}", "validate", "--start", "2026-11-01", "--end", "2026-12-01"])
+    return _run(
+        [
+            "--store",
+            store,
+            "--run-id",
+            f"bench-{uuid.uuid4().hex[:8]}",
+            "--set",
+            f"dataset.validation={engine}",
+            "validate",
+            "--start",
+            "2026-11-01",
+            "--end",
+            "2026-12-01",
+        ]
+    )
 
 
 def run_preprocess(store: str, validation_uri: str) -> dict[str, Any]:
     # A fresh (harmless) config key per run gives a new dataset version, so no run is a cache hit.
-    return _run(["--store", store, "--set", "dataset.validation=vectorised", "--set",
-                 f"dataset.bench_nonce={uuid.uuid4().hex[:8]}", "preprocess", "--validation", validation_uri])
+    return _run(
+        [
+            "--store",
+            store,
+            "--set",
+            "dataset.validation=vectorised",
+            "--set",
+            f"dataset.bench_nonce={uuid.uuid4().hex[:8]}",
+            "preprocess",
+            "--validation",
+            validation_uri,
+        ]
+    )
 
 
 def bench_rows(store: str, rows: int, rounds: int, with_gx: bool) -> dict[str, Any]:
@@ -101,12 +144,21 @@ def bench_rows(store: str, rows: int, rounds: int, with_gx: bool) -> dict[str, A
         samples[name].append({k: result[k] for k in ("seconds", "peak_rss_mb")})
         return float(result["seconds"])
 
-    interleaved({"floor": lambda: record("floor", run_floor(store)),
-                 "validate": lambda: record("validate", run_validate(store, "vectorised")),
-                 "preprocess": lambda: record("preprocess", run_preprocess(store, validation_uri))}, rounds)
+    interleaved(
+        {
+            "floor": lambda: record("floor", run_floor(store)),
+            "validate": lambda: record("validate", run_validate(store, "vectorised")),
+            "preprocess": lambda: record("preprocess", run_preprocess(store, validation_uri)),
+        },
+        rounds,
+    )
     seconds = {k: median([s["seconds"] for s in v]) for k, v in samples.items()}
-    out: dict[str, Any] = {"rows": rows, "seconds": seconds, "runs": samples,
-                           "preprocess_peak_rss_mb": max(s["peak_rss_mb"] for s in samples["preprocess"])}
+    out: dict[str, Any] = {
+        "rows": rows,
+        "seconds": seconds,
+        "runs": samples,
+        "preprocess_peak_rss_mb": max(s["peak_rss_mb"] for s in samples["preprocess"]),
+    }
     if with_gx:  # the old engine, once: GX over the concatenated snapshot (tens of seconds fixed cost)
         out["gx_validate_seconds"] = run_validate(store, "gx")["seconds"]
     return out
@@ -126,25 +178,49 @@ def bench(quick: bool = False, rows: list[int] | None = None) -> dict[str, Any]:
         v_ratio, p_ratio = s["floor"] / s["validate"], s["floor"] / s["preprocess"]
         both = s["floor"] / (s["validate"] + s["preprocess"])
         table += [
-            {"figure": f"rows/s floor / validate / preprocess ({label})",
-             "value": f"{n / s['floor']:,.0f} / {n / s['validate']:,.0f} / {n / s['preprocess']:,.0f}"},
-            {"figure": f"validate (vectorised) rows/s / floor ({label})", "value": f"{v_ratio:.2f}x",
-             "target": ">= 0.7x", "met": v_ratio >= 0.7},
-            {"figure": f"preprocess rows/s / floor ({label})", "value": f"{p_ratio:.2f}x", "target": ">= 0.7x",
-             "met": p_ratio >= 0.7},
+            {
+                "figure": f"rows/s floor / validate / preprocess ({label})",
+                "value": f"{n / s['floor']:,.0f} / {n / s['validate']:,.0f} / {n / s['preprocess']:,.0f}",
+            },
+            {
+                "figure": f"validate (vectorised) rows/s / floor ({label})",
+                "value": f"{v_ratio:.2f}x",
+                "target": ">= 0.7x",
+                "met": v_ratio >= 0.7,
+            },
+            {
+                "figure": f"preprocess rows/s / floor ({label})",
+                "value": f"{p_ratio:.2f}x",
+                "target": ">= 0.7x",
+                "met": p_ratio >= 0.7,
+            },
             {"figure": f"validate + preprocess together / one floor pass ({label})", "value": f"{both:.2f}x"},
         ]
         if "gx_validate_seconds" in r:
-            table.append({"figure": f"validate with the GX engine rows/s / floor ({label}, before)",
-                          "value": f"{s['floor'] / r['gx_validate_seconds']:.3f}x"})
+            table.append(
+                {
+                    "figure": f"validate with the GX engine rows/s / floor ({label}, before)",
+                    "value": f"{s['floor'] / r['gx_validate_seconds']:.3f}x",
+                }
+            )
     biggest = max(results, key=lambda r: r["rows"])
     bound = RSS_BOUND_MB * biggest["rows"] / 10_000_000 if biggest["rows"] < 10_000_000 else RSS_BOUND_MB
     bound = max(bound, 400.0)  # the interpreter, torch-free imports and a batch come first
-    table.append({"figure": f"preprocess peak RSS ({biggest['rows'] / 1e6:g} M rows)",
-                  "value": f"{biggest['preprocess_peak_rss_mb']:.0f} MB", "target": f"<= {bound:.0f} MB",
-                  "met": biggest["preprocess_peak_rss_mb"] <= bound})
-    return {"name": "data path", "config": cfg, "results": results, "rows": table,
-            "load_average": [load_before, load_average()]}
+    table.append(
+        {
+            "figure": f"preprocess peak RSS ({biggest['rows'] / 1e6:g} M rows)",
+            "value": f"{biggest['preprocess_peak_rss_mb']:.0f} MB",
+            "target": f"<= {bound:.0f} MB",
+            "met": biggest["preprocess_peak_rss_mb"] <= bound,
+        }
+    )
+    return {
+        "name": "data path",
+        "config": cfg,
+        "results": results,
+        "rows": table,
+        "load_average": [load_before, load_average()],
+    }
 
 
 def main() -> None:

@@ -41,11 +41,13 @@ def main() -> None:
     preprocessor = load_preprocessor(args.dataset)
     model = build_model(params["model"], preprocessor, len(manifest["schema"]["classes"]))
     ddp = DistributedDataParallel(model)  # broadcasts rank 0's initial weights
-    optimizer = torch.optim.SGD(ddp.parameters(), lr=params["lr"] * size, momentum=params["momentum"],
-                                weight_decay=params["weight_decay"])
+    optimizer = torch.optim.SGD(
+        ddp.parameters(), lr=params["lr"] * size, momentum=params["momentum"], weight_decay=params["weight_decay"]
+    )
     dataset = TensorDataset(torch.from_numpy(split.features), torch.from_numpy(split.labels))
-    sampler: DistributedSampler[Any] = DistributedSampler(dataset, num_replicas=size, rank=rank, shuffle=True,
-                                                          seed=params["seed"])
+    sampler: DistributedSampler[Any] = DistributedSampler(
+        dataset, num_replicas=size, rank=rank, shuffle=True, seed=params["seed"]
+    )
     loader = DataLoader(dataset, batch_size=params["batch_size"], sampler=sampler)
     curve = []
     for epoch in range(1, params["epochs"] + 1):
@@ -63,8 +65,13 @@ def main() -> None:
         train_time = time.perf_counter() - tick
         totals = torch.tensor([loss_sum, float(seen)], dtype=torch.float64)
         dist.all_reduce(totals)
-        curve.append({"epoch": epoch, "train_loss": totals[0].item() / totals[1].item(),
-                      "samples_per_s": totals[1].item() / train_time})
+        curve.append(
+            {
+                "epoch": epoch,
+                "train_loss": totals[0].item() / totals[1].item(),
+                "samples_per_s": totals[1].item() / train_time,
+            }
+        )
     if rank == 0:
         print("DDP_RESULT " + json.dumps({"curve": curve, "world_size": size, "pid": os.getpid()}), flush=True)
     dist.destroy_process_group()

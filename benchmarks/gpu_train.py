@@ -32,8 +32,17 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Dense bf16 tensor-core peaks (TFLOP/s) by device name; override with --peak-tflops.
-PEAK_BF16_TFLOPS = {"H200": 989.0, "H100 SXM": 989.0, "H100 80GB HBM3": 989.0, "H100 PCIe": 756.0, "H100": 756.0,
-                    "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10": 125.0}
+PEAK_BF16_TFLOPS = {
+    "H200": 989.0,
+    "H100 SXM": 989.0,
+    "H100 80GB HBM3": 989.0,
+    "H100 PCIe": 756.0,
+    "H100": 756.0,
+    "A100": 312.0,
+    "L40S": 362.0,
+    "L4": 121.0,
+    "A10": 125.0,
+}
 GPU = {"hidden": [8192, 8192, 8192, 8192], "batch_size": 8192, "steps": 60, "warmup": 10}
 CPU = {"hidden": [256, 256], "batch_size": 256, "steps": 12, "warmup": 3}
 
@@ -60,7 +69,9 @@ def allreduce_bandwidth(timeline_path: Path, tensor_bytes: dict[str, int], ranks
     if not text.endswith("]"):
         text = text.rstrip(",\n") + "]"  # the timeline is flushed as a JSON array left open
     events = json.loads(text)
-    names = {e["pid"]: e["args"].get("name", "") for e in events if e.get("ph") == "M" and e.get("name") == "process_name"}
+    names = {
+        e["pid"]: e["args"].get("name", "") for e in events if e.get("ph") == "M" and e.get("name") == "process_name"
+    }
     open_spans: dict[Any, list[tuple[str, float]]] = {}
     spans: dict[tuple[float, float], list[str]] = {}
     kind = ""
@@ -89,8 +100,13 @@ def allreduce_bandwidth(timeline_path: Path, tensor_bytes: dict[str, int], ranks
     rates.sort()
     algbw = rates[len(rates) // 2]
     # Ring allreduce moves 2(n-1)/n of the buffer per rank: "bus bandwidth", comparable across n.
-    return {"activity": kind, "allreduces": len(rates), "median_bytes": sorted(sizes)[len(sizes) // 2],
-            "algbw_gb_s": algbw / 1e9, "busbw_gb_s": algbw * 2 * (ranks - 1) / ranks / 1e9 if ranks > 1 else None}
+    return {
+        "activity": kind,
+        "allreduces": len(rates),
+        "median_bytes": sorted(sizes)[len(sizes) // 2],
+        "algbw_gb_s": algbw / 1e9,
+        "busbw_gb_s": algbw * 2 * (ranks - 1) / ranks / 1e9 if ranks > 1 else None,
+    }
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -113,16 +129,21 @@ def worker(args: argparse.Namespace) -> None:
     labels = torch.randint(0, 10, (rows,))
     preprocessor = {"features": [f"pixel_{i}" for i in range(64)], "mean": [8.0] * 64, "scale": [5.0] * 64}
     model = build_model({"kind": "mlp", "hidden": cfg["hidden"]}, preprocessor, 10).to(device)
-    optimizer = hvd.DistributedOptimizer(torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
-                                         named_parameters=model.named_parameters())
+    optimizer = hvd.DistributedOptimizer(
+        torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), named_parameters=model.named_parameters()
+    )
     hvd.broadcast_parameters(model.state_dict(), root_rank=0)
     dataset = TensorDataset(features, labels)
     loaders = {
         # training/worker.py's loader: rows fetched and collated one at a time
         "worker_loader": DataLoader(dataset, batch_size=cfg["batch_size"], shuffle=True, pin_memory=cuda),
         # one indexing op per batch (TensorDataset takes a list of indices)
-        "batched_loader": DataLoader(dataset, batch_size=None, pin_memory=cuda,
-                                     sampler=BatchSampler(RandomSampler(dataset), cfg["batch_size"], drop_last=True)),
+        "batched_loader": DataLoader(
+            dataset,
+            batch_size=None,
+            pin_memory=cuda,
+            sampler=BatchSampler(RandomSampler(dataset), cfg["batch_size"], drop_last=True),
+        ),
     }
     flops = model_flops_per_sample(model)
     results: dict[str, Any] = {}
@@ -154,18 +175,33 @@ def worker(args: argparse.Namespace) -> None:
                     stepped += end - tick
                     seen += len(yb)
         samples_per_s = hvd.allreduce(torch.tensor(seen / stepped), op=hvd.Sum, name=f"sps.{name}").item()
-        results[name] = {"samples_per_s": samples_per_s, "input_wait_fraction": waited / stepped,
-                         "achieved_tflops": samples_per_s * flops / 1e12}
+        results[name] = {
+            "samples_per_s": samples_per_s,
+            "input_wait_fraction": waited / stepped,
+            "achieved_tflops": samples_per_s * flops / 1e12,
+        }
     if hvd.rank() == 0:
         device_name = torch.cuda.get_device_name(device) if cuda else "cpu"
         peak = args.peak_tflops or (peak_tflops(device_name) if cuda else None)
         for r in results.values():
             r["mfu"] = r["achieved_tflops"] / (peak * hvd.size()) if peak else None
         tensor_bytes = {n: p.numel() * p.element_size() for n, p in model.named_parameters()}
-        print("GPU_RESULT " + json.dumps({
-            "device": device_name, "ranks": hvd.size(), "config": cfg, "peak_bf16_tflops_per_device": peak,
-            "nccl_built": bool(hvd.nccl_built()), "flops_per_sample": flops, "loaders": results,
-            "tensor_bytes": tensor_bytes}), flush=True)
+        print(
+            "GPU_RESULT "
+            + json.dumps(
+                {
+                    "device": device_name,
+                    "ranks": hvd.size(),
+                    "config": cfg,
+                    "peak_bf16_tflops_per_device": peak,
+                    "nccl_built": bool(hvd.nccl_built()),
+                    "flops_per_sample": flops,
+                    "loaders": results,
+                    "tensor_bytes": tensor_bytes,
+                }
+            ),
+            flush=True,
+        )
     hvd.shutdown()
 
 
@@ -175,11 +211,22 @@ def launch(args: argparse.Namespace) -> dict[str, Any]:
     ranks = args.ranks or max(torch.cuda.device_count(), 1)
     with tempfile.TemporaryDirectory(prefix="bench-gpu-") as tmp:
         timeline = Path(tmp) / "timeline.json"
-        env = {**os.environ, "HOROVOD_TIMELINE": str(timeline), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
-               "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
-                                              os.environ.get("PYTHONPATH", "")])}
-        worker_cmd = [sys.executable, os.path.abspath(__file__), "--worker", *(["--quick"] if args.quick else []),
-                      *(["--peak-tflops", str(args.peak_tflops)] if args.peak_tflops else [])]
+        env = {
+            **os.environ,
+            "HOROVOD_TIMELINE": str(timeline),
+            "OMP_NUM_THREADS": "1",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": os.pathsep.join(
+                [str(Path(__file__).resolve().parents[1] / "src"), os.environ.get("PYTHONPATH", "")]
+            ),
+        }
+        worker_cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--worker",
+            *(["--quick"] if args.quick else []),
+            *(["--peak-tflops", str(args.peak_tflops)] if args.peak_tflops else []),
+        ]
         horovodrun = shutil.which("horovodrun", path=os.path.dirname(sys.executable))
         if horovodrun:
             gloo = [] if torch.cuda.is_available() else ["--gloo"]
@@ -189,10 +236,15 @@ def launch(args: argparse.Namespace) -> dict[str, Any]:
         done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800, check=False)
         line = next((x for x in done.stdout.splitlines() if "GPU_RESULT " in x), None)
         if done.returncode != 0 or line is None:
-            raise RuntimeError(f"gpu_train worker failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
+            raise RuntimeError(
+                f"gpu_train worker failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-3000:]}"
+            )
         result: dict[str, Any] = json.loads(line.split("GPU_RESULT ", 1)[1])
-        result["allreduce"] = (allreduce_bandwidth(timeline, result.pop("tensor_bytes"), result["ranks"])
-                               if timeline.exists() else {"allreduces": 0})
+        result["allreduce"] = (
+            allreduce_bandwidth(timeline, result.pop("tensor_bytes"), result["ranks"])
+            if timeline.exists()
+            else {"allreduces": 0}
+        )
     return result
 
 
@@ -203,18 +255,34 @@ def bench(quick: bool = False, ranks: int | None = None, peak: float | None = No
     def mfu(r: dict[str, Any]) -> str:
         return f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a (no bf16 peak for this device)"
 
-    where = f"{result['device']} x{result['ranks']}, MLP 64-{'-'.join(map(str, result['config']['hidden']))}-10, " \
-            f"batch {result['config']['batch_size']}/rank, bf16 autocast"
-    bw = (f"{ar['busbw_gb_s'] or ar['algbw_gb_s']:.2f} GB/s ({ar['activity']}, median of {ar['allreduces']}, "
-          f"{ar['median_bytes'] / 1e6:.1f} MB)") if ar.get("allreduces") else "n/a (no allreduce in the timeline)"
-    return {"name": "gpu train step", "result": result, "rows": [
-        {"figure": f"samples/s worker loader / batched loader ({where})",
-         "value": f"{w['samples_per_s']:,.0f} / {b['samples_per_s']:,.0f}"},
-        {"figure": "model FLOPs utilisation, worker loader / batched loader", "value": f"{mfu(w)} / {mfu(b)}"},
-        {"figure": "fraction of step time waiting for input, worker loader / batched loader",
-         "value": f"{w['input_wait_fraction']:.1%} / {b['input_wait_fraction']:.1%}"},
-        {"figure": "allreduce bus bandwidth from the Horovod Timeline", "value": bw},
-    ]}
+    where = (
+        f"{result['device']} x{result['ranks']}, MLP 64-{'-'.join(map(str, result['config']['hidden']))}-10, "
+        f"batch {result['config']['batch_size']}/rank, bf16 autocast"
+    )
+    bw = (
+        (
+            f"{ar['busbw_gb_s'] or ar['algbw_gb_s']:.2f} GB/s ({ar['activity']}, median of {ar['allreduces']}, "
+            f"{ar['median_bytes'] / 1e6:.1f} MB)"
+        )
+        if ar.get("allreduces")
+        else "n/a (no allreduce in the timeline)"
+    )
+    return {
+        "name": "gpu train step",
+        "result": result,
+        "rows": [
+            {
+                "figure": f"samples/s worker loader / batched loader ({where})",
+                "value": f"{w['samples_per_s']:,.0f} / {b['samples_per_s']:,.0f}",
+            },
+            {"figure": "model FLOPs utilisation, worker loader / batched loader", "value": f"{mfu(w)} / {mfu(b)}"},
+            {
+                "figure": "fraction of step time waiting for input, worker loader / batched loader",
+                "value": f"{w['input_wait_fraction']:.1%} / {b['input_wait_fraction']:.1%}",
+            },
+            {"figure": "allreduce bus bandwidth from the Horovod Timeline", "value": bw},
+        ],
+    }
 
 
 def main() -> None:

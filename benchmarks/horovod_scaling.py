@@ -24,8 +24,16 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import (BIN, ROOT, commit_training_dataset, fresh_store, interleaved, load_average,
-                               median, s3_server)
+from benchmarks.common import (
+    BIN,
+    ROOT,
+    commit_training_dataset,
+    fresh_store,
+    interleaved,
+    load_average,
+    median,
+    s3_server,
+)
 
 # Compute must dominate the gradient exchange for scaling to mean anything: a wide MLP has
 # ~4.3 M parameters (17 MB of gradients per step) against ~6.6 GFLOP per 256-row batch.
@@ -34,9 +42,18 @@ QUICK = {"rows": 4_000, "hidden": [256], "batch_size": 64, "epochs": 2, "rounds"
 
 
 def params(cfg: dict[str, Any]) -> dict[str, Any]:
-    return {"model": {"kind": "mlp", "hidden": cfg["hidden"], "channels": [], "image_shape": []},
-            "epochs": cfg["epochs"], "patience": None, "seed": 0, "batch_size": cfg["batch_size"], "lr": 0.01,
-            "momentum": 0.9, "weight_decay": 0.0, "threads_per_worker": 1, "schedule": "constant"}
+    return {
+        "model": {"kind": "mlp", "hidden": cfg["hidden"], "channels": [], "image_shape": []},
+        "epochs": cfg["epochs"],
+        "patience": None,
+        "seed": 0,
+        "batch_size": cfg["batch_size"],
+        "lr": 0.01,
+        "momentum": 0.9,
+        "weight_decay": 0.0,
+        "threads_per_worker": 1,
+        "schedule": "constant",
+    }
 
 
 def _throughput(curve: list[dict[str, Any]]) -> float:
@@ -64,13 +81,21 @@ def run_horovod(store: str, dataset: str, ranks: int, p: dict[str, Any], env: di
 
 
 def run_ddp(dataset: str, ranks: int, p: dict[str, Any]) -> float:
-    command = [str(BIN / "torchrun"), "--standalone", f"--nproc-per-node={ranks}",
-               str(ROOT / "benchmarks" / "ddp_worker.py"), "--dataset", dataset, "--params", json.dumps(p)]
+    command = [
+        str(BIN / "torchrun"),
+        "--standalone",
+        f"--nproc-per-node={ranks}",
+        str(ROOT / "benchmarks" / "ddp_worker.py"),
+        "--dataset",
+        dataset,
+        "--params",
+        json.dumps(p),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800, check=False)
     for line in reversed(done.stdout.splitlines()):
         if line.startswith("DDP_RESULT "):
-            return _throughput(json.loads(line[len("DDP_RESULT "):])["curve"])
+            return _throughput(json.loads(line[len("DDP_RESULT ") :])["curve"])
     raise RuntimeError(f"DDP run failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
 
 
@@ -81,11 +106,14 @@ def bench(quick: bool = False) -> dict[str, Any]:
     with s3_server():
         store = fresh_store("hvd")
         dataset = commit_training_dataset(store, cfg["rows"])
-        figures = interleaved({
-            "horovod_1": lambda: run_horovod(store, dataset, 1, p),
-            "horovod_2": lambda: run_horovod(store, dataset, 2, p),
-            "ddp_2": lambda: run_ddp(dataset, 2, p),
-        }, cfg["rounds"])
+        figures = interleaved(
+            {
+                "horovod_1": lambda: run_horovod(store, dataset, 1, p),
+                "horovod_2": lambda: run_horovod(store, dataset, 2, p),
+                "ddp_2": lambda: run_ddp(dataset, 2, p),
+            },
+            cfg["rounds"],
+        )
     h1, h2, d2 = (median(figures[k]) for k in ("horovod_1", "horovod_2", "ddp_2"))
     scaling, versus = h2 / h1, h2 / d2
     model = f"MLP 64-{'-'.join(map(str, cfg['hidden']))}-10, batch {cfg['batch_size']}/rank, {cfg['rows']} rows"
@@ -95,12 +123,22 @@ def bench(quick: bool = False) -> dict[str, Any]:
         "samples_per_s": figures,
         "load_average": [load_before, load_average()],
         "rows": [
-            {"figure": f"samples/s 1 rank / 2 ranks / DDP 2 ranks ({model})",
-             "value": f"{h1:.0f} / {h2:.0f} / {d2:.0f}"},
-            {"figure": "Horovod scaling: 2-rank / 1-rank throughput", "value": f"{scaling:.2f}x",
-             "target": ">= 1.8x", "met": scaling >= 1.8},
-            {"figure": "Horovod / DDP throughput (2 ranks, same global batch)", "value": f"{versus:.2f}x",
-             "target": ">= 1.0x", "met": versus >= 1.0},
+            {
+                "figure": f"samples/s 1 rank / 2 ranks / DDP 2 ranks ({model})",
+                "value": f"{h1:.0f} / {h2:.0f} / {d2:.0f}",
+            },
+            {
+                "figure": "Horovod scaling: 2-rank / 1-rank throughput",
+                "value": f"{scaling:.2f}x",
+                "target": ">= 1.8x",
+                "met": scaling >= 1.8,
+            },
+            {
+                "figure": "Horovod / DDP throughput (2 ranks, same global batch)",
+                "value": f"{versus:.2f}x",
+                "target": ">= 1.0x",
+                "met": versus >= 1.0,
+            },
         ],
     }
 

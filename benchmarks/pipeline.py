@@ -31,8 +31,13 @@ STEPS = ("validate", "preprocess", "train", "evaluate", "register")
 
 
 def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    return {**os.environ, "GAUNTLET_HOME": str(ROOT), "PYTHONPATH": str(ROOT / "src"),
-            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **(extra or {})}
+    return {
+        **os.environ,
+        "GAUNTLET_HOME": str(ROOT),
+        "PYTHONPATH": str(ROOT / "src"),
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        **(extra or {}),
+    }
 
 
 def _seed(store: str) -> None:
@@ -47,21 +52,28 @@ def overhead(epochs: int | None) -> dict[str, Any]:
     store = fresh_store("dag")
     _seed(store)
     with tempfile.TemporaryDirectory(prefix="bench-airflow-") as home:
-        env = _env({"AIRFLOW_HOME": home, "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-                    "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-                    "AIRFLOW__CORE__UNIT_TEST_MODE": "False", "GAUNTLET_STORE": store})
-        subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True,
-                       timeout=600)
+        env = _env(
+            {
+                "AIRFLOW_HOME": home,
+                "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+                "GAUNTLET_STORE": store,
+            }
+        )
+        subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True, timeout=600)
         command = [str(BIN / "airflow"), "dags", "test", "gauntlet_nightly", LOGICAL_DATE]
         if epochs:
             command += ["--conf", json.dumps({"epochs": epochs})]
         started = time.perf_counter()
-        done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT, timeout=1800,
-                              check=False)
+        done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT, timeout=1800, check=False)
         wall = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"airflow dags test exited {done.returncode}:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
-    runs = [o for o in storage.list_objects(storage.join(store, "runs") + "/") if o["key"].endswith("/steps/validate.json")]
+    runs = [
+        o for o in storage.list_objects(storage.join(store, "runs") + "/") if o["key"].endswith("/steps/validate.json")
+    ]
     prefix = runs[0]["uri"].rsplit("/", 1)[0]
     steps = {s: storage.get_json(storage.join(prefix, f"{s}.json"))["step_seconds"] for s in STEPS}
     return {"wall_seconds": wall, "step_seconds": steps, "ratio": wall / sum(steps.values())}
@@ -69,8 +81,15 @@ def overhead(epochs: int | None) -> dict[str, Any]:
 
 def _cli(store: str, *args: str) -> tuple[float, dict[str, Any]]:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "gauntlet", "--store", store, *args], capture_output=True,
-                          text=True, cwd=ROOT, env=_env(), timeout=1800, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "gauntlet", "--store", store, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=_env(),
+        timeout=1800,
+        check=False,
+    )
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"{args} exited {done.returncode}:\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
@@ -88,8 +107,12 @@ def cache(epochs: int | None) -> dict[str, Any]:
     again, hit = _cli(store, *sets, "train", "--dataset", dataset["dataset_uri"])
     if trained["cache_hit"] or not hit["cache_hit"]:
         raise RuntimeError(f"expected a miss then a hit, got {trained['cache_hit']} then {hit['cache_hit']}")
-    return {"first_seconds": first, "rerun_seconds": again, "ratio": again / first,
-            "rerun_step_seconds": hit["step_seconds"]}
+    return {
+        "first_seconds": first,
+        "rerun_seconds": again,
+        "ratio": again / first,
+        "rerun_step_seconds": hit["step_seconds"],
+    }
 
 
 def bench(quick: bool = False) -> dict[str, Any]:
@@ -100,15 +123,24 @@ def bench(quick: bool = False) -> dict[str, Any]:
         hit = cache(epochs)
     steps = ", ".join(f"{k} {v:.1f}s" for k, v in dag["step_seconds"].items())
     return {
-        "name": "pipeline", "config": {"epochs": epochs or "protocol (demo)"}, "overhead": dag, "cache": hit,
+        "name": "pipeline",
+        "config": {"epochs": epochs or "protocol (demo)"},
+        "overhead": dag,
+        "cache": hit,
         "load_average": [load_before, load_average()],
         "rows": [
-            {"figure": f"DAG run wall / sum of step times ({steps})",
-             "value": f"{dag['wall_seconds']:.1f}s / {sum(dag['step_seconds'].values()):.1f}s = {dag['ratio']:.2f}",
-             "target": "<= 1.2", "met": dag["ratio"] <= 1.2},
-            {"figure": "re-run of an unchanged experiment (cache hit) / first run, whole `gauntlet train` command",
-             "value": f"{hit['rerun_seconds']:.1f}s / {hit['first_seconds']:.1f}s = {hit['ratio']:.3f}",
-             "target": "<= 0.1", "met": hit["ratio"] <= 0.1},
+            {
+                "figure": f"DAG run wall / sum of step times ({steps})",
+                "value": f"{dag['wall_seconds']:.1f}s / {sum(dag['step_seconds'].values()):.1f}s = {dag['ratio']:.2f}",
+                "target": "<= 1.2",
+                "met": dag["ratio"] <= 1.2,
+            },
+            {
+                "figure": "re-run of an unchanged experiment (cache hit) / first run, whole `gauntlet train` command",
+                "value": f"{hit['rerun_seconds']:.1f}s / {hit['first_seconds']:.1f}s = {hit['ratio']:.3f}",
+                "target": "<= 0.1",
+                "met": hit["ratio"] <= 0.1,
+            },
         ],
     }
 

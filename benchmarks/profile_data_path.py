@@ -39,8 +39,11 @@ def summarize(collapsed: Path, top: int = 12) -> str:
     lines = [f"{collapsed.stem}: {samples} samples", "  self:"]
     lines += [f"    {100 * n / samples:5.1f}%  {name}" for name, n in own.most_common(top)]
     lines += ["  total (inclusive):"]
-    lines += [f"    {100 * n / samples:5.1f}%  {name}" for name, n in total.most_common(top + 8)
-              if "<module>" not in name and "_run_code" not in name][:top]
+    lines += [
+        f"    {100 * n / samples:5.1f}%  {name}"
+        for name, n in total.most_common(top + 8)
+        if "<module>" not in name and "_run_code" not in name
+    ][:top]
     return "\n".join(lines)
 
 
@@ -58,15 +61,44 @@ def main() -> None:
         validation = run_validate(store, "vectorised")["outputs"]["result_uri"]
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
         steps = {
-            "validate": ["--run-id", f"prof-{uuid.uuid4().hex[:6]}", "--set", "dataset.validation=vectorised",
-                         "validate", "--start", "2026-11-01", "--end", "2026-12-01"],
+            "validate": [
+                "--run-id",
+                f"prof-{uuid.uuid4().hex[:6]}",
+                "--set",
+                "dataset.validation=vectorised",
+                "validate",
+                "--start",
+                "2026-11-01",
+                "--end",
+                "2026-12-01",
+            ],
             "preprocess": ["--set", "dataset.validation=vectorised", "preprocess", "--validation", validation],
         }
         for step, args_ in steps.items():
             target = out / f"{step}.txt"
-            subprocess.run([pyspy, "record", "--format", "raw", "--rate", "50", "-o", str(target), "--",
-                            sys.executable, "-m", "gauntlet", "--store", store, *args_],
-                           cwd=ROOT, env=env, check=True, capture_output=True)
+            subprocess.run(
+                [
+                    pyspy,
+                    "record",
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "50",
+                    "-o",
+                    str(target),
+                    "--",
+                    sys.executable,
+                    "-m",
+                    "gauntlet",
+                    "--store",
+                    store,
+                    *args_,
+                ],
+                cwd=ROOT,
+                env=env,
+                check=True,
+                capture_output=True,
+            )
             print(summarize(target))
 
 

@@ -53,7 +53,8 @@ export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__UNIT_TEST_MODE=False
 export AIRFLOW__CORE__EXECUTOR=LocalExecutor
 export AIRFLOW__CORE__PARALLELISM=4
-export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN='sqlite:///$AIRFLOW_HOME/airflow.db'
+# SQLite has one writer at a time: wait up to 30 s for the lock instead of failing after 5 s.
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN='sqlite:///$AIRFLOW_HOME/airflow.db?timeout=30'
 export AIRFLOW__CORE__AUTH_MANAGER=airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS='$ADMIN_USER:admin'
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE='$STATE/passwords.json'

@@ -36,8 +36,11 @@ SUPPORTED: dict[str, set[str]] = {
 
 def unsupported(suite_spec: dict[str, Any]) -> list[str]:
     """The suite's expectations this engine cannot evaluate (empty: it can run the whole suite)."""
-    return [e["type"] for e in suite_spec["expectations"]
-            if e["type"] not in SUPPORTED or set(e.get("kwargs", {})) - SUPPORTED[e["type"]]]
+    return [
+        e["type"]
+        for e in suite_spec["expectations"]
+        if e["type"] not in SUPPORTED or set(e.get("kwargs", {})) - SUPPORTED[e["type"]]
+    ]
 
 
 @dataclass
@@ -64,10 +67,12 @@ class SuiteChecker:
     def __init__(self, suite_spec: dict[str, Any]) -> None:
         self.expectations = suite_spec["expectations"]
         self.columns: dict[str, _Column] = {}
-        self.in_set = {e["kwargs"]["column"] for e in self.expectations
-                       if e["type"] == "expect_column_values_to_be_in_set"}
-        self.unique = {e["kwargs"]["column"] for e in self.expectations
-                       if e["type"] == "expect_column_values_to_be_unique"}
+        self.in_set = {
+            e["kwargs"]["column"] for e in self.expectations if e["type"] == "expect_column_values_to_be_in_set"
+        }
+        self.unique = {
+            e["kwargs"]["column"] for e in self.expectations if e["type"] == "expect_column_values_to_be_unique"
+        }
         self.id_chunks: dict[str, list[pa.Array]] = {c: [] for c in self.unique}
         self.partitions: list[dict[str, Any]] = []  # {"uri", "rows", "columns", "schema", "nulls"}
         self.rows = 0
@@ -134,14 +139,21 @@ class SuiteChecker:
             yield f"{kind} on {column!r}: {col.nulls} missing values"
         elif kind == "expect_column_values_to_be_in_type_list" and not col.dtypes <= set(kw["type_list"]):
             yield f"{kind} on {column!r}: dtype {sorted(col.dtypes)}"
-        elif kind == "expect_column_values_to_be_between" and col.minimum is not None and (
+        elif (
+            kind == "expect_column_values_to_be_between"
+            and col.minimum is not None
+            and (
                 (kw.get("min_value") is not None and col.minimum < kw["min_value"])
-                or (kw.get("max_value") is not None and col.maximum > kw["max_value"])):
+                or (kw.get("max_value") is not None and col.maximum > kw["max_value"])
+            )
+        ):
             yield f"{kind} on {column!r}: observed [{col.minimum}, {col.maximum}]"
         elif kind == "expect_column_values_to_be_between" and col.minimum is None and col.dtypes - {"float64"}:
             yield f"{kind} on {column!r}: not a numeric column"
         elif kind == "expect_column_values_to_be_in_set" and not col.values <= set(kw["value_set"]):
             yield f"{kind} on {column!r}: values {sorted(col.values - set(kw['value_set']), key=str)[:5]}"
+        elif kind == "expect_column_values_to_be_unique" and len({c.type for c in self.id_chunks[column]}) > 1:
+            yield f"{kind} on {column!r}: types differ between partitions"  # GX compares them apart
         elif kind == "expect_column_values_to_be_unique":
             ids = pa.chunked_array(self.id_chunks[column])
             valid = len(ids) - ids.null_count

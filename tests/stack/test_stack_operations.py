@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from typing import Any
 
 import pytest
@@ -213,15 +214,15 @@ def backfill_runs(stack: Stack) -> list[dict[str, Any]]:
     return sorted((r for r in stack.runs(NIGHTLY) if r["run_type"] == "backfill"), key=lambda r: r["logical_date"])
 
 
-def wait_for_backfill(stack: Stack, expected_runs: int) -> list[dict[str, Any]]:
-    import time
-
+def wait_for_backfill(stack: Stack, expected_runs: int, ended_after: str = "") -> list[dict[str, Any]]:
+    """The backfill's runs once all have ended (after `ended_after`: a re-run clears them asynchronously)."""
     deadline = time.monotonic() + 1200
     while True:
         runs = backfill_runs(stack)
-        if len(runs) == expected_runs and all(r["state"] in ("success", "failed") for r in runs):
+        done = [r for r in runs if r["state"] in ("success", "failed") and (r["end_date"] or "") > ended_after]
+        if len(runs) == expected_runs and len(done) == expected_runs:
             return runs
-        assert time.monotonic() < deadline, [(r["logical_date"], r["state"]) for r in runs]
+        assert time.monotonic() < deadline, [(r["logical_date"], r["state"], r["end_date"]) for r in runs]
         time.sleep(5)
 
 
@@ -247,6 +248,13 @@ def test_backfill_three_nights_then_again_adds_no_versions(local_stack: Stack) -
     assert len(set(first_keys)) == 3
     versions = registry_versions(stack)
     assert len(versions) - len(versions_before) == 3, (versions_before, versions)
+    # Its runs have ended; the scheduler then closes the backfill itself, and only one may be open per DAG.
+    deadline = time.monotonic() + 300
+    while any(
+        b["completed_at"] is None for b in stack.ok("GET", "/backfills", params={"dag_id": NIGHTLY})["backfills"]
+    ):
+        assert time.monotonic() < deadline, "the first backfill was never marked completed"
+        time.sleep(3)
 
     again = stack.airflow(
         "backfill",
@@ -261,10 +269,7 @@ def test_backfill_three_nights_then_again_adds_no_versions(local_stack: Stack) -
         *once,
     )
     assert again.returncode == 0, again.stderr[-2000:]
-    import time
-
-    time.sleep(5)
-    rerun = wait_for_backfill(stack, 3)
+    rerun = wait_for_backfill(stack, 3, ended_after=max(r["end_date"] for r in runs))
     assert [r["state"] for r in rerun] == ["success"] * 3
     assert all(r["end_date"] > old["end_date"] for r, old in zip(rerun, runs, strict=True)), "the nights ran again"
     trained = [xcom(stack, NIGHTLY, r["dag_run_id"], "train") for r in rerun]

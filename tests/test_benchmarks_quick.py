@@ -1,0 +1,157 @@
+"""The benchmarks' moving parts, so they cannot rot: the vectorised validation engine against the
+bad-input corpus, the streamed scaler and split hash against what they replace, the timeline
+parser, and the quick configurations of the data-path and GPU benchmarks (CPU fallback) end to end.
+The Horovod and Airflow benchmarks run in CI through `benchmarks/run_all.py --quick`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from corpus import BAD_DAY, GOOD_DAY, cases, frames, parquet
+
+from gauntlet import fastchecks, rawdata, storage
+from gauntlet.config import load_config, resolve
+from gauntlet.hashing import sha256_u64
+from gauntlet.protocol import _unit_hash
+from gauntlet.steps import preprocess, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SUITE = json.loads((ROOT / "include" / "expectations" / "digits.json").read_text())
+GOOD, BAD = frames()
+# A bad date directory is refused when partitions are listed, before any engine sees the data.
+CASES = [c for c in cases(BAD) if c.expect in ("fail", "quarantine") and c.name != "partition_for_an_invalid_date"]
+
+
+def _verdict(files: dict[str, bytes]) -> bool:
+    checker = fastchecks.SuiteChecker(SUITE)
+    try:
+        for name, data in files.items():
+            checker.start_partition(name)
+            for batch in rawdata.iter_batches(name, data, batch_rows=64):  # several batches per file
+                checker.add(batch)
+    except rawdata.RawDataError:
+        return False
+    return checker.verdict()[0]
+
+
+def test_vectorised_engine_covers_the_suite_and_passes_good_data() -> None:
+    assert fastchecks.unsupported(SUITE) == []
+    assert _verdict(
+        {
+            f"date={GOOD_DAY}/part-00000.parquet": parquet(GOOD),
+            f"date={BAD_DAY}/part-00000.parquet": parquet(GOOD.assign(row_id=GOOD["row_id"] + "-b")),
+        }
+    )
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_vectorised_engine_never_passes_what_gx_rejects(case: Any) -> None:
+    """Every corpus case that GX fails or quarantines is 'not passed' here, so GX gets the final word."""
+    files = {f"date={GOOD_DAY}/part-00000.parquet": parquet(GOOD), **case.build(BAD)}
+    assert not _verdict(files), case.name
+
+
+def test_duplicate_ids_across_partitions_are_caught() -> None:
+    assert not _verdict({"a/part-0.parquet": parquet(GOOD), "b/part-0.parquet": parquet(GOOD)})
+
+
+def test_split_hash_is_bit_identical_to_the_per_row_rule() -> None:
+    ids = [f"digits-{i:05d}" for i in range(3000)] + ["17", "é", ""]
+    assert np.array_equal(sha256_u64(ids, "salt:") / 2**64, [_unit_hash("salt", r) for r in ids])
+
+
+def test_streamed_moments_match_standard_scaler() -> None:
+    from sklearn.preprocessing import StandardScaler
+
+    x = np.random.default_rng(0).integers(0, 17, size=(5000, 8)).astype(np.float32)
+    x[:, 3] = 0  # a constant column keeps scale 1
+    moments = preprocess._Moments()
+    for chunk in np.array_split(x, 7):
+        moments.add(chunk)
+    scaler = StandardScaler().fit(x)
+    assert moments.mean is not None
+    np.testing.assert_allclose(moments.mean, scaler.mean_, rtol=1e-12)
+    np.testing.assert_allclose(moments.scale(), scaler.scale_, rtol=1e-9)
+
+
+def test_vectorised_validate_then_streamed_preprocess(seeded_store: str) -> None:
+    """The vectorised engine passes the demo snapshot with the same partitions GX reports, and the
+    streamed preprocess commits a dataset with every row once, in the frozen splits."""
+    from gauntlet.protocol import load_protocol, split_of
+
+    config = load_config(resolve("include/configs/digits.yaml"), ["dataset.validation=vectorised"])
+    outputs = validate.run(config, seeded_store, dt.date(2026, 11, 7), dt.date(2026, 11, 8), "vec")
+    result = storage.get_json(outputs["result_uri"])
+    assert result["verdict"] == "passed" and result["engine"]["engine"] == "vectorised"
+    assert result["rows"] == 1797 and outputs["new_partitions"] == 1
+    assert storage.exists(outputs["docs_uri"])
+    protocol = load_protocol(resolve(config.protocol))
+    dataset = preprocess.run(config, protocol, seeded_store, outputs["result_uri"])
+    manifest = storage.read_manifest(dataset["dataset_uri"])
+    assert sum(manifest["rows"].values()) == 1797
+    for split in ("train", "test"):
+        rel = f"{split}/part-00000.parquet"
+        frame = pd.read_parquet(io.BytesIO(storage.read_committed_file(dataset["dataset_uri"], rel)))
+        assert {split_of(r, protocol) for r in frame["row_id"]} == {split}
+        assert frame["pixel_5"].dtype == np.float32 and frame["label"].dtype == np.int64
+    pre = json.loads(storage.read_committed_file(dataset["dataset_uri"], "preprocessor.json"))
+    assert len(pre["mean"]) == 64 and min(pre["scale"]) > 0
+
+
+def test_vectorised_validate_leaves_a_failure_to_gx(store: str) -> None:
+    prefix = "raw/vec-bad"
+    storage.put_bytes(f"{store}/{prefix}/date={GOOD_DAY}/part-00000.parquet", parquet(GOOD.assign(label=42)))
+    config = load_config(
+        resolve("include/configs/digits.yaml"), [f"dataset.raw_prefix={prefix}", "dataset.validation=vectorised"]
+    )
+    with pytest.raises(validate.ValidationFailed, match="expect_column_values_to_be_in_set"):
+        validate.run(config, store, dt.date(2026, 11, 7), dt.date(2026, 11, 8), "vec-bad")
+
+
+def test_timeline_parser_groups_fused_allreduces(tmp_path: Path) -> None:
+    from benchmarks.gpu_train import allreduce_bandwidth
+
+    events = [
+        {"name": "process_name", "ph": "M", "pid": 1, "args": {"name": "allreduce.w"}},
+        {"name": "process_name", "ph": "M", "pid": 2, "args": {"name": "allreduce.b"}},
+        {"ph": "B", "name": "NCCL_ALLREDUCE", "ts": 100, "pid": 1},
+        {"ph": "B", "name": "NCCL_ALLREDUCE", "ts": 101, "pid": 2},
+        {"ph": "E", "ts": 1100, "pid": 2},
+        {"ph": "E", "ts": 1100, "pid": 1},
+    ]
+    path = tmp_path / "timeline.json"
+    path.write_text("[\n" + ",\n".join(json.dumps(e) for e in events) + ",\n")  # left open, as Horovod does
+    figures = allreduce_bandwidth(path, {"w": 3_000_000, "b": 1_000_000}, ranks=2)
+    assert figures["allreduces"] == 1 and figures["median_bytes"] == 4_000_000
+    assert figures["algbw_gb_s"] == pytest.approx(4.0, rel=1e-3) and figures["busbw_gb_s"] == pytest.approx(4.0, 1e-3)
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_falls_back_to_cpu_and_reports_its_figures() -> None:
+    from benchmarks import gpu_train
+
+    result = gpu_train.bench(quick=True, ranks=1)
+    figures = result["result"]
+    assert figures["loaders"]["batched_loader"]["samples_per_s"] > 0
+    assert 0 <= figures["loaders"]["worker_loader"]["input_wait_fraction"] <= 1
+    assert len(result["rows"]) == 4
+
+
+@pytest.mark.slow
+def test_data_path_benchmark_quick(s3_endpoint: str) -> None:
+    from benchmarks import data_path
+
+    result = data_path.bench(quick=True)
+    assert result["results"][0]["seconds"]["preprocess"] > 0
+    assert any("peak RSS" in row["figure"] for row in result["rows"])
