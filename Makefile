@@ -1,7 +1,7 @@
 # gauntlet: two commands set everything up on a fresh machine (Python 3.11):
 #   make demo   one nightly run of the pipeline through Airflow on the embedded S3 server
 #   make test   lint, type-check and the test suite (what CI runs)
-.PHONY: setup demo test lint typecheck pytest format clean image image-gpu docker-e2e reliability evaluation
+.PHONY: setup demo test lint typecheck pytest test-stack browser up down stack-status format clean image image-gpu docker-e2e reliability evaluation bench bench-quick
 
 VENV := .venv
 BIN := $(VENV)/bin
@@ -20,9 +20,24 @@ typecheck: setup
 	$(BIN)/mypy src/gauntlet
 
 pytest: setup
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not stack" $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+browser:
+	@bash scripts/install_browser.sh
+
+test-stack: setup browser  ## against a running Airflow stack: REST API, backfill, sweep, UI screenshot
+	$(BIN)/python -m pytest -q -m stack tests/stack --durations=0
+
+test: lint typecheck pytest test-stack
+
+up: setup  ## Airflow 3.3 (API server + UI, scheduler, DAG processor, triggerer) with the embedded S3 server
+	@bash scripts/stack.sh up
+
+down:
+	@bash scripts/stack.sh down
+
+stack-status:
+	@bash scripts/stack.sh status
 
 reliability: setup  ## dead rank, faulty S3, bad-input corpus, overlapping runs, secret-leak scan
 	$(BIN)/python -m pytest -q tests/test_reliability_storage.py tests/test_reliability_bad_input.py \

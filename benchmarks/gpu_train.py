@@ -208,7 +208,8 @@ def worker(args: argparse.Namespace) -> None:
 def launch(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    ranks = args.ranks or max(torch.cuda.device_count(), 1)
+    # Without a GPU, two CPU ranks so the timeline still holds allreduces to parse.
+    ranks = args.ranks or torch.cuda.device_count() or 2
     with tempfile.TemporaryDirectory(prefix="bench-gpu-") as tmp:
         timeline = Path(tmp) / "timeline.json"
         env = {

@@ -36,8 +36,8 @@ from benchmarks.common import (
 )
 
 # Compute must dominate the gradient exchange for scaling to mean anything: a wide MLP has
-# ~4.3 M parameters (17 MB of gradients per step) against ~6.6 GFLOP per 256-row batch.
-FULL = {"rows": 60_000, "hidden": [2048, 2048], "batch_size": 256, "epochs": 3, "rounds": 3}
+# ~4.3 M parameters (17 MB of gradients per step) against ~13 GFLOP per 512-row batch.
+FULL = {"rows": 16_000, "hidden": [2048, 2048], "batch_size": 512, "epochs": 3, "rounds": 3}
 QUICK = {"rows": 4_000, "hidden": [256], "batch_size": 64, "epochs": 2, "rounds": 1}
 
 
@@ -111,10 +111,12 @@ def bench(quick: bool = False) -> dict[str, Any]:
                 "horovod_1": lambda: run_horovod(store, dataset, 1, p),
                 "horovod_2": lambda: run_horovod(store, dataset, 2, p),
                 "ddp_2": lambda: run_ddp(dataset, 2, p),
+                # A longer negotiation cycle: fewer coordination rounds competing with compute for 2 cores.
+                "horovod_2_cycle5": lambda: run_horovod(store, dataset, 2, p, {"HOROVOD_CYCLE_TIME": "5"}),
             },
             cfg["rounds"],
         )
-    h1, h2, d2 = (median(figures[k]) for k in ("horovod_1", "horovod_2", "ddp_2"))
+    h1, h2, d2, h2c = (median(figures[k]) for k in ("horovod_1", "horovod_2", "ddp_2", "horovod_2_cycle5"))
     scaling, versus = h2 / h1, h2 / d2
     model = f"MLP 64-{'-'.join(map(str, cfg['hidden']))}-10, batch {cfg['batch_size']}/rank, {cfg['rows']} rows"
     return {
@@ -138,6 +140,10 @@ def bench(quick: bool = False) -> dict[str, Any]:
                 "value": f"{versus:.2f}x",
                 "target": ">= 1.0x",
                 "met": versus >= 1.0,
+            },
+            {
+                "figure": "Horovod with HOROVOD_CYCLE_TIME=5 / pipeline launch env (2 ranks)",
+                "value": f"{h2c / h2:.2f}x",
             },
         ],
     }

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,6 +12,7 @@ import pytest
 import requests
 from conftest import ROOT, run_cli
 
+from gauntlet import storage
 from gauntlet.config import ConfigError
 from gauntlet.steps import sweep
 
@@ -126,3 +128,21 @@ def test_settings_loader_expands_environment_with_defaults(monkeypatch: pytest.M
     }
     settings = Path(ROOT / "airflow_settings.yaml").read_text()
     assert "conn_id: gauntlet_s3" in settings and "pool_name: training" in settings
+
+
+def test_links_carry_no_credentials_and_open_only_the_pipelines_store(store: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from gauntlet.airflow.links import browser_url, presign_for_user
+
+    monkeypatch.delenv("GAUNTLET_LINK_BASE_URL", raising=False)
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://127.0.0.1:8080")
+    uri = f"{store}/runs/r/validation/docs/index.html"
+    link = browser_url(uri)
+    assert link.startswith("http://127.0.0.1:8080/gauntlet/open?uri=s3%3A%2F%2F")
+    assert "X-Amz" not in link and os.environ["AWS_ACCESS_KEY_ID"] not in link
+    storage.put_bytes(uri, b"<html>docs</html>")
+    target = presign_for_user(uri, store=store)
+    assert requests.get(target, timeout=10).content == b"<html>docs</html>"
+    with pytest.raises(PermissionError):
+        presign_for_user("s3://someone-elses-bucket/secret.csv", store=store)
+    with pytest.raises(PermissionError):
+        presign_for_user(f"{store}/../other/key", store=store)

@@ -173,17 +173,20 @@ def test_nightly_with_params_through_rest_api(local_stack: Stack) -> None:
     assert version["experiment_key"] == trained["key"]
     assert version["params"]["epochs"] == 12 and version["params"]["workers"] == 3 and version["params"]["lr"] == 0.03
 
-    # Extra links are URLs a browser opens as they are.
+    # Extra links open in a logged-in browser: the API server checks the login, then redirects to a
+    # short-lived presigned URL. The stored link itself carries no credentials.
     links = stack.ok("GET", f"/dags/{NIGHTLY}/dagRuns/{run_id}/taskInstances/evaluate/links")["extra_links"]
-    report = requests.get(links["Evaluation report"], timeout=30)
+    assert "X-Amz-" not in links["Evaluation report"] and "/gauntlet/open?uri=" in links["Evaluation report"]
+    assert requests.get(links["Evaluation report"], timeout=30, allow_redirects=False).status_code in (401, 403)
+    report = stack.session.get(links["Evaluation report"], timeout=30)
     assert report.status_code == 200 and report.headers["Content-Type"].startswith("text/html")
     assert "Evaluation of experiment" in report.text
     docs = stack.ok("GET", f"/dags/{NIGHTLY}/dagRuns/{run_id}/taskInstances/validate/links")["extra_links"]["Data Docs"]
-    assert requests.get(docs, timeout=30).status_code == 200
+    assert stack.session.get(docs, timeout=30).status_code == 200
     entry = stack.ok("GET", f"/dags/{NIGHTLY}/dagRuns/{run_id}/taskInstances/register/links")["extra_links"][
         "Registry entry"
     ]
-    assert requests.get(entry, timeout=30).json()["version"] == registered["version"]
+    assert stack.session.get(entry, timeout=30).json()["version"] == registered["version"]
 
     # A promotion is an Asset event downstream DAGs can be scheduled on.
     events = stack.ok("GET", "/assets/events", params={"source_dag_id": NIGHTLY, "source_run_id": run_id})
@@ -310,7 +313,7 @@ def test_sweep_two_configs_by_two_dates_then_nothing_to_train(local_stack: Stack
     table = stack.ok("GET", f"/dags/{SWEEP}/dagRuns/{first_run}/taskInstances/report/links")["extra_links"][
         "Sweep comparison"
     ]
-    page = requests.get(table, timeout=30)
+    page = stack.session.get(table, timeout=30)
     assert page.status_code == 200
     for label in ("cnn-lr02 @ 2026-11-02", "cnn-lr02 @ 2026-11-03", "mlp @ 2026-11-02", "mlp @ 2026-11-03"):
         assert label in page.text

@@ -1,14 +1,16 @@
 """Operator extra links: from a task to what its step wrote (Data Docs, report, registry entry).
 
-Airflow 3 computes a task's links in the task's own process when it ends and keeps them in XCom;
-the UI only reads them back. The URLs are presigned S3 GETs, so a browser opens them without AWS
-credentials; with GAUNTLET_LINK_BASE_URL set they are plain `<base>/<bucket>/<key>` URLs instead
-(a bucket website, a proxy, or the embedded S3 server, which needs no signature).
+Airflow 3 computes a task's links in the task's own process when it ends and keeps them in XCom,
+so a link must not carry credentials. By default a link points at the plugin's `/gauntlet/open`
+endpoint on the Airflow API server, which checks the user's Airflow login and only then redirects
+to a short-lived presigned S3 URL (plugins/gauntlet_links.py). With GAUNTLET_LINK_BASE_URL set,
+links are plain `<base>/<bucket>/<key>` URLs instead (a bucket website or an authenticating proxy).
 """
 
 from __future__ import annotations
 
 import os
+from urllib.parse import urlencode
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperatorLink
@@ -22,16 +24,29 @@ if TYPE_CHECKING:
 DEFAULT_STORE = "s3://gauntlet"
 
 
+OPEN_PATH = "/gauntlet/open"
+
+
 def browser_url(uri: str) -> str:
     base = os.environ.get("GAUNTLET_LINK_BASE_URL", "").rstrip("/")
     if base:
         loc = storage.S3Uri.parse(uri)
         return f"{base}/{loc.bucket}/{loc.key}"
+    # AIRFLOW__API__BASE_URL is the API server's public address; a relative link works in the UI.
+    api = os.environ.get("AIRFLOW__API__BASE_URL", "").rstrip("/")
+    return f"{api}{OPEN_PATH}?{urlencode({'uri': uri})}"
+
+
+def presign_for_user(uri: str, store: str | None = None) -> str:
+    """The redirect target for an authenticated click: only objects under the pipeline's store."""
+    store = (store or os.environ.get("GAUNTLET_STORE", DEFAULT_STORE)).rstrip("/") + "/"
+    if not uri.startswith(store) or ".." in uri:
+        raise PermissionError(f"{uri} is not under the pipeline's store {store}")
     from gauntlet.airflow.operator import s3_environment
 
-    # The task process may lack the step's AWS settings: they live in the Airflow connection.
+    # The API server may lack the steps' AWS settings: they can live in the Airflow connection.
     os.environ.update(s3_environment())
-    return storage.presigned_url(uri, int(os.environ.get("GAUNTLET_LINK_EXPIRY_S", "604800")))
+    return storage.presigned_url(uri, int(os.environ.get("GAUNTLET_LINK_EXPIRY_S", "300")))
 
 
 class StepOutputLink(BaseOperatorLink):
