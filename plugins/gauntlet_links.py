@@ -25,10 +25,12 @@ def _outputs_app() -> Any:
     from fastapi.responses import RedirectResponse
 
     app = FastAPI(title="gauntlet outputs")
+    logged_in = Depends(get_user)  # any Airflow login may open the pipeline's outputs
 
     @app.get("/open")
-    def open_output(uri: str = Query(..., description="s3:// URI of a pipeline output"),
-                    user: Any = Depends(get_user)) -> RedirectResponse:
+    def open_output(
+        uri: str = Query(..., description="s3:// URI of a pipeline output"), user: Any = logged_in
+    ) -> RedirectResponse:
         try:
             return RedirectResponse(presign_for_user(uri), status_code=307)
         except PermissionError as error:

@@ -34,8 +34,9 @@ def s3_endpoint() -> Iterator[str]:
     """Start moto's S3 server on loopback for the whole session and point AWS settings at it."""
     port = _free_port()
     moto = Path(sys.executable).parent / "moto_server"
-    process = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [str(moto), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -47,8 +48,13 @@ def s3_endpoint() -> Iterator[str]:
     else:
         process.kill()
         raise RuntimeError("moto server did not start")
-    os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                      AWS_DEFAULT_REGION="us-east-1", GAUNTLET_HOME=str(ROOT))
+    os.environ.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        GAUNTLET_HOME=str(ROOT),
+    )
     from gauntlet import storage
 
     storage.client.cache_clear()
@@ -84,18 +90,22 @@ def object_keys(store: str, prefix: str = "") -> set[str]:
     return {o["key"] for o in storage.list_objects(storage.join(store, prefix) if prefix else store + "/")}
 
 
-def run_cli(store: str, *args: str, check: bool = True, env: dict[str, str] | None = None,
-            timeout: float = 600) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+def run_cli(
+    store: str, *args: str, check: bool = True, env: dict[str, str] | None = None, timeout: float = 600
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     """Run `python -m gauntlet --store STORE ARGS...` as the orchestrator would; return (process, outputs)."""
     command = [sys.executable, "-m", "gauntlet", "--store", store, *args]
-    process = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=timeout,
-                             env={**os.environ, **(env or {})})
+    process = subprocess.run(
+        command, capture_output=True, text=True, cwd=ROOT, timeout=timeout, env={**os.environ, **(env or {})}
+    )
     if check and process.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} exited {process.returncode}:\n{process.stdout[-3000:]}\n{process.stderr[-3000:]}")
+        raise AssertionError(
+            f"{' '.join(args)} exited {process.returncode}:\n{process.stdout[-3000:]}\n{process.stderr[-3000:]}"
+        )
     outputs: dict[str, Any] = {}
     for line in reversed(process.stdout.splitlines()):
         if line.startswith(CLI_MARKER):
-            outputs = json.loads(line[len(CLI_MARKER):])
+            outputs = json.loads(line[len(CLI_MARKER) :])
             break
     return process, outputs
 
@@ -121,8 +131,20 @@ def airflow_home(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> 
     return env
 
 
-def airflow_dags_test(env: dict[str, str], dag_id: str, logical_date: str, store: str,
-                      extra_env: dict[str, str] | None = None, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+def airflow_dags_test(
+    env: dict[str, str],
+    dag_id: str,
+    logical_date: str,
+    store: str,
+    extra_env: dict[str, str] | None = None,
+    timeout: float = 900,
+) -> subprocess.CompletedProcess[str]:
     """Run one DAG run through Airflow (`airflow dags test`) against a store; return the process."""
-    return subprocess.run(["airflow", "dags", "test", dag_id, logical_date], capture_output=True, text=True,
-                          env={**env, "GAUNTLET_STORE": store, **(extra_env or {})}, timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        ["airflow", "dags", "test", dag_id, logical_date],
+        capture_output=True,
+        text=True,
+        env={**env, "GAUNTLET_STORE": store, **(extra_env or {})},
+        timeout=timeout,
+        cwd=ROOT,
+    )

@@ -39,9 +39,7 @@ def test_learning_curves(tmp_path: Path) -> None:
     }
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        out = plots.learning_curves(
-            curves, tmp_path / "nested" / "curves.png", "digits"
-        )
+        out = plots.learning_curves(curves, tmp_path / "nested" / "curves.png", "digits")
     assert out == tmp_path / "nested" / "curves.png"
     assert_real_png(out)
 

@@ -37,9 +37,7 @@ from gauntlet.protocol import (
     split_of,
 )
 
-PROTOCOL_PATH = (
-    Path(__file__).resolve().parents[1] / "include" / "protocols" / "digits-superiority.yaml"
-)
+PROTOCOL_PATH = Path(__file__).resolve().parents[1] / "include" / "protocols" / "digits-superiority.yaml"
 ALL_METRICS = ["error_rate", "macro_average_precision", "roc_auc", "log_loss", "ece"]
 
 
@@ -55,16 +53,12 @@ def protocol() -> Protocol:
     return load_protocol(PROTOCOL_PATH)
 
 
-def random_problem(
-    n: int, k: int, seed: int, decimals: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def random_problem(n: int, k: int, seed: int, decimals: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Labels and Dirichlet probabilities; rounding the probabilities creates ties."""
     rng = np.random.default_rng(seed)
     y = rng.integers(0, k, n)
     proba = rng.dirichlet(np.ones(k), n)
-    proba[np.arange(n), y] += rng.uniform(
-        0, 1, n
-    )  # some signal, so metrics are not all ~chance
+    proba[np.arange(n), y] += rng.uniform(0, 1, n)  # some signal, so metrics are not all ~chance
     proba /= proba.sum(axis=1, keepdims=True)
     if decimals is not None:
         proba = np.round(proba, decimals) + 1e-6
@@ -122,9 +116,7 @@ def test_protocol_is_frozen_and_hashable(protocol: Protocol) -> None:
     assert hash(protocol) == hash(load_protocol(PROTOCOL_PATH))
 
 
-def test_id_follows_content_not_formatting(
-    protocol: Protocol, raw: dict[str, Any]
-) -> None:
+def test_id_follows_content_not_formatting(protocol: Protocol, raw: dict[str, Any]) -> None:
     # Same content without the comments: same protocol.
     assert protocol_from_bytes(yaml.safe_dump(raw).encode()).id == protocol.id
     edited = copy.deepcopy(raw)
@@ -180,9 +172,7 @@ _DELETE = object()
         ("gate", None, "gate"),
     ],
 )
-def test_rejects_bad_fields(
-    raw: dict[str, Any], dotted: str, value: Any, expected: str
-) -> None:
+def test_rejects_bad_fields(raw: dict[str, Any], dotted: str, value: Any, expected: str) -> None:
     with pytest.raises(ValueError, match=expected.replace(".", r"\.")):
         Protocol.from_dict(_mutate(raw, dotted, value))
 
@@ -193,9 +183,7 @@ def test_non_inferiority_accepts_a_margin(raw: dict[str, Any]) -> None:
     assert (proto.gate_mode, proto.margin) == ("non_inferiority", 0.01)
 
 
-def test_load_protocol_names_file_and_field(
-    tmp_path: Path, raw: dict[str, Any]
-) -> None:
+def test_load_protocol_names_file_and_field(tmp_path: Path, raw: dict[str, Any]) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(_mutate(raw, "gate.mode", "vibes")))
     with pytest.raises(ValueError) as info:
@@ -274,18 +262,14 @@ def test_metrics_match_sklearn(decimals: int | None) -> None:
     k = 10
     y, proba = random_problem(500, k, seed=1, decimals=decimals)
     y_bin = label_binarize(y, classes=list(range(k)))
-    assert error_rate(y, proba) == pytest.approx(
-        1 - skm.accuracy_score(y, proba.argmax(1))
-    )
+    assert error_rate(y, proba) == pytest.approx(1 - skm.accuracy_score(y, proba.argmax(1)))
     assert macro_average_precision(y, proba) == pytest.approx(
         skm.average_precision_score(y_bin, proba, average="macro"), abs=1e-12
     )
     assert roc_auc(y, proba) == pytest.approx(
         skm.roc_auc_score(y, proba, multi_class="ovr", average="macro"), abs=1e-12
     )
-    assert log_loss(y, proba) == pytest.approx(
-        skm.log_loss(y, proba, labels=list(range(k))), abs=1e-12
-    )
+    assert log_loss(y, proba) == pytest.approx(skm.log_loss(y, proba, labels=list(range(k))), abs=1e-12)
     assert 0.1 < error_rate(y, proba) < 0.8  # the data is neither trivial nor hopeless
 
 
@@ -314,9 +298,7 @@ def test_ece_matches_a_reference_loop() -> None:
         lo, hi = b / 15, (b + 1) / 15
         mask = (conf >= lo) & ((conf < hi) if b < 14 else (conf <= hi))
         if mask.any():
-            total += mask.mean() * abs(
-                (pred[mask] == y[mask]).mean() - conf[mask].mean()
-            )
+            total += mask.mean() * abs((pred[mask] == y[mask]).mean() - conf[mask].mean())
     assert ece(y, proba) == pytest.approx(total, abs=1e-12)
     assert calibration_bins(y, proba).ece == pytest.approx(total, abs=1e-12)
 
@@ -435,9 +417,7 @@ def test_bootstrap_interval_covers_the_true_difference() -> None:
     for rep in range(reps):
         y = rng.integers(0, 10, 400)
         pa, pb = model_output(y, 10, 0.9, rng), model_output(y, 10, 0.8, rng)
-        row = paired_bootstrap(
-            y, pa, pb, ["error_rate"], 1000, seed=rep, confidence=0.95
-        )
+        row = paired_bootstrap(y, pa, pb, ["error_rate"], 1000, seed=rep, confidence=0.95)
         covered += row["error_rate"]["low"] <= true_diff <= row["error_rate"]["high"]
     # Nominal 95%: expect ~47 of 50; 43 or fewer would happen by chance well under 1% of the time.
     assert covered >= 44
@@ -518,28 +498,18 @@ def test_gate_fails_a_guard_regression(protocol: Protocol) -> None:
     assert decision.details["target"] == "baseline"
     assert decision.details["primary"]["passed"]
     assert not decision.details["guards"]["log_loss"]["passed"]
-    assert (
-        "improved by" in decision.reason
-        and "over baseline, but guard" in decision.reason
-    )
-    assert (
-        "log_loss regressed by" in decision.reason
-        and "tolerance 0.050" in decision.reason
-    )
+    assert "improved by" in decision.reason and "over baseline, but guard" in decision.reason
+    assert "log_loss regressed by" in decision.reason and "tolerance 0.050" in decision.reason
 
 
 def _row(diff: float, low: float, high: float) -> dict[str, float]:
     return {"a": 0.0, "b": 0.0, "diff": diff, "low": low, "high": high}
 
 
-def test_gate_rules_on_synthetic_intervals(
-    protocol: Protocol, raw: dict[str, Any]
-) -> None:
+def test_gate_rules_on_synthetic_intervals(protocol: Protocol, raw: dict[str, Any]) -> None:
     ok_guards = {"log_loss": _row(0.01, -0.02, 0.04), "ece": _row(0.0, -0.01, 0.01)}
 
-    def judge(
-        proto: Protocol, primary: dict[str, float], **guards: dict[str, float]
-    ) -> Any:
+    def judge(proto: Protocol, primary: dict[str, float], **guards: dict[str, float]) -> Any:
         comparison = {**ok_guards, **guards, proto.primary_metric: primary}
         return decide(proto, comparison, comparison, champion_name="champion v3")
 
@@ -556,41 +526,27 @@ def test_gate_rules_on_synthetic_intervals(
         log_loss=_row(0.2, 0.1, 0.3),
     )
     assert not both.passed
-    assert (
-        "does not exclude zero, and guards log_loss regressed by 0.200" in both.reason
-    )
+    assert "does not exclude zero, and guards log_loss regressed by 0.200" in both.reason
     assert both.reason.count("Failed") == 1 and both.reason.endswith(".")
 
     nan = judge(protocol, _row(float("nan"), float("nan"), float("nan")))
     assert not nan.passed
 
-    non_inf = Protocol.from_dict(
-        _mutate(_mutate(raw, "gate.mode", "non_inferiority"), "gate.margin", 0.02)
-    )
+    non_inf = Protocol.from_dict(_mutate(_mutate(raw, "gate.mode", "non_inferiority"), "gate.margin", 0.02))
     slightly_worse = judge(non_inf, _row(0.005, -0.005, 0.015))
     assert slightly_worse.passed
-    assert "within the non-inferiority margin of 0.020, and no guard regressed." in (
-        slightly_worse.reason
-    )
+    assert "within the non-inferiority margin of 0.020, and no guard regressed." in (slightly_worse.reason)
     too_uncertain = judge(non_inf, _row(0.005, -0.005, 0.025))
-    assert (
-        not too_uncertain.passed and "upper bound is not within" in too_uncertain.reason
-    )
+    assert not too_uncertain.passed and "upper bound is not within" in too_uncertain.reason
 
     # Higher-is-better primary: the interval's lower end must clear zero.
-    ap_proto = Protocol.from_dict(
-        _mutate(raw, "metrics.primary", "macro_average_precision")
-    )
+    ap_proto = Protocol.from_dict(_mutate(raw, "metrics.primary", "macro_average_precision"))
     assert judge(ap_proto, _row(0.02, 0.005, 0.04)).passed
     assert not judge(ap_proto, _row(-0.02, -0.04, -0.005)).passed
     # ...and a higher-is-better guard regresses when it goes down.
     auc_guard = Protocol.from_dict(_mutate(raw, "metrics.guards", {"roc_auc": 0.01}))
-    assert judge(
-        auc_guard, _row(-0.03, -0.05, -0.01), roc_auc=_row(0.05, 0.0, 0.1)
-    ).passed
-    assert not judge(
-        auc_guard, _row(-0.03, -0.05, -0.01), roc_auc=_row(-0.02, -0.04, 0.0)
-    ).passed
+    assert judge(auc_guard, _row(-0.03, -0.05, -0.01), roc_auc=_row(0.05, 0.0, 0.1)).passed
+    assert not judge(auc_guard, _row(-0.03, -0.05, -0.01), roc_auc=_row(-0.02, -0.04, 0.0)).passed
 
 
 def test_gate_requires_the_metrics_it_judges(protocol: Protocol) -> None:

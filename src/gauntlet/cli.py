@@ -61,8 +61,9 @@ def cmd_validate(args: argparse.Namespace) -> dict[str, Any]:
     from gauntlet.steps import validate
 
     config = load_config(resolve(args.config), args.set)
-    return validate.run(config, args.store, _date(args.start), _date(args.end), safe_run_id(args.run_id),
-                        require_new=args.require_new)
+    return validate.run(
+        config, args.store, _date(args.start), _date(args.end), safe_run_id(args.run_id), require_new=args.require_new
+    )
 
 
 def cmd_preprocess(args: argparse.Namespace) -> dict[str, Any]:
@@ -105,9 +106,11 @@ def cmd_registry(args: argparse.Namespace) -> dict[str, Any]:
         print(f"{'version':>7}  {'champion':8}  {'primary':>8}  {'experiment':16}  {'dataset':16}  registered")
         for v in versions:
             primary = v["gate"]["details"]["primary"]["metric"] if v.get("gate") else "error_rate"
-            print(f"{v['version']:>7}  {'*' if v['version'] == champ else '':8}  "
-                  f"{v['metrics'].get(primary, float('nan')):8.4f}  {v['experiment_key']:16}  "
-                  f"{v['dataset_version']:16}  {v['registered_at'][:19]}")
+            print(
+                f"{v['version']:>7}  {'*' if v['version'] == champ else '':8}  "
+                f"{v['metrics'].get(primary, float('nan')):8.4f}  {v['experiment_key']:16}  "
+                f"{v['dataset_version']:16}  {v['registered_at'][:19]}"
+            )
         return {"versions": [v["version"] for v in versions], "champion": champ}
     if args.action in ("show", "promote") and args.version is None:
         raise ValueError(f"registry {args.action} needs a version number, e.g. `registry {args.action} 3`")
@@ -134,10 +137,13 @@ def cmd_ledger(args: argparse.Namespace) -> dict[str, Any]:
         return {"entries": len(entries)}
     if not args.row_id or not args.output:
         raise ValueError("ledger confirm needs a row id and --output PATH for the new protocol file")
-    result = ledger.confirm(args.store, config.dataset.name, args.row_id,
-                            resolve(args.protocol or config.protocol), args.output)
-    print(f"new protocol {result['new_protocol']} written to {result['protocol_file']}; "
-          f"{len(result['rescore'])} experiments must be re-scored under it: {', '.join(result['rescore'])}")
+    result = ledger.confirm(
+        args.store, config.dataset.name, args.row_id, resolve(args.protocol or config.protocol), args.output
+    )
+    print(
+        f"new protocol {result['new_protocol']} written to {result['protocol_file']}; "
+        f"{len(result['rescore'])} experiments must be re-scored under it: {', '.join(result['rescore'])}"
+    )
     return result
 
 
@@ -164,13 +170,20 @@ def cmd_sweep_plan(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_sweep_report(args: argparse.Namespace) -> dict[str, Any]:
     from gauntlet.steps import sweep
 
-    return sweep.report(args.store, safe_run_id(args.run_id), _json_list(args.pairs), _json_list(args.trained),
-                        _json_list(args.evaluated))
+    return sweep.report(
+        args.store,
+        safe_run_id(args.run_id),
+        _json_list(args.pairs),
+        _json_list(args.trained),
+        _json_list(args.evaluated),
+    )
 
 
 def latest_run(store: str) -> str:
     """The run whose validate step started most recently."""
-    runs = [o for o in storage.list_objects(storage.join(store, "runs") + "/") if o["key"].endswith("/steps/validate.json")]
+    runs = [
+        o for o in storage.list_objects(storage.join(store, "runs") + "/") if o["key"].endswith("/steps/validate.json")
+    ]
     if not runs:
         raise FileNotFoundError(f"no runs under {storage.join(store, 'runs')}")
     return str(max(runs, key=lambda o: o["last_modified"])["key"].split("/")[-3])
@@ -191,24 +204,39 @@ def render_summary(steps: dict[str, Any]) -> str:
     lines = ["", f"=== gauntlet run summary: {steps.get('run_id', '')} ==="]
     v, p, t, e, r = (steps.get(s) for s in ("validate", "preprocess", "train", "evaluate", "register"))
     if v:
-        lines.append(f"validate   : {v['verdict']} — {v['rows']} rows in {v['partitions']} partitions "
-                     f"({v['new_partitions']} new); Data Docs {v['docs_uri']}")
+        lines.append(
+            f"validate   : {v['verdict']} — {v['rows']} rows in {v['partitions']} partitions "
+            f"({v['new_partitions']} new); Data Docs {v['docs_uri']}"
+        )
     if p:
-        lines.append(f"preprocess : dataset {p['version']} — " + ", ".join(f"{k} {n}" for k, n in p["rows"].items())
-                     + (" (cache hit)" if p["cache_hit"] else ""))
+        lines.append(
+            f"preprocess : dataset {p['version']} — "
+            + ", ".join(f"{k} {n}" for k, n in p["rows"].items())
+            + (" (cache hit)" if p["cache_hit"] else "")
+        )
     if t:
-        lines.append(f"train      : experiment {t['key']} — dev_error {t['dev_error']:.4f}, {t['wall_seconds']:.1f}s"
-                     + (" (cache hit)" if t["cache_hit"] else ""))
+        lines.append(
+            f"train      : experiment {t['key']} — dev_error {t['dev_error']:.4f}, {t['wall_seconds']:.1f}s"
+            + (" (cache hit)" if t["cache_hit"] else "")
+        )
     if e:
         lines.append(f"evaluate   : {e['gate_reason']}\n             report {e['report_html_uri']}")
-    timed = {name: step["step_seconds"] for name, step in zip(STEP_COMMANDS, (v, p, t, e, r), strict=True)
-             if step and "step_seconds" in step}
+    timed = {
+        name: step["step_seconds"]
+        for name, step in zip(STEP_COMMANDS, (v, p, t, e, r), strict=True)
+        if step and "step_seconds" in step
+    }
     if timed:
-        lines.append("step times : " + ", ".join(f"{name} {sec:.1f}s" for name, sec in timed.items())
-                     + f" (total {sum(timed.values()):.1f}s)")
+        lines.append(
+            "step times : "
+            + ", ".join(f"{name} {sec:.1f}s" for name, sec in timed.items())
+            + f" (total {sum(timed.values()):.1f}s)"
+        )
     if r:
         if r["registered"]:
-            lines.append(f"register   : version {r['version']}{' — champion' if r['champion'] else ''}; {r['version_uri']}")
+            lines.append(
+                f"register   : version {r['version']}{' — champion' if r['champion'] else ''}; {r['version_uri']}"
+            )
         else:
             lines.append(f"register   : not registered — {r['reason']}")
     return "\n".join(lines)
@@ -216,12 +244,20 @@ def render_summary(steps: dict[str, Any]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gauntlet", description=__doc__)
-    parser.add_argument("--store", default=os.environ.get("GAUNTLET_STORE", "s3://gauntlet"),
-                        help="S3 root of all pipeline data (default: $GAUNTLET_STORE or s3://gauntlet)")
+    parser.add_argument(
+        "--store",
+        default=os.environ.get("GAUNTLET_STORE", "s3://gauntlet"),
+        help="S3 root of all pipeline data (default: $GAUNTLET_STORE or s3://gauntlet)",
+    )
     parser.add_argument("--config", default=os.environ.get("GAUNTLET_CONFIG", DEFAULT_CONFIG))
     parser.add_argument("--protocol", default=None, help="protocol file (default: the config's)")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override a config value, e.g. --set training.lr=0.1")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value, e.g. --set training.lr=0.1",
+    )
     parser.add_argument("--run-id", default=None, help="orchestrator run id (step outputs are kept under it)")
     parser.add_argument("--outputs-file", default=None, help="also write the outputs JSON here")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -237,8 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("validate", cmd_validate, "run the expectation suite on the raw partitions")
     p.add_argument("--start", required=True, help="data interval start (YYYY-MM-DD)")
     p.add_argument("--end", required=True, help="data interval end, exclusive (YYYY-MM-DD)")
-    p.add_argument("--require-new", action="store_true",
-                   help="exit 99 (nothing to do) when no partition landed in [start, end)")
+    p.add_argument(
+        "--require-new", action="store_true", help="exit 99 (nothing to do) when no partition landed in [start, end)"
+    )
     p = add("preprocess", cmd_preprocess, "build the split, content-addressed dataset")
     p.add_argument("--validation", required=True, help="URI of a passed validation result.json")
     p = add("train", cmd_train, "train one experiment under Horovod (or report the cache hit)")
@@ -288,8 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     except NoNewData as error:
         print(f"skip: {error}", file=sys.stderr)
         return EXIT_NOTHING_TO_DO
-    except (ValidationFailed, ConfigError, ValueError, FileNotFoundError, RegistryError,
-            storage.StorageError) as error:
+    except (ValidationFailed, ConfigError, ValueError, FileNotFoundError, RegistryError, storage.StorageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT if not isinstance(error, storage.StorageError) else EXIT_FAILED
     except RuntimeError as error:
@@ -298,8 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in STEP_COMMANDS:
         outputs["step_seconds"] = round(time.perf_counter() - started, 2)
     if args.run_id and args.command in STEP_COMMANDS:
-        storage.put_json(storage.join(args.store, "runs", safe_run_id(args.run_id), "steps",
-                                      f"{args.command}.json"), outputs)
+        storage.put_json(
+            storage.join(args.store, "runs", safe_run_id(args.run_id), "steps", f"{args.command}.json"), outputs
+        )
     text = json.dumps(outputs, default=str)
     if args.outputs_file:
         with open(args.outputs_file, "w") as handle:

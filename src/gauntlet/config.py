@@ -46,8 +46,12 @@ class ModelConfig:
 
     def spec(self) -> dict[str, Any]:
         """What build_model needs to rebuild the network (stored in every model bundle)."""
-        return {"kind": self.kind, "hidden": list(self.hidden), "channels": list(self.channels),
-                "image_shape": list(self.image_shape)}
+        return {
+            "kind": self.kind,
+            "hidden": list(self.hidden),
+            "channels": list(self.channels),
+            "image_shape": list(self.image_shape),
+        }
 
 
 @dataclass(frozen=True)

@@ -101,8 +101,13 @@ def hardware() -> dict[str, Any]:
                     break
     except OSError:
         pass
-    info: dict[str, Any] = {"cpu_model": cpu_model, "cpu_count": os.cpu_count(), "machine": platform.machine(),
-                            "gpu_model": None, "gpu_count": 0}
+    info: dict[str, Any] = {
+        "cpu_model": cpu_model,
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "gpu_model": None,
+        "gpu_count": 0,
+    }
     try:
         import torch
 
@@ -113,10 +118,12 @@ def hardware() -> dict[str, Any]:
     return info
 
 
-def estimate_cost(cpu_seconds: float, gpu_seconds: float, gpu_model: str | None,
-                  prices_path: str = "include/prices.yaml") -> float:
+def estimate_cost(
+    cpu_seconds: float, gpu_seconds: float, gpu_model: str | None, prices_path: str = "include/prices.yaml"
+) -> float:
     prices = yaml.safe_load(resolve(prices_path).read_text())
     gpu_prices = prices.get("gpu_hour", {})
-    gpu_rate = next((rate for name, rate in gpu_prices.items() if gpu_model and name in gpu_model),
-                    gpu_prices.get("default", 0.0))
+    gpu_rate = next(
+        (rate for name, rate in gpu_prices.items() if gpu_model and name in gpu_model), gpu_prices.get("default", 0.0)
+    )
     return round(cpu_seconds / 3600 * prices["cpu_core_hour"] + gpu_seconds / 3600 * gpu_rate, 6)

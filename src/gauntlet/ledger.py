@@ -27,7 +27,9 @@ def ledger_uri(store: str, dataset: str) -> str:
     return storage.join(store, "ledgers", dataset, "ledger.json")
 
 
-def suspected_label_errors(test: Split, probas: dict[str, np.ndarray], confidence: float = CONFIDENCE) -> list[dict[str, Any]]:
+def suspected_label_errors(
+    test: Split, probas: dict[str, np.ndarray], confidence: float = CONFIDENCE
+) -> list[dict[str, Any]]:
     """Rows where every model predicts the same wrong class with at least `confidence`."""
     stacked = np.stack(list(probas.values()))  # models x rows x classes
     predicted = stacked.argmax(axis=2)
@@ -35,12 +37,20 @@ def suspected_label_errors(test: Split, probas: dict[str, np.ndarray], confidenc
     agree = (predicted == predicted[0]).all(axis=0)
     wrong = (predicted != test.labels).all(axis=0)
     rows = np.flatnonzero(agree & wrong & confident.all(axis=0))
-    return [{"row_id": str(test.ids[i]), "label": int(test.labels[i]), "predicted": int(predicted[0, i]),
-             "confidence": {m: round(float(p[i].max()), 4) for m, p in probas.items()}} for i in rows]
+    return [
+        {
+            "row_id": str(test.ids[i]),
+            "label": int(test.labels[i]),
+            "predicted": int(predicted[0, i]),
+            "confidence": {m: round(float(p[i].max()), 4) for m, p in probas.items()},
+        }
+        for i in rows
+    ]
 
 
-def record_suspects(store: str, protocol: Protocol, dataset: str, experiment: str,
-                    suspects: list[dict[str, Any]]) -> str:
+def record_suspects(
+    store: str, protocol: Protocol, dataset: str, experiment: str, suspects: list[dict[str, Any]]
+) -> str:
     uri = ledger_uri(store, dataset)
     if not suspects:
         return uri
@@ -50,9 +60,10 @@ def record_suspects(store: str, protocol: Protocol, dataset: str, experiment: st
         except FileNotFoundError:
             ledger, etag = {"dataset": dataset, "entries": {}}, None
         for suspect in suspects:
-            entry = ledger["entries"].setdefault(suspect["row_id"], {
-                **suspect, "status": "suspected", "first_seen": dt.datetime.now(dt.UTC).isoformat(),
-                "seen_by": []})
+            entry = ledger["entries"].setdefault(
+                suspect["row_id"],
+                {**suspect, "status": "suspected", "first_seen": dt.datetime.now(dt.UTC).isoformat(), "seen_by": []},
+            )
             if experiment not in entry["seen_by"]:
                 entry["seen_by"].append(experiment)
         try:
@@ -66,7 +77,9 @@ def record_suspects(store: str, protocol: Protocol, dataset: str, experiment: st
     raise storage.StorageError(f"ledger {uri} kept changing; suspects not recorded")
 
 
-def confirm(store: str, dataset: str, row_id: str, protocol_path: str | Path, output_path: str | Path) -> dict[str, Any]:
+def confirm(
+    store: str, dataset: str, row_id: str, protocol_path: str | Path, output_path: str | Path
+) -> dict[str, Any]:
     """Confirm a suspect: mark it, write a new protocol excluding it, list experiments to re-score."""
     uri = ledger_uri(store, dataset)
     ledger, etag = storage.get_json_with_etag(uri)
@@ -77,8 +90,9 @@ def confirm(store: str, dataset: str, row_id: str, protocol_path: str | Path, ou
     raw["excluded_row_ids"] = sorted({*old.excluded_row_ids, row_id})
     new = Protocol.from_dict(raw)
     Path(output_path).write_text(yaml.safe_dump(raw, sort_keys=False))
-    ledger["entries"][row_id].update(status="confirmed", confirmed_at=dt.datetime.now(dt.UTC).isoformat(),
-                                     new_protocol=new.id)
+    ledger["entries"][row_id].update(
+        status="confirmed", confirmed_at=dt.datetime.now(dt.UTC).isoformat(), new_protocol=new.id
+    )
     storage.put_json(uri, ledger, if_match=etag)
     rescore = [r["key"] for r in experiments.list_records(store, old.id)]
     return {"old_protocol": old.id, "new_protocol": new.id, "protocol_file": str(output_path), "rescore": rescore}

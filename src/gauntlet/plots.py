@@ -49,9 +49,7 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return out
 
 
-def learning_curves(
-    curves: Mapping[str, Sequence[tuple[float, float]]], path: str | Path, title: str
-) -> Path:
+def learning_curves(curves: Mapping[str, Sequence[tuple[float, float]]], path: str | Path, title: str) -> Path:
     """Dev error against training step for each experiment, on log-log axes."""
     fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
     cmap = plt.get_cmap("tab10")
@@ -91,24 +89,18 @@ def learning_curves(
     return _save(fig, path)
 
 
-def confusion_matrix(
-    y_true: ArrayLike, y_pred: ArrayLike, n_classes: int, path: str | Path, title: str
-) -> Path:
+def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, n_classes: int, path: str | Path, title: str) -> Path:
     """Counts of true class (rows) against predicted class (columns), annotated."""
     true = np.asarray(y_true, dtype=np.int64).ravel()
     pred = np.asarray(y_pred, dtype=np.int64).ravel()
     if true.shape != pred.shape:
-        raise ValueError(
-            f"y_true {true.shape} and y_pred {pred.shape} differ in length"
-        )
+        raise ValueError(f"y_true {true.shape} and y_pred {pred.shape} differ in length")
     if n_classes < 1:
         raise ValueError("n_classes must be >= 1")
     for name, values in (("y_true", true), ("y_pred", pred)):
         if values.size and (values.min() < 0 or values.max() >= n_classes):
             raise ValueError(f"{name} labels must be in [0, {n_classes - 1}]")
-    counts = np.bincount(
-        true * n_classes + pred, minlength=n_classes * n_classes
-    ).reshape(n_classes, n_classes)
+    counts = np.bincount(true * n_classes + pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
     fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
     image = ax.imshow(counts, cmap="Blues", interpolation="nearest")
@@ -191,9 +183,7 @@ def reliability_diagram(
     ax.legend(loc="upper left", fontsize="small")
     ax.set_title(f"{title}\nECE ({n_bins} bins) = {bins.ece:.4f}")
 
-    ax_counts.bar(
-        centers, bins.counts, width=width * 0.95, color="gray", edgecolor="black"
-    )
+    ax_counts.bar(centers, bins.counts, width=width * 0.95, color="gray", edgecolor="black")
     ax_counts.set_xlabel("confidence (top-class probability)")
     ax_counts.set_ylabel("rows")
     ax_counts.grid(True, alpha=0.3)

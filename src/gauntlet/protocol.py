@@ -137,9 +137,7 @@ def _parse_protocol(raw: Any) -> Protocol:
             raise ProtocolError(f"{section} must be a mapping")
         _reject_unknown(value, allowed, f"{section}.")
         sections[section] = value
-    split, training, metrics, gate = (
-        sections[s] for s in ("split", "training", "metrics", "gate")
-    )
+    split, training, metrics, gate = (sections[s] for s in ("split", "training", "metrics", "gate"))
 
     name = _nonempty_str(raw.get("name"), "name")
     description = raw.get("description", "")
@@ -168,17 +166,13 @@ def _parse_protocol(raw: Any) -> Protocol:
     primary = _metric_name(metrics.get("primary"), "metrics.primary")
     guards_raw = metrics.get("guards") or {}
     if not isinstance(guards_raw, Mapping):
-        raise ProtocolError(
-            "metrics.guards must be a mapping of metric name to tolerance"
-        )
+        raise ProtocolError("metrics.guards must be a mapping of metric name to tolerance")
     guards: dict[str, float] = {}
     for metric, tolerance in guards_raw.items():
         _metric_name(metric, "metrics.guards")
         value = _number(tolerance, f"metrics.guards.{metric}")
         if value < 0:
-            raise ProtocolError(
-                f"metrics.guards.{metric} tolerance must be >= 0, got {value}"
-            )
+            raise ProtocolError(f"metrics.guards.{metric} tolerance must be >= 0, got {value}")
         guards[metric] = value
     report_raw = metrics.get("report")
     if report_raw is None:
@@ -189,17 +183,13 @@ def _parse_protocol(raw: Any) -> Protocol:
 
     mode = gate.get("mode")
     if mode not in GATE_MODES:
-        raise ProtocolError(
-            f"gate.mode must be one of {', '.join(GATE_MODES)}, got {mode!r}"
-        )
+        raise ProtocolError(f"gate.mode must be one of {', '.join(GATE_MODES)}, got {mode!r}")
     margin = _number(gate.get("margin", 0.0), "gate.margin")
     if margin < 0:
         raise ProtocolError(f"gate.margin must be >= 0, got {margin}")
     if mode == "superiority" and margin != 0:
         # A margin under superiority would be silently ignored; make the intent explicit.
-        raise ProtocolError(
-            f"gate.margin must be 0 when gate.mode is superiority, got {margin}"
-        )
+        raise ProtocolError(f"gate.margin must be 0 when gate.mode is superiority, got {margin}")
     confidence = _number(gate.get("confidence"), "gate.confidence")
     if not 0.0 < confidence < 1.0:
         raise ProtocolError(f"gate.confidence must be in (0, 1), got {confidence}")
@@ -208,9 +198,7 @@ def _parse_protocol(raw: Any) -> Protocol:
         "gate.bootstrap_resamples",
         minimum=MIN_BOOTSTRAP_RESAMPLES,
     )
-    bootstrap_seed = _integer(
-        gate.get("bootstrap_seed"), "gate.bootstrap_seed", minimum=0
-    )
+    bootstrap_seed = _integer(gate.get("bootstrap_seed"), "gate.bootstrap_seed", minimum=0)
 
     baseline = raw.get("baseline") or {}
     if not isinstance(baseline, Mapping):
@@ -223,9 +211,7 @@ def _parse_protocol(raw: Any) -> Protocol:
     for item in excluded_raw:
         # YAML reads unquoted numeric ids as int; row ids are compared as strings.
         if isinstance(item, bool) or not isinstance(item, (str, int)):
-            raise ProtocolError(
-                f"excluded_row_ids entries must be strings, got {item!r}"
-            )
+            raise ProtocolError(f"excluded_row_ids entries must be strings, got {item!r}")
         excluded.append(str(item))
 
     slices_raw = raw.get("slices") or []
@@ -289,9 +275,7 @@ def _reject_unknown(mapping: Mapping[Any, Any], allowed: set[str], prefix: str) 
     unknown = sorted(str(k) for k in mapping if k not in allowed)
     if unknown:
         names = ", ".join(prefix + k for k in unknown)
-        raise ProtocolError(
-            f"unknown field(s): {names} (allowed: {', '.join(sorted(allowed))})"
-        )
+        raise ProtocolError(f"unknown field(s): {names} (allowed: {', '.join(sorted(allowed))})")
 
 
 def _nonempty_str(value: Any, where: str) -> str:
@@ -319,9 +303,7 @@ def _integer(value: Any, where: str, minimum: int) -> int:
 
 def _metric_name(value: Any, where: str) -> str:
     if value not in METRICS:
-        raise ProtocolError(
-            f"{where}: unknown metric {value!r} (known: {', '.join(sorted(METRICS))})"
-        )
+        raise ProtocolError(f"{where}: unknown metric {value!r} (known: {', '.join(sorted(METRICS))})")
     return str(value)
 
 
@@ -369,9 +351,7 @@ def _check_inputs(y_true: ArrayLike, proba: ArrayLike) -> tuple[IntArray, FloatA
     if y.ndim != 1:
         raise ValueError(f"y_true must be 1-D, got shape {y.shape}")
     if p.ndim != 2 or p.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"proba must have shape ({y.shape[0]}, n_classes), got {p.shape}"
-        )
+        raise ValueError(f"proba must have shape ({y.shape[0]}, n_classes), got {p.shape}")
     if y.shape[0] == 0:
         raise ValueError("y_true is empty")
     if not np.issubdtype(y.dtype, np.integer) and not np.all(np.equal(np.mod(y, 1), 0)):
@@ -404,9 +384,7 @@ def _bin_index(confidence: FloatArray, n_bins: int) -> IntArray:
     return np.searchsorted(inner_edges, confidence, side="right").astype(np.int64)
 
 
-def _ece_w(
-    y: IntArray, p: FloatArray, w: FloatArray, n_bins: int = ECE_BINS
-) -> FloatArray:
+def _ece_w(y: IntArray, p: FloatArray, w: FloatArray, n_bins: int = ECE_BINS) -> FloatArray:
     confidence = p.max(axis=1)
     correct = (p.argmax(axis=1) == y).astype(np.float64)
     bins = _bin_index(confidence, n_bins)
@@ -416,9 +394,7 @@ def _ece_w(
     return np.asarray(np.abs(w @ gap).sum(axis=1) / w.sum(axis=1), dtype=np.float64)
 
 
-def _ranking_curves(
-    y: IntArray, p: FloatArray, w: FloatArray
-) -> Iterator[tuple[FloatArray, FloatArray]]:
+def _ranking_curves(y: IntArray, p: FloatArray, w: FloatArray) -> Iterator[tuple[FloatArray, FloatArray]]:
     """Per class present in y: weighted cumulative (tp, fp) at each distinct score, descending.
 
     Only the last row of each run of tied scores is kept, which is how scikit-learn places
@@ -534,9 +510,7 @@ def higher_is_better(name: str) -> bool:
     return METRICS[name][1]
 
 
-def compute_metrics(
-    y_true: ArrayLike, proba: ArrayLike, names: Sequence[str]
-) -> dict[str, float]:
+def compute_metrics(y_true: ArrayLike, proba: ArrayLike, names: Sequence[str]) -> dict[str, float]:
     """The named metrics on the whole set."""
     for name in names:
         higher_is_better(name)
@@ -560,9 +534,7 @@ class CalibrationBins:
         return float((self.counts[filled] * gaps).sum() / total)
 
 
-def calibration_bins(
-    y_true: ArrayLike, proba: ArrayLike, n_bins: int = ECE_BINS
-) -> CalibrationBins:
+def calibration_bins(y_true: ArrayLike, proba: ArrayLike, n_bins: int = ECE_BINS) -> CalibrationBins:
     """Top-class confidence binned as in `ece`, for reliability diagrams."""
     y, p = _check_inputs(y_true, proba)
     confidence = p.max(axis=1)
@@ -574,14 +546,10 @@ def calibration_bins(
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_conf = np.where(counts > 0, conf_sum / counts, np.nan)
         accuracy = np.where(counts > 0, correct_sum / counts, np.nan)
-    return CalibrationBins(
-        np.linspace(0.0, 1.0, n_bins + 1), counts, mean_conf, accuracy
-    )
+    return CalibrationBins(np.linspace(0.0, 1.0, n_bins + 1), counts, mean_conf, accuracy)
 
 
-def per_class_table(
-    y_true: ArrayLike, proba: ArrayLike
-) -> list[dict[str, float | int]]:
+def per_class_table(y_true: ArrayLike, proba: ArrayLike) -> list[dict[str, float | int]]:
     """One row per class: support, precision, recall, error rate (NaN where undefined)."""
     y, p = _check_inputs(y_true, proba)
     predicted = p.argmax(axis=1)
@@ -622,10 +590,7 @@ def slice_metrics(
         mask = keys == value
         out[value] = {
             "rows": int(mask.sum()),
-            "metrics": {
-                model: compute_metrics(y[mask], np.asarray(p)[mask], names)
-                for model, p in probas.items()
-            },
+            "metrics": {model: compute_metrics(y[mask], np.asarray(p)[mask], names) for model, p in probas.items()},
         }
     return out
 
@@ -758,14 +723,10 @@ def decide(
     primary = protocol.primary_metric
     for metric in (primary, *protocol.guards):
         if metric not in target:
-            raise ValueError(
-                f"comparison with {target_name} has no result for {metric!r}"
-            )
+            raise ValueError(f"comparison with {target_name} has no result for {metric!r}")
         missing = {"diff", "low", "high"} - set(target[metric])
         if missing:
-            raise ValueError(
-                f"result for {metric!r} lacks {', '.join(sorted(missing))}"
-            )
+            raise ValueError(f"result for {metric!r} lacks {', '.join(sorted(missing))}")
 
     row = target[primary]
     diff, low, high = float(row["diff"]), float(row["low"]), float(row["high"])
@@ -779,9 +740,7 @@ def decide(
     ci = f"{_confidence_label(protocol.confidence)} {low:.{d}f} to {high:.{d}f}"
     if protocol.gate_mode == "superiority":
         if primary_ok:
-            primary_text = (
-                f"{primary} improved by {abs(diff):.{d}f} ({ci}) over {target_name}"
-            )
+            primary_text = f"{primary} improved by {abs(diff):.{d}f} ({ci}) over {target_name}"
         else:
             best_gain = high if higher else -low
             if not math.isfinite(worst_gain) or not math.isfinite(best_gain):
@@ -790,9 +749,7 @@ def decide(
                 why = "which shows a regression"
             else:
                 why = "which does not exclude zero"
-            primary_text = (
-                f"{primary} change vs {target_name} is {diff:.{d}f} ({ci}), {why}"
-            )
+            primary_text = f"{primary} change vs {target_name} is {diff:.{d}f} ({ci}), {why}"
     else:
         bound = "lower" if higher else "upper"
         within = "within" if primary_ok else "whose " + bound + " bound is not within"
@@ -815,9 +772,7 @@ def decide(
         }
         if not ok:
             g = _decimals(regression, tolerance)
-            regressions.append(
-                f"{metric} regressed by {regression:.{g}f} (tolerance {tolerance:.{g}f})"
-            )
+            regressions.append(f"{metric} regressed by {regression:.{g}f} (tolerance {tolerance:.{g}f})")
     guard_text = ""
     if regressions:
         noun = "guard" if len(regressions) == 1 else "guards"

@@ -43,8 +43,11 @@ def _now() -> str:
 
 def record_event(registry: str, kind: str, **details: Any) -> None:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    storage.put_json(storage.join(registry, "events", f"{stamp}-{uuid.uuid4().hex[:8]}.json"),
-                     {"event": kind, "at": _now(), **details}, if_none_match=True)
+    storage.put_json(
+        storage.join(registry, "events", f"{stamp}-{uuid.uuid4().hex[:8]}.json"),
+        {"event": kind, "at": _now(), **details},
+        if_none_match=True,
+    )
 
 
 def list_versions(registry: str) -> list[dict[str, Any]]:
@@ -77,8 +80,9 @@ def champion(registry: str) -> dict[str, Any] | None:
     return None if alias is None else get_version(registry, alias["version"])
 
 
-def set_alias(registry: str, alias: str, version: int, expected_version: int | None, reason: str,
-              event: str = "alias_set") -> bool:
+def set_alias(
+    registry: str, alias: str, version: int, expected_version: int | None, reason: str, event: str = "alias_set"
+) -> bool:
     """Point `alias` at `version` if it still points at `expected_version` (None: unset).
 
     Returns False, changing nothing, when another writer moved the alias first.
@@ -101,8 +105,10 @@ def set_alias(registry: str, alias: str, version: int, expected_version: int | N
 
 
 def _next_version_number(registry: str) -> int:
-    versions = [int(o["key"].rsplit("/", 1)[-1].split(".")[0])
-                for o in storage.list_objects(storage.join(registry, "versions") + "/")]
+    versions = [
+        int(o["key"].rsplit("/", 1)[-1].split(".")[0])
+        for o in storage.list_objects(storage.join(registry, "versions") + "/")
+    ]
     return max(versions, default=0) + 1
 
 
@@ -127,8 +133,9 @@ def register(registry: str, experiment_key: str, lineage: dict[str, Any]) -> tup
             continue  # another registration took this number: take the next one
         claim, etag = storage.get_json_with_etag(claim_uri)
         storage.put_json(claim_uri, {**claim, "version": number}, if_match=etag)
-        record_event(registry, "registered", version=number, experiment=experiment_key,
-                     run_id=lineage.get("airflow_run_id"))
+        record_event(
+            registry, "registered", version=number, experiment=experiment_key, run_id=lineage.get("airflow_run_id")
+        )
         return record, True
     raise RegistryError(f"could not allocate a version number in {registry} after {_MAX_RACE_RETRIES} tries")
 

@@ -80,8 +80,10 @@ def client() -> Any:
     """One boto3 S3 client per process, configured from the standard AWS settings."""
     # 5xx, throttling and dropped connections are retried with backoff; adaptive mode also slows
     # the client down while the server throttles. 10 attempts outlast any plausible burst of faults.
-    retries: Any = {"mode": os.environ.get("GAUNTLET_S3_RETRY_MODE", "adaptive"),
-                    "max_attempts": int(os.environ.get("GAUNTLET_S3_MAX_ATTEMPTS", "10"))}
+    retries: Any = {
+        "mode": os.environ.get("GAUNTLET_S3_RETRY_MODE", "adaptive"),
+        "max_attempts": int(os.environ.get("GAUNTLET_S3_MAX_ATTEMPTS", "10")),
+    }
     config = Config(
         retries=retries,
         connect_timeout=float(os.environ.get("GAUNTLET_S3_CONNECT_TIMEOUT", "5")),
@@ -129,8 +131,13 @@ def put_bytes(
     Either raises PreconditionFailed when the condition does not hold.
     """
     loc = S3Uri.parse(uri)
-    args: dict[str, Any] = {"Bucket": loc.bucket, "Key": loc.key, "Body": data,
-                            "ContentType": content_type, **_encryption_args()}
+    args: dict[str, Any] = {
+        "Bucket": loc.bucket,
+        "Key": loc.key,
+        "Body": data,
+        "ContentType": content_type,
+        **_encryption_args(),
+    }
     if if_none_match:
         args["IfNoneMatch"] = "*"
     if if_match is not None:
@@ -243,8 +250,14 @@ def download_file(uri: str, path: str | Path, expected_sha256: str | None = None
     return path
 
 
-_BROWSER_TYPES = {".html": "text/html", ".json": "application/json", ".png": "image/png", ".md": "text/plain",
-                  ".jsonl": "text/plain", ".csv": "text/plain"}
+_BROWSER_TYPES = {
+    ".html": "text/html",
+    ".json": "application/json",
+    ".png": "image/png",
+    ".md": "text/plain",
+    ".jsonl": "text/plain",
+    ".csv": "text/plain",
+}
 
 
 def presigned_url(uri: str, expires_s: int = 3600) -> str:

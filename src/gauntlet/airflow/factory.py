@@ -21,17 +21,20 @@ def runtime() -> str:
     return containers.configured_runtime()
 
 
-def publish_champion_task(task_id: str = "publish_champion", register_task_id: str = "register",
-                          task_kwargs: dict[str, Any] | None = None) -> BaseOperator:
+def publish_champion_task(
+    task_id: str = "publish_champion", register_task_id: str = "register", task_kwargs: dict[str, Any] | None = None
+) -> BaseOperator:
     """A task that emits the champion Asset event when `register_task_id` promoted a new champion."""
     from gauntlet.airflow.assets import PublishChampionOperator, champion_asset
 
-    return PublishChampionOperator(task_id=task_id, asset=champion_asset(), register_task_id=register_task_id,
-                                   **(task_kwargs or {}))
+    return PublishChampionOperator(
+        task_id=task_id, asset=champion_asset(), register_task_id=register_task_id, **(task_kwargs or {})
+    )
 
 
-def step_task(step: str, task_id: str | None = None, task_kwargs: dict[str, Any] | None = None,
-              **arguments: Any) -> BaseOperator:
+def step_task(
+    step: str, task_id: str | None = None, task_kwargs: dict[str, Any] | None = None, **arguments: Any
+) -> BaseOperator:
     """A task that runs `gauntlet <step> --<name> <value> ...` for the configured runtime."""
     runtime()
     return GauntletStepOperator(task_id=task_id or step, step=step, arguments=arguments, **(task_kwargs or {}))

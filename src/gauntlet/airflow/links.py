@@ -10,8 +10,8 @@ links are plain `<base>/<bucket>/<key>` URLs instead (a bucket website or an aut
 from __future__ import annotations
 
 import os
-from urllib.parse import urlencode
 from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlencode
 
 from airflow.sdk import BaseOperatorLink
 

@@ -51,7 +51,7 @@ def s3_environment(conn_id: str = S3_CONN_ID) -> dict[str, str]:
 def parse_outputs(lines: Sequence[str]) -> dict[str, Any]:
     for line in reversed(lines):
         if line.startswith(OUTPUT_MARKER):
-            result: dict[str, Any] = json.loads(line[len(OUTPUT_MARKER):])
+            result: dict[str, Any] = json.loads(line[len(OUTPUT_MARKER) :])
             return result
     return {}
 
@@ -67,8 +67,15 @@ class GauntletStepOperator(BaseOperator):
     template_fields: Sequence[str] = ("arguments", "options")
     ui_color = "#e8f1fb"
 
-    def __init__(self, *, step: str, arguments: dict[str, str] | None = None,
-                 options: dict[str, Any] | None = None, returns: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        step: str,
+        arguments: dict[str, str] | None = None,
+        options: dict[str, Any] | None = None,
+        returns: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.step = step
         self.returns = returns
@@ -118,8 +125,9 @@ class GauntletStepOperator(BaseOperator):
         if runtime == "kubernetes":
             from gauntlet.airflow import kubernetes_runtime
 
-            return self._outputs(kubernetes_runtime.run_step(self.task_id, self.step,
-                                                             self.step_arguments(context), context))
+            return self._outputs(
+                kubernetes_runtime.run_step(self.task_id, self.step, self.step_arguments(context), context)
+            )
         return self.execute_locally(context)
 
     def _outputs(self, outputs: dict[str, Any]) -> dict[str, Any]:
@@ -134,8 +142,14 @@ class GauntletStepOperator(BaseOperator):
         self.log.info("running: %s", " ".join(command[1:]))
         env = {**os.environ, **s3_environment(), "PYTHONUNBUFFERED": "1"}
         lines: list[str] = []
-        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                              cwd=os.environ.get("GAUNTLET_HOME") or None) as process:
+        with subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            cwd=os.environ.get("GAUNTLET_HOME") or None,
+        ) as process:
             assert process.stdout is not None
             for raw in process.stdout:
                 line = raw.rstrip("\n")
@@ -155,5 +169,5 @@ class GauntletStepOperator(BaseOperator):
 
 def _error_message(lines: list[str], code: int) -> str:
     errors = [ln for ln in lines if ln.startswith("error:")]
-    detail = "\n".join(lines[lines.index(errors[-1]):]) if errors else "\n".join(lines[-10:])
+    detail = "\n".join(lines[lines.index(errors[-1]) :]) if errors else "\n".join(lines[-10:])
     return f"gauntlet step exited with {code}: {detail}"

@@ -44,14 +44,17 @@ def feature_columns(columns: Iterable[Any], config: PipelineConfig) -> list[str]
 
 def dataset_version(partitions: list[dict[str, Any]], config: PipelineConfig, protocol: Protocol) -> str:
     """Same raw bytes + same dataset config + same split rule + same code = same version."""
-    return content_hash({
-        # Quarantined rows are part of the input's identity (absent when none, so versions stay put).
-        "partitions": sorted((p["uri"], p["etag"], *([p["quarantine"]["rows"]] if p.get("quarantine") else []))
-                             for p in partitions),
-        "dataset": config.raw["dataset"],
-        "split": protocol.raw["split"],
-        "code": code_version(DATASET_CODE),
-    })
+    return content_hash(
+        {
+            # Quarantined rows are part of the input's identity (absent when none, so versions stay put).
+            "partitions": sorted(
+                (p["uri"], p["etag"], *([p["quarantine"]["rows"]] if p.get("quarantine") else [])) for p in partitions
+            ),
+            "dataset": config.raw["dataset"],
+            "split": protocol.raw["split"],
+            "code": code_version(DATASET_CODE),
+        }
+    )
 
 
 def _stream_validated(partitions: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], pa.RecordBatch]]:
@@ -133,17 +136,28 @@ def run(config: PipelineConfig, protocol: Protocol, store: str, validation_uri: 
             for part, batch in _stream_validated(partitions):
                 if schema is None:
                     features = feature_columns(batch.schema.names, config)
-                    schema = pa.schema([(ds.id_column, pa.string()), ("date", pa.string()),
-                                        (ds.label_column, pa.int64()), *((f, pa.float32()) for f in features)])
+                    schema = pa.schema(
+                        [
+                            (ds.id_column, pa.string()),
+                            ("date", pa.string()),
+                            (ds.label_column, pa.int64()),
+                            *((f, pa.float32()) for f in features),
+                        ]
+                    )
                     for split in SPLITS:
                         (root / split).mkdir()
                         writers[split] = pq.ParquetWriter(root / split / "part-00000.parquet", schema)
                 ids = pc.cast(batch.column(ds.id_column), pa.string())
                 splits = assign_splits(ids.to_pylist(), protocol)
-                table = pa.Table.from_arrays([
-                    ids, pa.repeat(pa.scalar(part["date"], pa.string()), batch.num_rows),
-                    pc.cast(batch.column(ds.label_column), pa.int64()),
-                    *(pc.cast(batch.column(f), pa.float32()) for f in features)], schema=schema)
+                table = pa.Table.from_arrays(
+                    [
+                        ids,
+                        pa.repeat(pa.scalar(part["date"], pa.string()), batch.num_rows),
+                        pc.cast(batch.column(ds.label_column), pa.int64()),
+                        *(pc.cast(batch.column(f), pa.float32()) for f in features),
+                    ],
+                    schema=schema,
+                )
                 labels = table.column(ds.label_column).to_numpy()
                 for split in SPLITS:
                     mask = splits == split
@@ -161,8 +175,12 @@ def run(config: PipelineConfig, protocol: Protocol, store: str, validation_uri: 
         if not counts["train"]:
             raise PreprocessError("no rows fall in the train split")
         assert moments.mean is not None
-        preprocessor = {"kind": "standard_scaler", "features": features,
-                        "mean": moments.mean.tolist(), "scale": moments.scale().tolist()}
+        preprocessor = {
+            "kind": "standard_scaler",
+            "features": features,
+            "mean": moments.mean.tolist(),
+            "scale": moments.scale().tolist(),
+        }
         (root / "preprocessor.json").write_text(json.dumps(preprocessor, indent=1))
         meta = {
             "version": version,
@@ -170,15 +188,16 @@ def run(config: PipelineConfig, protocol: Protocol, store: str, validation_uri: 
             "created": dt.datetime.now(dt.UTC).isoformat(),
             "protocol_split": protocol.raw["split"],
             "partitions": [{k: p[k] for k in ("uri", "date", "etag")} for p in partitions],
-            "schema": {"id": ds.id_column, "label": ds.label_column, "features": features,
-                       "classes": list(ds.classes)},
+            "schema": {"id": ds.id_column, "label": ds.label_column, "features": features, "classes": list(ds.classes)},
             "rows": counts,
             "quarantined_rows": sum(p["quarantine"]["count"] for p in partitions if p.get("quarantine")),
             "class_counts": {s: {str(k): int(v) for k, v in sorted(c.items())} for s, c in class_counts.items()},
             "code_version": code_version(DATASET_CODE),
         }
         manifest = storage.commit_directory(root, prefix, meta)
-    log.info("dataset %s committed at %s: %s (%.1fs)", version, prefix, _counts(manifest), time.perf_counter() - started)
+    log.info(
+        "dataset %s committed at %s: %s (%.1fs)", version, prefix, _counts(manifest), time.perf_counter() - started
+    )
     return _outputs(prefix, version, manifest, cache_hit=False)
 
 
@@ -187,6 +206,10 @@ def _counts(manifest: dict[str, Any]) -> str:
 
 
 def _outputs(prefix: str, version: str, manifest: dict[str, Any], cache_hit: bool) -> dict[str, Any]:
-    return {"dataset_uri": prefix, "version": version, "rows": manifest["rows"], "cache_hit": cache_hit,
-            "quarantined_rows": manifest.get("quarantined_rows", 0)}
-
+    return {
+        "dataset_uri": prefix,
+        "version": version,
+        "rows": manifest["rows"],
+        "cache_hit": cache_hit,
+        "quarantined_rows": manifest.get("quarantined_rows", 0),
+    }

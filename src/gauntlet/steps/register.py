@@ -24,8 +24,14 @@ def run(store: str, model_name: str, report_uri: str, run_id: str, force: bool =
     gate = report["gate"]
     if not gate["passed"] and not force:
         log.info("not registered: %s", gate["reason"])
-        return {"registered": False, "champion": False, "promoted": False, "version": None, "reason": gate["reason"],
-                "registry_uri": reg}
+        return {
+            "registered": False,
+            "champion": False,
+            "promoted": False,
+            "version": None,
+            "reason": gate["reason"],
+            "registry_uri": reg,
+        }
 
     lineage = {
         "model": model_name,
@@ -58,9 +64,19 @@ def run(store: str, model_name: str, report_uri: str, run_id: str, force: bool =
             current, _ = registry.get_alias(reg)
             champion = current is not None and current["version"] == number
             if not champion:
-                log.warning("v%d registered but not promoted: the champion moved to v%s after this candidate "
-                            "was evaluated; re-evaluate it against the new champion", number,
-                            current and current["version"])
-    return {"registered": True, "created": created, "version": number, "champion": champion, "promoted": promoted,
-            "version_uri": registry.version_uri(reg, number), "registry_uri": reg,
-            "report_uri": report_uri}
+                log.warning(
+                    "v%d registered but not promoted: the champion moved to v%s after this candidate "
+                    "was evaluated; re-evaluate it against the new champion",
+                    number,
+                    current and current["version"],
+                )
+    return {
+        "registered": True,
+        "created": created,
+        "version": number,
+        "champion": champion,
+        "promoted": promoted,
+        "version_uri": registry.version_uri(reg, number),
+        "registry_uri": reg,
+        "report_uri": report_uri,
+    }

@@ -68,9 +68,19 @@ def horovod_hosts(workers: int) -> list[str]:
 
 def horovod_command(workers: int, worker_args: list[str]) -> list[str]:
     horovodrun = shutil.which("horovodrun", path=os.path.dirname(sys.executable)) or "horovodrun"
-    return [horovodrun, "-np", str(workers), *horovod_hosts(workers), "--gloo",
-            "--gloo-timeout-seconds", str(int(os.environ.get("GAUNTLET_GLOO_TIMEOUT_S", DEFAULT_GLOO_TIMEOUT_S))),
-            sys.executable, "-m", "gauntlet.training.worker", *worker_args]
+    return [
+        horovodrun,
+        "-np",
+        str(workers),
+        *horovod_hosts(workers),
+        "--gloo",
+        "--gloo-timeout-seconds",
+        str(int(os.environ.get("GAUNTLET_GLOO_TIMEOUT_S", DEFAULT_GLOO_TIMEOUT_S))),
+        sys.executable,
+        "-m",
+        "gauntlet.training.worker",
+        *worker_args,
+    ]
 
 
 def _stream(process: subprocess.Popen[str], tail: list[str]) -> None:
@@ -93,9 +103,12 @@ def _stream(process: subprocess.Popen[str], tail: list[str]) -> None:
 
 def run_horovod(workers: int, worker_args: list[str]) -> float:
     command = horovod_command(workers, worker_args)
-    env = {**os.environ, "HOROVOD_GLOO_TIMEOUT_SECONDS": os.environ.get("GAUNTLET_GLOO_TIMEOUT_S",
-                                                                          str(DEFAULT_GLOO_TIMEOUT_S)),
-           "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    env = {
+        **os.environ,
+        "HOROVOD_GLOO_TIMEOUT_SECONDS": os.environ.get("GAUNTLET_GLOO_TIMEOUT_S", str(DEFAULT_GLOO_TIMEOUT_S)),
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+    }
     log.info("launching: %s", " ".join(command[:8]) + " ... gauntlet.training.worker")
     started = time.perf_counter()
     tail: list[str] = []
@@ -107,8 +120,9 @@ def run_horovod(workers: int, worker_args: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def run(config: PipelineConfig, protocol: Protocol, store: str, dataset_uri: str,
-        workers: int | None = None) -> dict[str, Any]:
+def run(
+    config: PipelineConfig, protocol: Protocol, store: str, dataset_uri: str, workers: int | None = None
+) -> dict[str, Any]:
     dataset_manifest = storage.read_manifest(dataset_uri)
     params = training_params(config, protocol, workers)
     parts = experiments.key_parts(protocol.id, dataset_manifest["version"], params, code_version(TRAINING_CODE))
@@ -117,16 +131,23 @@ def run(config: PipelineConfig, protocol: Protocol, store: str, dataset_uri: str
 
     record = experiments.find_record(experiment_uri)
     if record is not None:
-        log.info("cache hit: experiment %s already ran (finished %s); record at %s; not training again",
-                 key, record["finished"], experiments.record_uri(experiment_uri))
+        log.info(
+            "cache hit: experiment %s already ran (finished %s); record at %s; not training again",
+            key,
+            record["finished"],
+            experiments.record_uri(experiment_uri),
+        )
         return _outputs(experiment_uri, record, cache_hit=True)
     explanation = experiments.explain_miss(parts, experiments.list_records(store))
     log.info("cache miss: experiment %s is new%s", key, f"; {explanation}" if explanation else "")
 
     # An overlapping run (a backfill beside the nightly run) may be training this very key: one
     # holds the lease and trains, the other waits for its RECORD instead of writing the same prefix.
-    claim, record = lease.claim_or_wait(storage.join(experiment_uri, lease.LEASE_NAME),
-                                        lambda: experiments.find_record(experiment_uri), lease.new_owner(key))
+    claim, record = lease.claim_or_wait(
+        storage.join(experiment_uri, lease.LEASE_NAME),
+        lambda: experiments.find_record(experiment_uri),
+        lease.new_owner(key),
+    )
     if claim is None:
         assert record is not None
         log.info("experiment %s was trained by a concurrent run meanwhile; using its record", key)
@@ -137,12 +158,21 @@ def run(config: PipelineConfig, protocol: Protocol, store: str, dataset_uri: str
         claim.release()  # a failed attempt lets its retry (or another run) take over at once
 
 
-def _train(config: PipelineConfig, protocol: Protocol, dataset_uri: str, dataset_manifest: dict[str, Any],
-           params: dict[str, Any], parts: dict[str, Any], key: str, experiment_uri: str) -> dict[str, Any]:
+def _train(
+    config: PipelineConfig,
+    protocol: Protocol,
+    dataset_uri: str,
+    dataset_manifest: dict[str, Any],
+    params: dict[str, Any],
+    parts: dict[str, Any],
+    key: str,
+    experiment_uri: str,
+) -> dict[str, Any]:
     started_at = dt.datetime.now(dt.UTC)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    wall = run_horovod(params["workers"], ["--dataset", dataset_uri, "--experiment", experiment_uri,
-                                           "--params", json.dumps(params)])
+    wall = run_horovod(
+        params["workers"], ["--dataset", dataset_uri, "--experiment", experiment_uri, "--params", json.dumps(params)]
+    )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_seconds = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     worker = storage.get_json(storage.join(experiment_uri, "worker.json"))
@@ -183,12 +213,23 @@ def _train(config: PipelineConfig, protocol: Protocol, dataset_uri: str, dataset
     except storage.PreconditionFailed:
         log.info("experiment %s was recorded by a concurrent run first; keeping theirs", key)
         record = storage.get_json(experiments.record_uri(experiment_uri))
-    log.info("experiment %s recorded: dev_error=%.4f, %.1fs wall, %.1f CPU-s, $%.4f, %d ranks",
-             key, record["final"]["dev_error"], record["wall_seconds"], record["cpu_seconds"],
-             record["cost_usd"], record["hardware"]["world_size"])
+    log.info(
+        "experiment %s recorded: dev_error=%.4f, %.1fs wall, %.1f CPU-s, $%.4f, %d ranks",
+        key,
+        record["final"]["dev_error"],
+        record["wall_seconds"],
+        record["cpu_seconds"],
+        record["cost_usd"],
+        record["hardware"]["world_size"],
+    )
     return _outputs(experiment_uri, record, cache_hit=False)
 
 
 def _outputs(experiment_uri: str, record: dict[str, Any], cache_hit: bool) -> dict[str, Any]:
-    return {"experiment_uri": experiment_uri, "key": record["key"], "cache_hit": cache_hit,
-            "dev_error": record["final"]["dev_error"], "wall_seconds": record["wall_seconds"]}
+    return {
+        "experiment_uri": experiment_uri,
+        "key": record["key"],
+        "cache_hit": cache_hit,
+        "dev_error": record["final"]["dev_error"],
+        "wall_seconds": record["wall_seconds"],
+    }

@@ -48,17 +48,19 @@ def _failed_expectations(validation: Any) -> list[dict[str, Any]]:
         cfg = result.expectation_config
         details = result.result or {}
         examples = details.get("partial_unexpected_list") or []
-        failed.append({
-            "expectation": cfg.type,
-            "column": cfg.kwargs.get("column"),
-            "kwargs": {k: v for k, v in cfg.kwargs.items() if k not in ("column", "batch_id")},
-            "unexpected_count": details.get("unexpected_count"),
-            "observed_value": details.get("observed_value"),
-            "examples": [None if v != v else v for v in examples[:MAX_EXAMPLES]],  # NaN -> null
-            "error": (result.exception_info or {}).get("exception_message"),
-            "mismatched": (details.get("details") or {}).get("mismatched"),
-            "rows": details.get("unexpected_index_list"),  # for row-level quarantine
-        })
+        failed.append(
+            {
+                "expectation": cfg.type,
+                "column": cfg.kwargs.get("column"),
+                "kwargs": {k: v for k, v in cfg.kwargs.items() if k not in ("column", "batch_id")},
+                "unexpected_count": details.get("unexpected_count"),
+                "observed_value": details.get("observed_value"),
+                "examples": [None if v != v else v for v in examples[:MAX_EXAMPLES]],  # NaN -> null
+                "error": (result.exception_info or {}).get("exception_message"),
+                "mismatched": (details.get("details") or {}).get("mismatched"),
+                "rows": details.get("unexpected_index_list"),  # for row-level quarantine
+            }
+        )
     return failed
 
 
@@ -67,7 +69,8 @@ def describe_failure(item: dict[str, Any]) -> str:
     what = item["expectation"]
     if item.get("mismatched"):
         return f"{what} on {where}: " + "; ".join(
-            f"{kind} columns {sorted(map(str, names))}" for kind, names in sorted(item["mismatched"].items()) if names)
+            f"{kind} columns {sorted(map(str, names))}" for kind, names in sorted(item["mismatched"].items()) if names
+        )
     if item["error"]:
         return f"{what} on {where}: {item['error'][:200]}"
     if item["unexpected_count"]:
@@ -89,19 +92,26 @@ class _Validator:
 
         self.context = gx.get_context(mode="file", project_root_dir=str(root))
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        suite = self.context.suites.add(ExpectationSuite(
-            name=suite_spec["name"], expectations=suite_spec["expectations"], meta=suite_spec.get("meta")
-        ))
+        suite = self.context.suites.add(
+            ExpectationSuite(
+                name=suite_spec["name"], expectations=suite_spec["expectations"], meta=suite_spec.get("meta")
+            )
+        )
         asset = self.context.data_sources.add_pandas("raw").add_dataframe_asset("partition")
-        definition = self.context.validation_definitions.add(gx.ValidationDefinition(
-            name="raw_partition", data=asset.add_batch_definition_whole_dataframe("whole"), suite=suite
-        ))
-        self.checkpoint = self.context.checkpoints.add(gx.Checkpoint(
-            name="raw", validation_definitions=[definition],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="docs")],
-            # COMPLETE: row-level quarantine needs every offending row's index, not a sample.
-            result_format={"result_format": "COMPLETE", "partial_unexpected_count": MAX_EXAMPLES},
-        ))
+        definition = self.context.validation_definitions.add(
+            gx.ValidationDefinition(
+                name="raw_partition", data=asset.add_batch_definition_whole_dataframe("whole"), suite=suite
+            )
+        )
+        self.checkpoint = self.context.checkpoints.add(
+            gx.Checkpoint(
+                name="raw",
+                validation_definitions=[definition],
+                actions=[gx.checkpoint.UpdateDataDocsAction(name="docs")],
+                # COMPLETE: row-level quarantine needs every offending row's index, not a sample.
+                result_format={"result_format": "COMPLETE", "partial_unexpected_count": MAX_EXAMPLES},
+            )
+        )
         self.docs_dir = root / "gx" / "uncommitted" / "data_docs" / "local_site"
 
     def validate(self, frame: Any, partition: str) -> tuple[bool, dict[str, Any], list[dict[str, Any]]]:
@@ -110,9 +120,13 @@ class _Validator:
         return bool(result.success), dict(validation.statistics), _failed_expectations(validation)
 
 
-def _validate_vectorised(config: PipelineConfig, suite_spec: dict[str, Any], snapshot: list[rawdata.Partition],
-                         new: list[rawdata.Partition], out_prefix: str,
-                         ) -> tuple[list[dict[str, Any]], str, dict[str, Any]] | None:
+def _validate_vectorised(
+    config: PipelineConfig,
+    suite_spec: dict[str, Any],
+    snapshot: list[rawdata.Partition],
+    new: list[rawdata.Partition],
+    out_prefix: str,
+) -> tuple[list[dict[str, Any]], str, dict[str, Any]] | None:
     """The suite's rules on every row with gauntlet.fastchecks, streamed one Arrow batch at a time.
 
     Returns (reports, docs URI, engine facts) when the whole snapshot passes, else None: a failure,
@@ -146,16 +160,24 @@ def _validate_vectorised(config: PipelineConfig, suite_spec: dict[str, Any], sna
             log.error("%s", error)
             return None
     passed, problems = checker.verdict()
-    log.info("vectorised checks: %d expectations on %d rows in %d partitions: %s (%.1fs)",
-             len(suite_spec["expectations"]), checker.rows, len(snapshot),
-             "passed" if passed else f"{len(problems)} not passed", time.perf_counter() - tick)
+    log.info(
+        "vectorised checks: %d expectations on %d rows in %d partitions: %s (%.1fs)",
+        len(suite_spec["expectations"]),
+        checker.rows,
+        len(snapshot),
+        "passed" if passed else f"{len(problems)} not passed",
+        time.perf_counter() - tick,
+    )
     for problem in problems[:10]:
         log.warning("  %s", problem)
     if not passed:
         return None
     docs_uri = storage.join(out_prefix, "docs")
-    engine: dict[str, Any] = {"engine": "vectorised", "expectations": len(suite_spec["expectations"]),
-                              "gx_sample_rows": 0}
+    engine: dict[str, Any] = {
+        "engine": "vectorised",
+        "expectations": len(suite_spec["expectations"]),
+        "gx_sample_rows": 0,
+    }
     if pool is not None and pool.num_rows:
         with tempfile.TemporaryDirectory(prefix="gauntlet-gx-") as tmp:
             validator = _Validator(suite_spec, Path(tmp))
@@ -169,13 +191,20 @@ def _validate_vectorised(config: PipelineConfig, suite_spec: dict[str, Any], sna
         engine["gx_sample_rows"] = pool.num_rows
     else:
         # Data Docs come from GX; without a GX sample, the docs link says what checked the data instead.
-        storage.put_bytes(storage.join(docs_uri, "index.html"), (
-            f"<html><body><h1>Suite {suite_spec['name']}: passed</h1><p>{len(suite_spec['expectations'])} "
-            f"expectations evaluated on all {checker.rows} rows of {len(snapshot)} partitions by the vectorised "
-            "engine (gauntlet.fastchecks). GX Data Docs are built when a rule fails, or on a sample with "
-            "dataset.validation_sample_rows.</p></body></html>").encode(), content_type="text/html")
-    reports = [{**p.as_dict(), "new": p in new, "rows": part["rows"], "success": True, "failed": []}
-               for p, part in zip(snapshot, checker.partitions, strict=True)]
+        storage.put_bytes(
+            storage.join(docs_uri, "index.html"),
+            (
+                f"<html><body><h1>Suite {suite_spec['name']}: passed</h1><p>{len(suite_spec['expectations'])} "
+                f"expectations evaluated on all {checker.rows} rows of {len(snapshot)} partitions by the vectorised "
+                "engine (gauntlet.fastchecks). GX Data Docs are built when a rule fails, or on a sample with "
+                "dataset.validation_sample_rows.</p></body></html>"
+            ).encode(),
+            content_type="text/html",
+        )
+    reports = [
+        {**p.as_dict(), "new": p in new, "rows": part["rows"], "success": True, "failed": []}
+        for p, part in zip(snapshot, checker.partitions, strict=True)
+    ]
     reports.sort(key=lambda r: (r["date"], r["uri"]))
     return reports, docs_uri, engine
 
@@ -208,13 +237,22 @@ def run(
     snapshot = rawdata.select(all_partitions, None, end)
     new = rawdata.select(all_partitions, start, end)
     out_prefix = storage.join(store, "runs", run_id, "validation")
-    log.info("validating %d partitions (%d new in [%s, %s)) with suite '%s' (%d expectations)",
-             len(snapshot), len(new), start, end, suite_spec["name"], len(suite_spec["expectations"]))
+    log.info(
+        "validating %d partitions (%d new in [%s, %s)) with suite '%s' (%d expectations)",
+        len(snapshot),
+        len(new),
+        start,
+        end,
+        suite_spec["name"],
+        len(suite_spec["expectations"]),
+    )
     if not snapshot:
         raise NoNewData(f"no raw partitions under {rawdata.raw_root(store, config.dataset.raw_prefix)} before {end}")
     if require_new and not new:
-        raise NoNewData(f"no new data: no partition landed under {rawdata.raw_root(store, config.dataset.raw_prefix)} "
-                        f"in [{start}, {end}); the snapshot of {len(snapshot)} partitions was already trained on")
+        raise NoNewData(
+            f"no new data: no partition landed under {rawdata.raw_root(store, config.dataset.raw_prefix)} "
+            f"in [{start}, {end}); the snapshot of {len(snapshot)} partitions was already trained on"
+        )
 
     if config.dataset.validation == "vectorised":
         fast = _validate_vectorised(config, suite_spec, snapshot, new, out_prefix)
@@ -233,9 +271,21 @@ def run(
                 frames.append((partition, rawdata.read_partition(partition.uri)))
             except rawdata.RawDataError as error:
                 log.error("%s", error)
-                entry.update(success=False, rows=0, failed=[{
-                    "expectation": "readable_file", "column": None, "kwargs": {}, "unexpected_count": None,
-                    "observed_value": None, "examples": [], "error": str(error)}])
+                entry.update(
+                    success=False,
+                    rows=0,
+                    failed=[
+                        {
+                            "expectation": "readable_file",
+                            "column": None,
+                            "kwargs": {},
+                            "unexpected_count": None,
+                            "observed_value": None,
+                            "examples": [],
+                            "error": str(error),
+                        }
+                    ],
+                )
                 reports.append(entry)
         together_ok = False
         # Table-level rules (row count) hold per file: an empty file must not hide in the others' rows.
@@ -244,17 +294,31 @@ def run(
 
             together_ok, stats, _ = validator.validate(pd.concat([f for _, f in frames], ignore_index=True), "snapshot")
             if together_ok:
-                log.info("all %d partitions passed together: %d expectations evaluated", len(frames),
-                         stats.get("evaluated_expectations", 0))
+                log.info(
+                    "all %d partitions passed together: %d expectations evaluated",
+                    len(frames),
+                    stats.get("evaluated_expectations", 0),
+                )
         for partition, frame in frames:
             entry = {**partition.as_dict(), "new": partition in new, "rows": len(frame)}
             if together_ok:
                 entry.update(success=True, failed=[])
             else:
                 success, stats, failed = validator.validate(frame, partition.uri)
-                held = None if success else quarantine.apply(
-                    store, config.dataset.name, suite_spec, content_hash(suite_spec),
-                    config.dataset.quarantine_max_fraction, partition.as_dict(), frame, failed)
+                held = (
+                    None
+                    if success
+                    else quarantine.apply(
+                        store,
+                        config.dataset.name,
+                        suite_spec,
+                        content_hash(suite_spec),
+                        config.dataset.quarantine_max_fraction,
+                        partition.as_dict(),
+                        frame,
+                        failed,
+                    )
+                )
                 if held is not None:
                     success, failed = True, []
                     entry.update(quarantine=held)
@@ -274,9 +338,17 @@ def run(
     return _finish(reports, suite_spec, start, end, new, out_prefix, docs_uri, started, {"engine": "gx"})
 
 
-def _finish(reports: list[dict[str, Any]], suite_spec: dict[str, Any], start: dt.date, end: dt.date,
-            new: list[rawdata.Partition], out_prefix: str, docs_uri: str, started: float,
-            engine: dict[str, Any]) -> dict[str, Any]:
+def _finish(
+    reports: list[dict[str, Any]],
+    suite_spec: dict[str, Any],
+    start: dt.date,
+    end: dt.date,
+    new: list[rawdata.Partition],
+    out_prefix: str,
+    docs_uri: str,
+    started: float,
+    engine: dict[str, Any],
+) -> dict[str, Any]:
     """Write result.json and return the outputs (raising ValidationFailed after writing it)."""
     success = all(r["success"] for r in reports)
     result = {
@@ -293,15 +365,23 @@ def _finish(reports: list[dict[str, Any]], suite_spec: dict[str, Any], start: dt
     }
     result_uri = storage.join(out_prefix, "result.json")
     storage.put_json(result_uri, result)
-    outputs = {"verdict": result["verdict"], "result_uri": result_uri,
-               "docs_uri": storage.join(docs_uri, "index.html"), "rows": result["rows"],
-               "partitions": len(reports), "new_partitions": len(new),
-               "quarantined_rows": result["quarantined_rows"],
-               "quarantine_uris": [r["quarantine"]["uri"] for r in reports if "quarantine" in r]}
+    outputs = {
+        "verdict": result["verdict"],
+        "result_uri": result_uri,
+        "docs_uri": storage.join(docs_uri, "index.html"),
+        "rows": result["rows"],
+        "partitions": len(reports),
+        "new_partitions": len(new),
+        "quarantined_rows": result["quarantined_rows"],
+        "quarantine_uris": [r["quarantine"]["uri"] for r in reports if "quarantine" in r],
+    }
     if not success:
         # An unreadable file's error already starts with its URI.
-        problems = [f["error"] if f["expectation"] == "readable_file" else f"{r['uri']}: {describe_failure(f)}"
-                    for r in reports for f in r["failed"]]
+        problems = [
+            f["error"] if f["expectation"] == "readable_file" else f"{r['uri']}: {describe_failure(f)}"
+            for r in reports
+            for f in r["failed"]
+        ]
         raise ValidationFailed("validation failed:\n  " + "\n  ".join(problems) + f"\nfull result: {result_uri}")
     log.info("validation passed: %d rows in %d partitions; result %s", result["rows"], len(reports), result_uri)
     return outputs

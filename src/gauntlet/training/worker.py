@@ -48,12 +48,21 @@ def _lr_factor(schedule: str, epochs: int) -> Any:
     return lambda epoch: 0.5 * (1 + math.cos(math.pi * min(epoch, epochs) / epochs))
 
 
-def _checkpoint_payload(model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: Any, epoch: int,
-                        curve: list[dict[str, Any]]) -> bytes:
+def _checkpoint_payload(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: Any, epoch: int, curve: list[dict[str, Any]]
+) -> bytes:
     buffer = io.BytesIO()
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(), "epoch": epoch,
-                "torch_rng": torch.get_rng_state(), "curve": json.dumps(curve)}, buffer)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "epoch": epoch,
+            "torch_rng": torch.get_rng_state(),
+            "curve": json.dumps(curve),
+        },
+        buffer,
+    )
     return buffer.getvalue()
 
 
@@ -71,10 +80,15 @@ def _save_checkpoint(experiment: str, payload: bytes, epoch: int, curve: list[di
     uri = storage.join(experiment, "checkpoints", f"epoch-{epoch:04d}.pt")
     storage.put_bytes(uri, payload)
     # The curve and the pointer are written after the checkpoint, so they never name a missing one.
-    storage.put_bytes(storage.join(experiment, "curve.jsonl"),
-                      "".join(json.dumps(row) + "\n" for row in curve).encode(), content_type="application/x-ndjson")
-    storage.put_json(storage.join(experiment, "checkpoints", "latest.json"),
-                     {"epoch": epoch, "uri": uri, "sha256": sha256_bytes(payload)})
+    storage.put_bytes(
+        storage.join(experiment, "curve.jsonl"),
+        "".join(json.dumps(row) + "\n" for row in curve).encode(),
+        content_type="application/x-ndjson",
+    )
+    storage.put_json(
+        storage.join(experiment, "checkpoints", "latest.json"),
+        {"epoch": epoch, "uri": uri, "sha256": sha256_bytes(payload)},
+    )
 
 
 def _allreduce_sums(values: list[float], name: str) -> list[float]:
@@ -130,8 +144,13 @@ def _should_stop(curve: list[dict[str, Any]], patience: int, epoch: int) -> bool
     stop = bool(hvd.broadcast_object(stop, root_rank=0, name=f"plateau.{epoch}"))
     if stop and hvd.rank() == 0:
         best = min(curve, key=lambda row: row["dev_error"])
-        log.info("stopping early after epoch %d: dev_error has not improved for %d epochs (best %.4f at epoch %d)",
-                 len(curve), patience, best["dev_error"], best["epoch"])
+        log.info(
+            "stopping early after epoch %d: dev_error has not improved for %d epochs (best %.4f at epoch %d)",
+            len(curve),
+            patience,
+            best["dev_error"],
+            best["epoch"],
+        )
     return stop
 
 
@@ -159,7 +178,9 @@ def train(args: argparse.Namespace) -> None:
     # Horovod's recipe: each rank keeps its per-worker batch, so the global batch and the learning
     # rate both grow with the world size.
     optimizer: torch.optim.Optimizer = torch.optim.SGD(
-        model.parameters(), lr=params["lr"] * size, momentum=params["momentum"],
+        model.parameters(),
+        lr=params["lr"] * size,
+        momentum=params["momentum"],
         weight_decay=params["weight_decay"],
     )
 
@@ -189,18 +210,33 @@ def train(args: argparse.Namespace) -> None:
     torch.set_rng_state(rng)
 
     dataset = TensorDataset(x_train, y_train)
-    sampler: DistributedSampler[Any] = DistributedSampler(dataset, num_replicas=size, rank=rank, shuffle=True, seed=params["seed"])
+    sampler: DistributedSampler[Any] = DistributedSampler(
+        dataset, num_replicas=size, rank=rank, shuffle=True, seed=params["seed"]
+    )
     loader = DataLoader(dataset, batch_size=params["batch_size"], sampler=sampler)
     n_global = len(dataset)
     # Equal shards need total_size rows: the sampler repeats rows at the end, and they land on the last ranks.
     repeated = sum(1 for i in range(n_global, sampler.total_size) if i % size == rank)
     if repeated:
-        log.warning("rank %d: %d of its %d rows per epoch repeat another row (%d rows do not split evenly "
-                    "over %d ranks)", rank, repeated, sampler.num_samples, n_global, size)
+        log.warning(
+            "rank %d: %d of its %d rows per epoch repeat another row (%d rows do not split evenly over %d ranks)",
+            rank,
+            repeated,
+            sampler.num_samples,
+            n_global,
+            size,
+        )
     if rank == 0:
-        log.info("training %d epochs on %d rows (%d ranks x batch %d = global batch %d, lr %.4g), %s",
-                 epochs, n_global, size, params["batch_size"], size * params["batch_size"],
-                 params["lr"] * size, "GPU/NCCL" if device.type == "cuda" else "CPU/Gloo")
+        log.info(
+            "training %d epochs on %d rows (%d ranks x batch %d = global batch %d, lr %.4g), %s",
+            epochs,
+            n_global,
+            size,
+            params["batch_size"],
+            size * params["batch_size"],
+            params["lr"] * size,
+            "GPU/NCCL" if device.type == "cuda" else "CPU/Gloo",
+        )
 
     started = time.perf_counter()
     patience = params.get("patience")
@@ -243,9 +279,19 @@ def train(args: argparse.Namespace) -> None:
         if rank == 0:
             done = epoch - start_epoch + 1
             eta = (time.perf_counter() - started) / done * (epochs - epoch)
-            log.info("epoch %d/%d train_loss=%.4f train_error=%.4f dev_loss=%.4f dev_error=%.4f "
-                     "samples/s=%.0f epoch_time=%.2fs eta=%.0fs", epoch, epochs, row["train_loss"],
-                     row["train_error"], dev_loss, dev_error, row["samples_per_s"], epoch_time, eta)
+            log.info(
+                "epoch %d/%d train_loss=%.4f train_error=%.4f dev_loss=%.4f dev_error=%.4f "
+                "samples/s=%.0f epoch_time=%.2fs eta=%.0fs",
+                epoch,
+                epochs,
+                row["train_loss"],
+                row["train_error"],
+                dev_loss,
+                dev_error,
+                row["samples_per_s"],
+                epoch_time,
+                eta,
+            )
             payload = _checkpoint_payload(model, optimizer, schedule, epoch, curve)
             _save_checkpoint(args.experiment, payload, epoch, curve)
 
@@ -257,12 +303,19 @@ def train(args: argparse.Namespace) -> None:
         spec = {"model": params["model"], "preprocessor": preprocessor, "n_classes": n_classes}
         model_bytes = bundle_bytes(model, spec)
         storage.put_bytes(storage.join(args.experiment, "model.pt"), model_bytes)
-        storage.put_json(storage.join(args.experiment, "worker.json"), {
-            "curve": curve, "rank_parameter_digests": digests, "world_size": size,
-            "model_sha256": sha256_bytes(model_bytes), "device": device.type,
-            "resumed_from_epoch": start_epoch - 1 if start_epoch > 1 else None,
-            "epochs_run": len(curve), "stopped_early": stopped_early,
-        })
+        storage.put_json(
+            storage.join(args.experiment, "worker.json"),
+            {
+                "curve": curve,
+                "rank_parameter_digests": digests,
+                "world_size": size,
+                "model_sha256": sha256_bytes(model_bytes),
+                "device": device.type,
+                "resumed_from_epoch": start_epoch - 1 if start_epoch > 1 else None,
+                "epochs_run": len(curve),
+                "stopped_early": stopped_early,
+            },
+        )
         log.info("model written: %d ranks hold identical weights (%s)", size, digests[0][:12])
     scratch.cleanup()
 
