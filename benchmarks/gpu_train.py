@@ -289,7 +289,7 @@ def bench(quick: bool = False, ranks: int | None = None, peak: float | None = No
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny configuration (always used on a CPU)")
-    parser.add_argument("--ranks", type=int, default=None, help="Horovod ranks (default: GPUs, or 1 on a CPU)")
+    parser.add_argument("--ranks", type=int, default=None, help="Horovod ranks (default: GPUs, or 2 on a CPU)")
     parser.add_argument("--peak-tflops", type=float, default=None, help="bf16 peak per device, for MFU")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -37,8 +37,8 @@ from benchmarks.common import (
 
 # Compute must dominate the gradient exchange for scaling to mean anything: a wide MLP has
 # ~4.3 M parameters (17 MB of gradients per step) against ~13 GFLOP per 512-row batch.
-FULL = {"rows": 16_000, "hidden": [2048, 2048], "batch_size": 512, "epochs": 3, "rounds": 3}
-QUICK = {"rows": 4_000, "hidden": [256], "batch_size": 64, "epochs": 2, "rounds": 1}
+FULL = {"rows": 16_000, "hidden": [2048, 2048], "batch_size": 512, "epochs": 3, "rounds": 3, "ceiling_steps": 40}
+QUICK = {"rows": 4_000, "hidden": [256], "batch_size": 64, "epochs": 2, "rounds": 1, "ceiling_steps": 20}
 
 
 def params(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -99,6 +99,34 @@ def run_ddp(dataset: str, ranks: int, p: dict[str, Any]) -> float:
     raise RuntimeError(f"DDP run failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
 
 
+_CEILING = """
+import sys, time, torch, torch.nn.functional as F
+from gauntlet.training.model import build_model
+torch.set_num_threads(1)
+hidden, batch, steps = [int(h) for h in sys.argv[1].split(",")], int(sys.argv[2]), int(sys.argv[3])
+pre = {"features": list(range(64)), "mean": [0.0] * 64, "scale": [1.0] * 64}
+model = build_model({"kind": "mlp", "hidden": hidden}, pre, 10)
+opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+x, y = torch.rand(batch, 64), torch.randint(0, 10, (batch,))
+for i in range(steps + 2):
+    if i == 2:
+        tick = time.perf_counter()
+    opt.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    opt.step()
+print(batch * steps / (time.perf_counter() - tick))
+"""
+
+
+def compute_ceiling(cfg: dict[str, Any], processes: int, steps: int) -> float:
+    """Samples/s of `processes` independent single-thread copies of the step, no communication at all:
+    what this machine's cores give two ranks before any allreduce (shared caches, memory, neighbours)."""
+    args = [sys.executable, "-c", _CEILING, ",".join(map(str, cfg["hidden"])), str(cfg["batch_size"]), str(steps)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    running = [subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env) for _ in range(processes)]
+    return sum(float(proc.communicate()[0].strip().splitlines()[-1]) for proc in running)
+
+
 def bench(quick: bool = False) -> dict[str, Any]:
     cfg = QUICK if quick else FULL
     p = params(cfg)
@@ -113,11 +141,14 @@ def bench(quick: bool = False) -> dict[str, Any]:
                 "ddp_2": lambda: run_ddp(dataset, 2, p),
                 # A longer negotiation cycle: fewer coordination rounds competing with compute for 2 cores.
                 "horovod_2_cycle5": lambda: run_horovod(store, dataset, 2, p, {"HOROVOD_CYCLE_TIME": "5"}),
+                "compute_1": lambda: compute_ceiling(cfg, 1, cfg["ceiling_steps"]),
+                "compute_2": lambda: compute_ceiling(cfg, 2, cfg["ceiling_steps"]),
             },
             cfg["rounds"],
         )
     h1, h2, d2, h2c = (median(figures[k]) for k in ("horovod_1", "horovod_2", "ddp_2", "horovod_2_cycle5"))
     scaling, versus = h2 / h1, h2 / d2
+    ceiling = median(figures["compute_2"]) / median(figures["compute_1"])
     model = f"MLP 64-{'-'.join(map(str, cfg['hidden']))}-10, batch {cfg['batch_size']}/rank, {cfg['rows']} rows"
     return {
         "name": "horovod",
@@ -140,6 +171,10 @@ def bench(quick: bool = False) -> dict[str, Any]:
                 "value": f"{versus:.2f}x",
                 "target": ">= 1.0x",
                 "met": versus >= 1.0,
+            },
+            {
+                "figure": "ceiling: 2 independent processes / 1 (same step, no communication)",
+                "value": f"{ceiling:.2f}x",
             },
             {
                 "figure": "Horovod with HOROVOD_CYCLE_TIME=5 / pipeline launch env (2 ranks)",

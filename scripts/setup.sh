@@ -32,6 +32,7 @@ bash scripts/build_horovod.sh "$PY"
 WHEEL_DIR=${GAUNTLET_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gauntlet/wheels}
 pip_quiet --no-deps --force-reinstall "$(ls "$WHEEL_DIR"/horovod-0.28.1+torch2130-*.whl | head -1)"
 pip_quiet --no-deps -e .
-"$VENV/bin/horovodrun" --check-build | grep -q '\[X\] PyTorch' || { echo "setup: Horovod lacks PyTorch support" >&2; exit 1; }
+build_info=$("$VENV/bin/horovodrun" --check-build)
+grep -q '\[X\] PyTorch' <<< "$build_info" || { echo "setup: Horovod lacks PyTorch support" >&2; exit 1; }
 echo "$want" > "$STAMP"
 echo "setup: done ($("$PY" -c 'from importlib.metadata import version as v; print(", ".join(f"{p} {v(p)}" for p in ("apache-airflow", "torch", "horovod", "great-expectations")))'))"
