@@ -13,8 +13,8 @@ demo: setup
 	@bash scripts/demo.sh
 
 lint: setup
-	$(BIN)/ruff check src tests dags plugins scripts
-	$(BIN)/ruff format --check src tests dags plugins scripts
+	$(BIN)/ruff check src tests dags plugins scripts benchmarks
+	$(BIN)/ruff format --check src tests dags plugins scripts benchmarks
 
 typecheck: setup
 	$(BIN)/mypy src/gauntlet
@@ -56,9 +56,15 @@ image-gpu:  ## GPU task image (CUDA + NCCL); needs a registry to pull its base
 docker-e2e: setup  ## the nightly DAG with every step in a container
 	bash scripts/ci/docker_e2e.sh
 
+bench: setup  ## every benchmark; writes artifacts/bench/results.{json,md}
+	$(BIN)/python benchmarks/run_all.py --out artifacts/bench
+
+bench-quick: setup  ## the small configuration CI runs so the benchmarks cannot rot
+	$(BIN)/python benchmarks/run_all.py --quick --out artifacts/bench/quick
+
 format: setup
-	$(BIN)/ruff format src tests dags plugins scripts
-	$(BIN)/ruff check --fix src tests dags plugins scripts
+	$(BIN)/ruff format src tests dags plugins scripts benchmarks
+	$(BIN)/ruff check --fix src tests dags plugins scripts benchmarks
 
 clean:
 	rm -rf .airflow artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -8,7 +8,7 @@ import subprocess
 import uuid
 from typing import Any
 
-from conftest import run_cli
+from testkit import run_cli
 
 # A small, fast model for tests where model quality does not matter.
 MLP = ["--set", "model.kind=mlp", "--set", "model.hidden=[32]"]

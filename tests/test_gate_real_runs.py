@@ -8,8 +8,8 @@ bootstrap interval and is not promoted. Every number comes from models trained h
 from __future__ import annotations
 
 import pytest
-from conftest import run_cli
 from pipeline_support import MLP, SUPERIORITY, evaluate, log_of, register, shared_dataset, train
+from testkit import run_cli
 
 from gauntlet import registry, storage
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import run_cli
 from pipeline_support import MLP, build_dataset, evaluate, log_of, train
+from testkit import run_cli
 
 from gauntlet import ledger, storage
 from gauntlet.protocol import load_protocol, split_of

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 import requests
-from conftest import ROOT, run_cli
+from testkit import ROOT, run_cli
 
 from gauntlet import storage
 from gauntlet.config import ConfigError

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import ROOT, run_cli
 from pipeline_support import MLP, evaluate, log_of, shared_dataset, train
+from testkit import ROOT, run_cli
 
 from gauntlet import experiments, registry, storage
 from gauntlet.training.model import load_bundle

@@ -11,8 +11,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import run_cli
 from corpus import BAD_DAY, GOOD_DAY, ROWS, Case, cases, frames, parquet
+from testkit import run_cli
 
 from gauntlet import rawdata, storage
 from gauntlet.config import load_config, resolve

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from conftest import ROOT, object_keys, run_cli
+from testkit import ROOT, object_keys, run_cli
 
 from gauntlet import storage
 from gauntlet.hashing import sha256_bytes

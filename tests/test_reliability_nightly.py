@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT
 from faulty_s3_proxy import FaultPlan, FaultyS3Proxy, Request
+from testkit import ROOT
 
 from gauntlet import demo, storage
 from gauntlet.cli import safe_run_id

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-from conftest import ROOT, object_keys, run_cli
+from testkit import ROOT, object_keys, run_cli
 
 EPOCHS = 4
 KILL_RANK, KILL_EPOCH, KILL_BATCH = 1, 3, 4

@@ -8,7 +8,7 @@ import subprocess
 
 import numpy as np
 import pandas as pd
-from conftest import airflow_dags_test, object_keys
+from testkit import airflow_dags_test, object_keys
 
 from gauntlet import demo, registry, storage
 

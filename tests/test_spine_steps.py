@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import object_keys, run_cli
+from testkit import object_keys, run_cli
 
 from gauntlet import demo, storage
 from gauntlet.training.model import load_bundle
