@@ -12,7 +12,7 @@ current champion under the fixed comparison protocol:
 4. **evaluate**: candidate vs. scikit-learn baseline vs. champion on the frozen test set, with
    bootstrap confidence intervals and the protocol's gate.
 5. **register**: a new registry version, promoted to `champion` if the gate passed.
-6. **publish_champion**: emits the `gauntlet.champion.<model>` Asset event, only when the champion
+6. **publish_champion**: emits the `gauntlet.champion.<model>@<bucket>` Asset event, only when the champion
    actually moved, so downstream DAGs scheduled on it run once per new champion.
 
 The run's data interval selects the partitions (`raw/<dataset>/date=YYYY-MM-DD/`): a backfilled

@@ -26,11 +26,15 @@ def _model_name(config_path: str) -> str:
 
 
 def champion_asset(config_path: str = DEFAULT_CONFIG) -> Asset:
-    """`s3://<store>/registry/<model>/aliases/champion.json`, named `gauntlet.champion.<model>`."""
+    """`s3://<store>/registry/<model>/aliases/champion.json`, named `gauntlet.champion.<model>@<bucket>`.
+
+    Airflow keys assets by name and refuses one name with two URIs, so the store's bucket is part of
+    the name: two stores (say staging and production) have two champions.
+    """
     model = _model_name(config_path)
     store = os.environ.get("GAUNTLET_STORE", DEFAULT_STORE)
     return Asset(
-        name=f"gauntlet.champion.{model}",
+        name=f"gauntlet.champion.{model}@{storage.S3Uri.parse(store).bucket}",
         group="model",
         uri=storage.join(store, "registry", model, "aliases", "champion.json"),
     )
