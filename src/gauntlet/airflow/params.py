@@ -21,6 +21,35 @@ OVERRIDES = {
 }
 
 
+# The form fields both DAGs offer: one definition each, so their bounds can never drift apart.
+def _protocol_param(description: str, section: str) -> Param:
+    return Param(None, type=["null", "string"], title="Comparison protocol", description=description, section=section)
+
+
+def _epochs_param(description: str) -> Param:
+    return Param(
+        None,
+        type=["null", "integer"],
+        minimum=1,
+        maximum=500,
+        title="Epochs",
+        description=description,
+        section="Training",
+    )
+
+
+def _workers_param(default: int | None, description: str) -> Param:
+    return Param(
+        default,
+        type=["null", "integer"],
+        minimum=1,
+        maximum=64,
+        title="Horovod workers",
+        description=description,
+        section="Training",
+    )
+
+
 def nightly_params() -> dict[str, Param]:
     return {
         "config": Param(
@@ -30,13 +59,7 @@ def nightly_params() -> dict[str, Param]:
             description="Config file in include/configs: dataset, model and training settings.",
             section="Experiment",
         ),
-        "protocol": Param(
-            None,
-            type=["null", "string"],
-            title="Comparison protocol",
-            description="Protocol file in include/protocols; empty uses the config's.",
-            section="Experiment",
-        ),
+        "protocol": _protocol_param("Protocol file in include/protocols; empty uses the config's.", "Experiment"),
         "model_kind": Param(
             None,
             type=["null", "string"],
@@ -45,15 +68,7 @@ def nightly_params() -> dict[str, Param]:
             description="Network architecture; empty uses the config's.",
             section="Model",
         ),
-        "epochs": Param(
-            None,
-            type=["null", "integer"],
-            minimum=1,
-            maximum=500,
-            title="Epochs",
-            description="Overrides the protocol's epoch budget (recorded in the experiment key).",
-            section="Training",
-        ),
+        "epochs": _epochs_param("Overrides the protocol's epoch budget (recorded in the experiment key)."),
         "lr": Param(
             None,
             type=["null", "number"],
@@ -66,15 +81,7 @@ def nightly_params() -> dict[str, Param]:
         "batch_size": Param(
             None, type=["null", "integer"], minimum=1, maximum=65536, title="Batch size per worker", section="Training"
         ),
-        "workers": Param(
-            None,
-            type=["null", "integer"],
-            minimum=1,
-            maximum=64,
-            title="Horovod workers",
-            description="Number of data-parallel ranks (horovodrun -np).",
-            section="Training",
-        ),
+        "workers": _workers_param(None, "Number of data-parallel ranks (horovodrun -np)."),
         "dataset_prefix": Param(
             None,
             type=["null", "string"],
@@ -130,31 +137,9 @@ def sweep_params() -> dict[str, Param]:
             description="Each pair trains on the partitions dated up to this day.",
             section="Sweep",
         ),
-        "protocol": Param(
-            None,
-            type=["null", "string"],
-            title="Comparison protocol",
-            description="Protocol file in include/protocols; empty uses each config's.",
-            section="Sweep",
-        ),
-        "epochs": Param(
-            None,
-            type=["null", "integer"],
-            minimum=1,
-            maximum=500,
-            title="Epochs",
-            description="Overrides the protocol's epoch budget for every pair.",
-            section="Training",
-        ),
-        "workers": Param(
-            1,
-            type=["null", "integer"],
-            minimum=1,
-            maximum=64,
-            title="Horovod workers",
-            description="Ranks per training; the training pool runs one training at a time.",
-            section="Training",
-        ),
+        "protocol": _protocol_param("Protocol file in include/protocols; empty uses each config's.", "Sweep"),
+        "epochs": _epochs_param("Overrides the protocol's epoch budget for every pair."),
+        "workers": _workers_param(1, "Ranks per training; the training pool runs one training at a time."),
     }
 
 
