@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gauntlet import hostinfo, storage
-from gauntlet.config import ConfigError, PipelineConfig, load_config, resolve
+from gauntlet.config import DEFAULT_CONFIG, ConfigError, PipelineConfig, load_config, resolve
 from gauntlet.logs import get_logger, setup_logging
 
 log = get_logger("gauntlet.cli")
@@ -26,7 +26,6 @@ OUTPUT_MARKER = "GAUNTLET_OUTPUTS "
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_NOTHING_TO_DO = 99
-DEFAULT_CONFIG = "include/configs/digits.yaml"
 STEP_COMMANDS = ("validate", "preprocess", "train", "evaluate", "register")
 
 

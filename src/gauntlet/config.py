@@ -15,6 +15,9 @@ import yaml
 
 from gauntlet.hashing import content_hash
 
+# The demo's config, used wherever a run names none (CLI, trigger forms, the champion asset).
+DEFAULT_CONFIG = "include/configs/digits.yaml"
+
 
 class ConfigError(ValueError):
     """A config file or override is invalid; the message names the field."""

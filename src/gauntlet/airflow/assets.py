@@ -12,9 +12,8 @@ from typing import Any
 from airflow.sdk import Asset, BaseOperator
 
 from gauntlet import storage
-from gauntlet.config import ConfigError, load_config, resolve
+from gauntlet.config import DEFAULT_CONFIG, ConfigError, load_config, resolve
 
-DEFAULT_CONFIG = "include/configs/digits.yaml"
 DEFAULT_STORE = "s3://gauntlet"
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 from airflow.sdk import Param
 
+from gauntlet.config import DEFAULT_CONFIG
+
 # Param name -> config key it overrides.
 OVERRIDES = {
     "model_kind": "model.kind",
@@ -53,7 +55,7 @@ def _workers_param(default: int | None, description: str) -> Param:
 def nightly_params() -> dict[str, Param]:
     return {
         "config": Param(
-            "include/configs/digits.yaml",
+            DEFAULT_CONFIG,
             type="string",
             title="Pipeline config",
             description="Config file in include/configs: dataset, model and training settings.",
@@ -102,8 +104,8 @@ def nightly_params() -> dict[str, Param]:
 
 # Two configs by default: the config file's CNN and an MLP, so a bare trigger compares architectures.
 DEFAULT_GRID = [
-    {"name": "cnn", "config": "include/configs/digits.yaml", "overrides": {}},
-    {"name": "mlp", "config": "include/configs/digits.yaml", "overrides": {"model.kind": "mlp"}},
+    {"name": "cnn", "config": DEFAULT_CONFIG, "overrides": {}},
+    {"name": "mlp", "config": DEFAULT_CONFIG, "overrides": {"model.kind": "mlp"}},
 ]
 GRID_SCHEMA = {
     "type": "object",
@@ -145,7 +147,7 @@ def sweep_params() -> dict[str, Param]:
 
 def cli_options(params: dict[str, Any]) -> list[str]:
     """Global CLI options (config, protocol, overrides) for the values a run was given."""
-    options = ["--config", str(params.get("config") or "include/configs/digits.yaml")]
+    options = ["--config", str(params.get("config") or DEFAULT_CONFIG)]
     if params.get("protocol"):
         options += ["--protocol", str(params["protocol"])]
     for name, key in OVERRIDES.items():
