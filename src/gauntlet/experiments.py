@@ -126,4 +126,6 @@ def estimate_cost(
     gpu_rate = next(
         (rate for name, rate in gpu_prices.items() if gpu_model and name in gpu_model), gpu_prices.get("default", 0.0)
     )
-    return round(cpu_seconds / 3600 * prices["cpu_core_hour"] + gpu_seconds / 3600 * gpu_rate, 6)
+    # Unrounded: a short CPU run costs fractions of a cent, and rounding to fixed decimals
+    # would make the figure disagree with its own inputs by whole percents.
+    return cpu_seconds / 3600 * prices["cpu_core_hour"] + gpu_seconds / 3600 * gpu_rate

@@ -214,7 +214,7 @@ def _train(
         log.info("experiment %s was recorded by a concurrent run first; keeping theirs", key)
         record = storage.get_json(experiments.record_uri(experiment_uri))
     log.info(
-        "experiment %s recorded: dev_error=%.4f, %.1fs wall, %.1f CPU-s, $%.4f, %d ranks",
+        "experiment %s recorded: dev_error=%.4f, %.1fs wall, %.1f CPU-s, $%.6f, %d ranks",
         key,
         record["final"]["dev_error"],
         record["wall_seconds"],
