@@ -327,13 +327,23 @@ def split_of(row_id: str, protocol: Protocol) -> str:
     return "train"
 
 
-def assign_splits(row_ids: Sequence[str], protocol: Protocol) -> NDArray[np.str_]:
-    """split_of for many rows at once, as a numpy array of 'train' / 'dev' / 'test'."""
+def split_hash_prefix(protocol: Protocol) -> str:
+    """What precedes a row id in the hashed message (see _unit_hash)."""
+    return f"{protocol.salt}:"
+
+
+def splits_from_hashes(hashes: NDArray[np.uint64], protocol: Protocol) -> NDArray[np.str_]:
+    """'train' / 'dev' / 'test' per row from sha256_u64(split_hash_prefix + row id)."""
     # Bit-identical to _unit_hash per row (uint64 -> float64 rounds as int / 2**64 does), vectorised.
-    u = sha256_u64([str(r) for r in row_ids], f"{protocol.salt}:") / 2**64
+    u = hashes / 2**64
     test_cut = protocol.test_fraction
     dev_cut = protocol.test_fraction + protocol.dev_fraction
     return np.where(u < test_cut, "test", np.where(u < dev_cut, "dev", "train"))
+
+
+def assign_splits(row_ids: Sequence[str], protocol: Protocol) -> NDArray[np.str_]:
+    """split_of for many rows at once, as a numpy array of 'train' / 'dev' / 'test'."""
+    return splits_from_hashes(sha256_u64([str(r) for r in row_ids], split_hash_prefix(protocol)), protocol)
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -94,20 +95,23 @@ def parse_partition(uri: str, data: bytes) -> pd.DataFrame:
         raise RawDataError(f"{uri}: not a readable UTF-8 CSV file ({error})") from error
 
 
-def iter_batches(uri: str, data: bytes, batch_rows: int = 262_144) -> Iterator[pa.RecordBatch]:
+def iter_batches(uri: str, source: bytes | Path, batch_rows: int = 262_144) -> Iterator[pa.RecordBatch]:
     """A partition as Arrow record batches, for steps that stream instead of holding a whole table.
 
-    Parquet is decoded one batch at a time (memory: the file's bytes plus one batch); a CSV is
-    parsed by parse_partition, so it reports the same errors. Read errors raise RawDataError.
+    `source` is the object's bytes or a local copy of it. Parquet is decoded one batch at a time
+    (memory: one batch, plus the bytes when given bytes); a CSV is parsed by parse_partition, so it
+    reports the same errors. Read errors raise RawDataError.
     """
-    if not data:
+    size = len(source) if isinstance(source, bytes) else source.stat().st_size
+    if not size:
         raise RawDataError(f"{uri}: file is empty")
     if not uri.endswith(".parquet"):
+        data = source if isinstance(source, bytes) else source.read_bytes()
         yield from pa.Table.from_pandas(parse_partition(uri, data), preserve_index=False).to_batches(batch_rows)
         return
     try:
-        source = pq.ParquetFile(pa.BufferReader(data))
-        yield from source.iter_batches(batch_size=batch_rows)
+        reader = pq.ParquetFile(pa.BufferReader(source) if isinstance(source, bytes) else source)
+        yield from reader.iter_batches(batch_size=batch_rows)
     except (pa.ArrowInvalid, OSError) as error:
         raise RawDataError(f"{uri}: not a readable Parquet file ({error})") from error
 

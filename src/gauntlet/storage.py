@@ -176,6 +176,30 @@ def get_object(uri: str) -> tuple[bytes, str]:
     raise AssertionError("unreachable")
 
 
+def download_object(uri: str, path: str | Path) -> str:
+    """Stream one object into a local file and return its ETag.
+
+    Memory stays at one chunk however large the object: a step that streams a partition in
+    batches would otherwise hold the whole object's bytes besides the batch.
+    """
+    loc = S3Uri.parse(uri)
+    for attempt in range(_BODY_READ_ATTEMPTS):
+        try:
+            response = client().get_object(Bucket=loc.bucket, Key=loc.key)
+            with open(path, "wb") as handle:
+                for chunk in response["Body"].iter_chunks(1 << 20):
+                    handle.write(chunk)
+            return str(response["ETag"])
+        except ClientError as error:
+            if _error_code(error) in {"NoSuchKey", "404"}:
+                raise FileNotFoundError(f"no object at {uri}") from error
+            raise StorageError(f"cannot read {uri}: {error}") from error
+        except BotoCoreError as error:
+            if attempt == _BODY_READ_ATTEMPTS - 1:
+                raise StorageError(f"cannot read {uri}: {error}") from error
+    raise AssertionError("unreachable")
+
+
 def get_bytes(uri: str, expected_sha256: str | None = None) -> bytes:
     data, _ = get_object(uri)
     if expected_sha256 is not None and sha256_bytes(data) != expected_sha256:
@@ -358,6 +382,7 @@ __all__ = [
     "client",
     "commit_directory",
     "download_file",
+    "download_object",
     "ensure_bucket",
     "exists",
     "fetch_committed",

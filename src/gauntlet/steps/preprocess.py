@@ -1,7 +1,9 @@
 """preprocess: turn validated raw partitions into a content-addressed, split dataset.
 
 The split of a row is decided by a stable hash of its id (see protocol.split_of), so test rows
-stay test rows as new days arrive. The scaler is fitted on train rows only and stored as JSON
+stay test rows as new days arrive. Each partition is streamed from a local copy in batches and
+written as one file per split, in a pool of processes on a multi-core machine; the result does
+not depend on the pool's size. The scaler is fitted on train rows only and stored as JSON
 (never a pickle), and the dataset is committed by a MANIFEST.json written last.
 """
 
@@ -9,9 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import multiprocessing
+import os
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +29,26 @@ from numpy.typing import NDArray
 
 from gauntlet import rawdata, storage
 from gauntlet.config import PipelineConfig
-from gauntlet.hashing import DATASET_CODE, code_version, content_hash
+from gauntlet.hashing import DATASET_CODE, code_version, content_hash, sha256_u64_of_bytes
 from gauntlet.logs import get_logger
-from gauntlet.protocol import Protocol, assign_splits
+from gauntlet.protocol import Protocol, split_hash_prefix, splits_from_hashes
 
 log = get_logger("gauntlet.preprocess")
 SPLITS = ("train", "dev", "test")
+# Rows per Arrow batch: ~70 MB of int64 pixels; with the float32 copy and the split chunks a
+# worker peaks near 300 MB whatever the partition's size.
+BATCH_ROWS = 131_072
 
 
 class PreprocessError(RuntimeError):
     """The validated input cannot become a dataset; the message says why."""
 
 
-def feature_columns(columns: Iterable[Any], config: PipelineConfig) -> list[str]:
-    columns = [c for c in columns if str(c).startswith(config.dataset.feature_prefix)]
-    if not columns:
-        raise PreprocessError(f"no columns start with feature prefix {config.dataset.feature_prefix!r}")
-    return columns
+def feature_columns(columns: Iterable[Any], prefix: str) -> list[str]:
+    features = [str(c) for c in columns if str(c).startswith(prefix)]
+    if not features:
+        raise PreprocessError(f"no columns start with feature prefix {prefix!r}")
+    return features
 
 
 def dataset_version(partitions: list[dict[str, Any]], config: PipelineConfig, protocol: Protocol) -> str:
@@ -57,29 +66,6 @@ def dataset_version(partitions: list[dict[str, Any]], config: PipelineConfig, pr
     )
 
 
-def _stream_validated(partitions: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], pa.RecordBatch]]:
-    """Each validated partition's rows as Arrow batches, minus its quarantined rows.
-
-    Streaming keeps memory at one partition's bytes plus one batch: a 10 M-row snapshot is ~5 GB
-    as int64 in pandas, and the old concat-then-cast held it two or three times over.
-    """
-    for part in partitions:
-        data, etag = storage.get_object(part["uri"])
-        if etag != part["etag"]:
-            # The file changed after validation: training on it would bypass the suite.
-            raise PreprocessError(f"{part['uri']} changed since it was validated (ETag {etag} != {part['etag']})")
-        # validate set these rows aside (see gauntlet.quarantine); they are positions in the file.
-        drop = np.asarray(part["quarantine"]["rows"] if part.get("quarantine") else [], dtype=np.int64)
-        offset = 0
-        for batch in rawdata.iter_batches(part["uri"], data):
-            rows = batch.num_rows
-            if len(drop):
-                batch = batch.filter(pa.array(~np.isin(np.arange(offset, offset + rows), drop)))
-            offset += rows
-            yield part, batch
-        del data
-
-
 class _Moments:
     """Per-feature count, mean and sum of squared deviations, merged batch by batch (Chan et al.),
     so the scaler is StandardScaler's fit without holding the train rows."""
@@ -93,14 +79,20 @@ class _Moments:
         if not len(x):
             return
         mean = x.mean(axis=0, dtype=np.float64)
-        m2 = ((x - mean) ** 2).sum(axis=0, dtype=np.float64)
-        if self.mean is None or self.m2 is None:
-            self.n, self.mean, self.m2 = len(x), mean, m2
+        deviations = x - mean  # one float64 temporary, squared in place
+        np.square(deviations, out=deviations)
+        self.merge(len(x), mean, deviations.sum(axis=0))
+
+    def merge(self, n: int, mean: NDArray[np.float64], m2: NDArray[np.float64]) -> None:
+        if not n:
             return
-        total = self.n + len(x)
+        if self.mean is None or self.m2 is None:
+            self.n, self.mean, self.m2 = n, mean, m2
+            return
+        total = self.n + n
         delta = mean - self.mean
-        self.mean = self.mean + delta * len(x) / total
-        self.m2 = self.m2 + m2 + delta**2 * self.n * len(x) / total
+        self.mean = self.mean + delta * n / total
+        self.m2 = self.m2 + m2 + delta**2 * self.n * n / total
         self.n = total
 
     def scale(self) -> NDArray[np.float64]:
@@ -110,12 +102,157 @@ class _Moments:
         return np.where(std < 10 * np.finfo(np.float64).eps, 1.0, std)
 
 
+@dataclass(frozen=True)
+class _Job:
+    """What one worker needs to turn one validated partition into its slice of the dataset."""
+
+    index: int
+    partition: dict[str, Any]
+    out_dir: str  # local; the parent uploads and commits only once every partition succeeded
+    id_column: str
+    label_column: str
+    feature_prefix: str
+    protocol: Protocol
+
+
+def _output_schema(job: _Job, features: list[str]) -> pa.Schema:
+    return pa.schema(
+        [
+            (job.id_column, pa.string()),
+            ("date", pa.string()),
+            (job.label_column, pa.int64()),
+            *((f, pa.float32()) for f in features),
+        ]
+    )
+
+
+def _validated_batches(part: dict[str, Any], local: Path) -> Iterator[pa.RecordBatch]:
+    """The partition's rows as Arrow batches, minus its quarantined rows, read from a local copy."""
+    etag = storage.download_object(part["uri"], local)
+    if etag != part["etag"]:
+        # The file changed after validation: training on it would bypass the suite.
+        raise PreprocessError(f"{part['uri']} changed since it was validated (ETag {etag} != {part['etag']})")
+    # validate set these rows aside (see gauntlet.quarantine); they are positions in the file.
+    drop = np.asarray(part["quarantine"]["rows"] if part.get("quarantine") else [], dtype=np.int64)
+    offset = 0
+    for batch in rawdata.iter_batches(part["uri"], local, batch_rows=BATCH_ROWS):
+        rows = batch.num_rows
+        if len(drop):
+            batch = batch.filter(pa.array(~np.isin(np.arange(offset, offset + rows), drop)))
+        offset += rows
+        yield batch
+
+
+def _split_of_batch(ids: pa.Array, protocol: Protocol) -> NDArray[np.str_]:
+    # The hashed message is built in Arrow; per row, Python only calls sha256 (the step's
+    # costliest loop: ~0.7 µs a row).
+    messages = pc.binary_join_element_wise(split_hash_prefix(protocol), ids, "").cast(pa.binary())
+    return splits_from_hashes(sha256_u64_of_bytes(messages.to_pylist()), protocol)
+
+
+def _process_partition(job: _Job) -> dict[str, Any]:
+    """Split, cast and write one partition (one Parquet file per split, under job.out_dir), and
+    return its counts, class counts and train moments.
+
+    A plain function of picklable inputs, so it runs the same in this process or a worker's.
+    """
+    started = time.perf_counter()
+    part = job.partition
+    moments = _Moments()
+    counts = dict.fromkeys(SPLITS, 0)
+    class_counts: dict[str, Counter[int]] = {split: Counter() for split in SPLITS}
+    features: list[str] = []
+    out = Path(job.out_dir)
+    with storage.temp_dir("gauntlet-preprocess-") as tmp:
+        writers: dict[str, pq.ParquetWriter] = {}
+        schema: pa.Schema | None = None
+        try:
+            for batch in _validated_batches(part, Path(tmp) / "raw"):
+                if schema is None:
+                    features = feature_columns(batch.schema.names, job.feature_prefix)
+                    schema = _output_schema(job, features)
+                ids = pc.cast(batch.column(job.id_column), pa.string())
+                splits = _split_of_batch(ids, job.protocol)
+                table = pa.Table.from_arrays(
+                    [
+                        ids,
+                        pa.repeat(pa.scalar(part["date"], pa.string()), batch.num_rows),
+                        pc.cast(batch.column(job.label_column), pa.int64()),
+                        *(pc.cast(batch.column(f), pa.float32()) for f in features),
+                    ],
+                    schema=schema,
+                )
+                labels = table.column(job.label_column).to_numpy()
+                for split in SPLITS:
+                    mask = splits == split
+                    if not mask.any():
+                        continue
+                    chunk = table.filter(pa.array(mask))
+                    if split not in writers:
+                        (out / split).mkdir(exist_ok=True)
+                        writers[split] = pq.ParquetWriter(out / split / f"part-{job.index:05d}.parquet", schema)
+                    writers[split].write_table(chunk)
+                    counts[split] += chunk.num_rows
+                    class_counts[split].update(dict(zip(*np.unique(labels[mask], return_counts=True), strict=True)))
+                    if split == "train":
+                        moments.add(np.column_stack([chunk.column(f).to_numpy() for f in features]))
+        finally:
+            for writer in writers.values():
+                writer.close()
+    return {
+        "index": job.index,
+        "date": part["date"],
+        "features": features,
+        "counts": counts,
+        "class_counts": {s: dict(c) for s, c in class_counts.items()},
+        "moments": (moments.n, moments.mean, moments.m2),
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def worker_count(partitions: int) -> int:
+    """Processes for preprocess: GAUNTLET_PREPROCESS_WORKERS, else one per usable core.
+
+    The dataset is the same bytes whatever the count (one file per partition and split, moments
+    merged in partition order), so this is a speed setting, not part of the dataset's identity.
+    """
+    setting = os.environ.get("GAUNTLET_PREPROCESS_WORKERS", "auto")
+    if setting == "auto":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    elif setting.isdigit() and int(setting) >= 1:
+        cores = int(setting)
+    else:
+        raise PreprocessError(f"GAUNTLET_PREPROCESS_WORKERS must be 'auto' or a whole number >= 1, not {setting!r}")
+    return max(1, min(cores, partitions))
+
+
+def _process_all(jobs: list[_Job]) -> Iterator[dict[str, Any]]:
+    """Each partition's result, in partition order, from a pool of processes when it pays."""
+    workers = worker_count(len(jobs))
+    if workers == 1:
+        yield from map(_process_partition, jobs)
+        return
+    log.info("preprocessing %d partitions in %d worker processes", len(jobs), workers)
+    # spawn, not fork: the parent holds boto3 clients and threads that must not be copied.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_process_partition, job) for job in jobs]
+        try:
+            for future in futures:
+                yield future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
 def run(config: PipelineConfig, protocol: Protocol, store: str, validation_uri: str) -> dict[str, Any]:
     started = time.perf_counter()
     validation = storage.get_json(validation_uri)
     if validation.get("verdict") != "passed":
         raise PreprocessError(f"{validation_uri} is not a passed validation; refusing to build a dataset")
     partitions = validation["partitions"]
+    if not partitions:
+        raise PreprocessError(f"{validation_uri} lists no partitions")
     version = dataset_version(partitions, config, protocol)
     prefix = storage.join(store, "datasets", config.dataset.name, version)
     if storage.is_committed(prefix):
@@ -126,52 +263,31 @@ def run(config: PipelineConfig, protocol: Protocol, store: str, validation_uri: 
     ds = config.dataset
     with storage.temp_dir() as tmp:
         root = Path(tmp)
+        jobs = [
+            _Job(i, part, tmp, ds.id_column, ds.label_column, ds.feature_prefix, protocol)
+            for i, part in enumerate(partitions)
+        ]
         features: list[str] = []
-        schema: pa.Schema | None = None
-        writers: dict[str, pq.ParquetWriter] = {}
         counts = dict.fromkeys(SPLITS, 0)
         class_counts: dict[str, Counter[int]] = {split: Counter() for split in SPLITS}
         moments = _Moments()
-        try:
-            for part, batch in _stream_validated(partitions):
-                if schema is None:
-                    features = feature_columns(batch.schema.names, config)
-                    schema = pa.schema(
-                        [
-                            (ds.id_column, pa.string()),
-                            ("date", pa.string()),
-                            (ds.label_column, pa.int64()),
-                            *((f, pa.float32()) for f in features),
-                        ]
-                    )
-                    for split in SPLITS:
-                        (root / split).mkdir()
-                        writers[split] = pq.ParquetWriter(root / split / "part-00000.parquet", schema)
-                ids = pc.cast(batch.column(ds.id_column), pa.string())
-                splits = assign_splits(ids.to_pylist(), protocol)
-                table = pa.Table.from_arrays(
-                    [
-                        ids,
-                        pa.repeat(pa.scalar(part["date"], pa.string()), batch.num_rows),
-                        pc.cast(batch.column(ds.label_column), pa.int64()),
-                        *(pc.cast(batch.column(f), pa.float32()) for f in features),
-                    ],
-                    schema=schema,
+        for result in _process_all(jobs):
+            if features and result["features"] != features:
+                raise PreprocessError(
+                    f"partition date={result['date']} has feature columns {result['features']}, "
+                    f"the earlier partitions {features}"
                 )
-                labels = table.column(ds.label_column).to_numpy()
-                for split in SPLITS:
-                    mask = splits == split
-                    if not mask.any():
-                        continue
-                    chunk = table.filter(pa.array(mask))
-                    writers[split].write_table(chunk)
-                    counts[split] += chunk.num_rows
-                    class_counts[split].update(dict(zip(*np.unique(labels[mask], return_counts=True), strict=True)))
-                    if split == "train":
-                        moments.add(np.column_stack([chunk.column(f).to_numpy() for f in features]))
-        finally:
-            for writer in writers.values():
-                writer.close()
+            features = result["features"]
+            for split in SPLITS:
+                counts[split] += result["counts"][split]
+                class_counts[split].update(result["class_counts"][split])
+            moments.merge(*result["moments"])
+            log.info(
+                "partition date=%s: %s (%.1fs)",
+                result["date"],
+                ", ".join(f"{s} {n}" for s, n in result["counts"].items()),
+                result["seconds"],
+            )
         if not counts["train"]:
             raise PreprocessError("no rows fall in the train split")
         assert moments.mean is not None
@@ -182,6 +298,11 @@ def run(config: PipelineConfig, protocol: Protocol, store: str, validation_uri: 
             "scale": moments.scale().tolist(),
         }
         (root / "preprocessor.json").write_text(json.dumps(preprocessor, indent=1))
+        for split in SPLITS:
+            if not (root / split).is_dir():
+                # Every split has a file, even an empty one, so readers see the schema.
+                (root / split).mkdir()
+                pq.write_table(_output_schema(jobs[0], features).empty_table(), root / split / "part-00000.parquet")
         meta = {
             "version": version,
             "dataset": ds.name,
