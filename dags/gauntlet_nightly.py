@@ -60,7 +60,12 @@ with DAG(
         require_new="{{ dag_run.run_type != 'manual' }}",
     )
     preprocess = step_task("preprocess", validation="{{ ti.xcom_pull(task_ids='validate')['result_uri'] }}")
-    train = step_task("train", dataset="{{ ti.xcom_pull(task_ids='preprocess')['dataset_uri'] }}")
+    train = step_task(
+        "train",
+        # The sweep's pool too: a nightly, a backfill and a sweep never train at once on one machine.
+        task_kwargs={"pool": "training"},
+        dataset="{{ ti.xcom_pull(task_ids='preprocess')['dataset_uri'] }}",
+    )
     evaluate = step_task("evaluate", experiment="{{ ti.xcom_pull(task_ids='train')['experiment_uri'] }}")
     register = step_task(
         "register",

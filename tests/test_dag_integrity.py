@@ -7,6 +7,7 @@ import itertools
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DAG_FILES = sorted((ROOT / "dags").glob("*.py"))
@@ -55,6 +56,16 @@ def test_nightly_dag_chains_the_five_steps(dagbag) -> None:  # type: ignore[no-u
         assert downstream in dag.get_task(upstream).downstream_task_ids
     assert dag.max_active_runs == 1
     assert not dag.catchup
+
+
+def test_every_training_task_shares_the_training_pool(dagbag) -> None:  # type: ignore[no-untyped-def]
+    """Nightly, backfill and sweep runs overlap; the pool keeps their Horovod jobs from sharing cores."""
+    train_tasks = [t for dag in dagbag.dags.values() for t in dag.tasks if getattr(t, "step", None) == "train"]
+    assert len(train_tasks) >= 2
+    for task in train_tasks:
+        assert task.pool == "training", f"{task.dag_id}.{task.task_id} trains outside the training pool"
+    settings = yaml.safe_load((ROOT / "airflow_settings.yaml").read_text())
+    assert "training" in {p["pool_name"] for p in settings["airflow"]["pools"]}
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)

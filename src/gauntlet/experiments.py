@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import yaml
@@ -48,12 +49,19 @@ def find_record(experiment_uri: str) -> dict[str, Any] | None:
 
 def list_records(store: str, protocol_id: str | None = None) -> list[dict[str, Any]]:
     """Every complete experiment (optionally under one protocol), oldest first."""
-    records = []
-    for obj in storage.list_objects(experiments_root(store) + "/"):
-        if obj["key"].endswith("/" + RECORD_NAME):
-            record = storage.get_json(obj["uri"])
-            if protocol_id is None or record["key_parts"]["protocol"] == protocol_id:
-                records.append(record)
+    uris = [
+        obj["uri"]
+        for obj in storage.list_objects(experiments_root(store) + "/")
+        if obj["key"].endswith("/" + RECORD_NAME)
+    ]
+    # Reads overlap: a store with thousands of experiments is thousands of small GETs, each mostly
+    # round-trip latency (boto3 clients are thread-safe).
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        records = [
+            record
+            for record in pool.map(storage.get_json, uris)
+            if protocol_id is None or record["key_parts"]["protocol"] == protocol_id
+        ]
     return sorted(records, key=lambda r: r.get("finished", ""))
 
 
