@@ -38,6 +38,8 @@ SPLITS = ("train", "dev", "test")
 # Rows per Arrow batch: ~70 MB of int64 pixels; with the float32 copy and the split chunks a
 # worker peaks near 300 MB whatever the partition's size.
 BATCH_ROWS = 131_072
+# Below this many rows a pool costs more than it saves: starting a worker process takes ~1 s.
+POOL_MIN_ROWS = 500_000
 
 
 class PreprocessError(RuntimeError):
@@ -210,7 +212,7 @@ def _process_partition(job: _Job) -> dict[str, Any]:
     }
 
 
-def worker_count(partitions: int) -> int:
+def worker_count(partitions: int, rows: int) -> int:
     """Processes for preprocess: GAUNTLET_PREPROCESS_WORKERS, else one per usable core.
 
     The dataset is the same bytes whatever the count (one file per partition and split, moments
@@ -218,6 +220,8 @@ def worker_count(partitions: int) -> int:
     """
     setting = os.environ.get("GAUNTLET_PREPROCESS_WORKERS", "auto")
     if setting == "auto":
+        if rows < POOL_MIN_ROWS:
+            return 1
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     elif setting.isdigit() and int(setting) >= 1:
         cores = int(setting)
@@ -228,7 +232,7 @@ def worker_count(partitions: int) -> int:
 
 def _process_all(jobs: list[_Job]) -> Iterator[dict[str, Any]]:
     """Each partition's result, in partition order, from a pool of processes when it pays."""
-    workers = worker_count(len(jobs))
+    workers = worker_count(len(jobs), sum(int(job.partition.get("rows", 0)) for job in jobs))
     if workers == 1:
         yield from map(_process_partition, jobs)
         return
