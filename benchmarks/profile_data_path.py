@@ -80,6 +80,7 @@ def main() -> None:
                 [
                     pyspy,
                     "record",
+                    "--subprocesses",  # preprocess works in a pool of processes
                     "--format",
                     "raw",
                     "--rate",
