@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -39,12 +38,21 @@ RSS_WORKER_BOUND_MB = 768
 FULL = {"rows": [1_000_000, 10_000_000], "rounds": 3, "gx_rows": 1_000_000}
 QUICK = {"rows": [40_000], "rounds": 1, "gx_rows": 0}
 # Runs a CLI command in this process and appends its own peak RSS and its largest child's
-# (preprocess's worker processes), which a parent can't see alone.
+# (preprocess's worker processes), which a parent can't see alone. The own peak is VmHWM: Linux
+# carries ru_maxrss across fork and exec, so a step started by a big process (this benchmark after
+# landing 10 M rows) would report the benchmark's size. A worker's ru_maxrss inherits only the
+# step's small footprint at fork time, below the worker's own peak.
 _WRAP = (
     "import resource, sys; from gauntlet.cli import main; code = main(sys.argv[1:]); "
-    "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); "
+    "print('PEAK_RSS_KB', next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:'))); "
     "print('CHILD_PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)"
 )
+
+
+def peak_rss_kb() -> int:
+    """This process's own peak RSS (see _WRAP for why not ru_maxrss)."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 
 
 def floor(store: str) -> dict[str, float]:
@@ -68,7 +76,7 @@ def floor(store: str) -> dict[str, float]:
     return {
         "seconds": time.perf_counter() - started,
         "rows": rows,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_kb() / 1024,
     }
 
 
