@@ -13,11 +13,8 @@ import io
 import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,54 +22,21 @@ from typing import Any
 
 import numpy as np
 
+from gauntlet.embedded_s3 import moto_server
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
 def s3_server() -> Iterator[str]:
     """moto's S3 server on a free loopback port, unless AWS_ENDPOINT_URL already names one."""
+    os.environ["GAUNTLET_HOME"] = str(ROOT)
     if os.environ.get("AWS_ENDPOINT_URL"):
         yield os.environ["AWS_ENDPOINT_URL"]
         return
-    port = _free_port()
-    process = subprocess.Popen(
-        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("moto server did not start") from None
-                time.sleep(0.2)
-        os.environ.update(
-            AWS_ENDPOINT_URL=endpoint,
-            AWS_ACCESS_KEY_ID="bench",
-            AWS_SECRET_ACCESS_KEY="bench",
-            AWS_DEFAULT_REGION="us-east-1",
-            GAUNTLET_HOME=str(ROOT),
-        )
-        from gauntlet import storage
-
-        storage.client.cache_clear()
+    with moto_server(credentials="bench") as endpoint:
         yield endpoint
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        os.environ.pop("AWS_ENDPOINT_URL", None)
 
 
 def fresh_store(tag: str) -> str:

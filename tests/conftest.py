@@ -7,10 +7,8 @@ pipeline does in production; nothing is mocked.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,45 +16,15 @@ from pathlib import Path
 import pytest
 from testkit import ROOT
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from gauntlet.embedded_s3 import moto_server
 
 
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """Start moto's S3 server on loopback for the whole session and point AWS settings at it."""
-    port = _free_port()
-    moto = Path(sys.executable).parent / "moto_server"
-    process = subprocess.Popen(
-        [str(moto), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        raise RuntimeError("moto server did not start")
-    os.environ.update(
-        AWS_ENDPOINT_URL=endpoint,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1",
-        GAUNTLET_HOME=str(ROOT),
-    )
-    from gauntlet import storage
-
-    storage.client.cache_clear()
-    yield endpoint
-    process.terminate()
-    process.wait(timeout=10)
+    os.environ["GAUNTLET_HOME"] = str(ROOT)
+    with moto_server(credentials="testing") as endpoint:
+        yield endpoint
 
 
 @pytest.fixture
