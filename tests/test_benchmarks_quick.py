@@ -137,6 +137,41 @@ def test_timeline_parser_groups_fused_allreduces(tmp_path: Path) -> None:
     assert figures["algbw_gb_s"] == pytest.approx(4.0, rel=1e-3) and figures["busbw_gb_s"] == pytest.approx(4.0, 1e-3)
 
 
+def test_horovod_timeline_breakdown_per_step(tmp_path: Path) -> None:
+    from benchmarks.horovod_timeline import analyze
+
+    names = ["allreduce.2.weight", "allreduce.2.bias", "allreduce.train.1"]
+    events: list[dict[str, Any]] = [
+        {"name": "process_name", "ph": "M", "pid": i + 1, "args": {"name": n}} for i, n in enumerate(names)
+    ]
+
+    def span(pid: int, name: str, start: int, end: int, args: dict[str, str] | None = None) -> None:
+        events.append({"ph": "B", "name": name, "ts": start, "pid": pid})
+        events.append({"ph": "E", "ts": end, "pid": pid, **({"args": args} if args else {})})
+
+    shapes = {1: "[4, 8]", 2: "[4]"}  # 128 + 16 bytes of float32, fused into one allreduce per step
+    for step in range(4):
+        t = 10_000 * step  # 10 ms a step: 6 ms of compute, then 1 + 0.5 + 2 + 0.5 ms of collective
+        for pid in (1, 2):
+            span(pid, "NEGOTIATE_ALLREDUCE", t + 6000, t + 7000)
+            events.append({"ph": "B", "name": "ALLREDUCE", "ts": t + 7000, "pid": pid})
+            span(pid, "MEMCPY_IN_FUSION_BUFFER", t + 7000, t + 7500)
+            span(pid, "GLOO_ALLREDUCE", t + 7500, t + 9500)
+            span(pid, "MEMCPY_OUT_FUSION_BUFFER", t + 9500, t + 10_000)
+            events.append({"ph": "E", "ts": t + 10_000, "pid": pid, "args": {"dtype": "float32", "shape": shapes[pid]}})
+    span(3, "ALLREDUCE", 41_000, 41_100, {"dtype": "float64", "shape": "[3]"})  # a metric, once an epoch
+    path = tmp_path / "timeline.json"
+    path.write_text("[\n" + ",\n".join(json.dumps(e) for e in events) + ",\n")  # left open, as Horovod may
+    result = analyze(str(path), skip_steps=0)
+    assert result["steps"] == 3 and result["gradient_tensors"] == 2 and result["gradient_bytes"] == 144
+    assert result["fused_allreduces_per_step"] == 1 and result["fusion_patterns"] == [{"bytes": [144], "steps": 3}]
+    ms = result["median_ms_per_step"]
+    assert ms["period_ms"] == 10 and ms["compute_ms"] == 6 and ms["compute_before_first_negotiation_ms"] == 6
+    assert ms["negotiate_ms"] == 1 and ms["GLOO_ALLREDUCE"] == 2 and ms["MEMCPY_IN_FUSION_BUFFER"] == 0.5
+    assert ms["MEMCPY_OUT_FUSION_BUFFER"] == 0.5 and ms["allreduce_other_ms"] == 0
+    assert result["other_collectives"] == {"allreduce.train.1": 1}
+
+
 @pytest.mark.slow
 def test_gpu_benchmark_falls_back_to_cpu_and_reports_its_figures() -> None:
     from benchmarks import gpu_train
