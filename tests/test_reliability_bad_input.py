@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -78,7 +79,8 @@ def test_bad_input_case(case: Case, store: str) -> None:
         with storage.temp_dir() as tmp:
             storage.fetch_committed(built["dataset_uri"], tmp)
             for split in ("train", "dev", "test"):
-                dataset_ids |= set(pd.read_parquet(f"{tmp}/{split}/part-00000.parquet")["row_id"])
+                for path in Path(tmp, split).glob("*.parquet"):  # one file per raw partition
+                    dataset_ids |= set(pd.read_parquet(path)["row_id"])
         assert not dataset_ids & set(case.quarantined), "a quarantined row reached the dataset"
         allowed += ("quarantine/", built["dataset_uri"].split("/", 3)[3] + "/")
         RESULTS[case.name] = f"quarantined {len(case.quarantined)} rows, dataset of {len(dataset_ids)} clean rows"

@@ -26,8 +26,10 @@ def _split_ids(dataset_uri: str) -> dict[str, set[str]]:
     manifest = storage.read_manifest(dataset_uri)
     out = {}
     for split in ("train", "dev", "test"):
-        frame = pd.read_parquet(io.BytesIO(storage.read_committed_file(dataset_uri, f"{split}/part-00000.parquet")))
-        out[split] = set(frame[manifest["schema"]["id"]])
+        # One file per raw partition and split.
+        files = sorted(rel for rel in manifest["files"] if rel.startswith(f"{split}/"))
+        frames = [pd.read_parquet(io.BytesIO(storage.read_committed_file(dataset_uri, rel))) for rel in files]
+        out[split] = set(pd.concat(frames)[manifest["schema"]["id"]])
     return out
 
 
