@@ -96,9 +96,16 @@ class Stack:
         return "\n".join(str(item.get("event", "")) if isinstance(item, dict) else str(item) for item in content)
 
     def airflow(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["airflow", *args], capture_output=True, text=True, env=self.env, cwd=ROOT, timeout=timeout
-        )
+        # The local stack's metadata DB is SQLite: a CLI write can lose the lock to the scheduler.
+        # The failed transaction rolled back, so running the command again is safe.
+        for attempt in range(4):
+            done = subprocess.run(
+                ["airflow", *args], capture_output=True, text=True, env=self.env, cwd=ROOT, timeout=timeout
+            )
+            if done.returncode == 0 or "database is locked" not in done.stderr or attempt == 3:
+                return done
+            time.sleep(2 + 3 * attempt)
+        raise AssertionError("unreachable")
 
     def gauntlet(self, *args: str) -> dict[str, Any]:
         import json
