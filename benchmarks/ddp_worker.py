@@ -18,10 +18,10 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+from torch.utils.data import DistributedSampler, TensorDataset
 
 from gauntlet import storage
-from gauntlet.training.data import load_preprocessor, load_split
+from gauntlet.training.data import batch_loader, load_preprocessor, load_split
 from gauntlet.training.model import build_model
 
 
@@ -48,7 +48,7 @@ def main() -> None:
     sampler: DistributedSampler[Any] = DistributedSampler(
         dataset, num_replicas=size, rank=rank, shuffle=True, seed=params["seed"]
     )
-    loader = DataLoader(dataset, batch_size=params["batch_size"], sampler=sampler)
+    loader = batch_loader(dataset, sampler, params["batch_size"])
     curve = []
     for epoch in range(1, params["epochs"] + 1):
         ddp.train()

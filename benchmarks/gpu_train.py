@@ -3,9 +3,9 @@ fraction of step time spent waiting for input, and allreduce bandwidth from the 
 
 The step is the pipeline's own (training/model.py's build_model, SGD with momentum wrapped in
 hvd.DistributedOptimizer, cross-entropy), on a wide MLP sized for a GPU and digits-shaped input.
-Two input paths are compared: the worker's (a DataLoader over a TensorDataset, collating rows one
-by one) and a batched one (one gather per batch from pinned memory), because the first starves a
-fast GPU. `horovodrun -np <GPUs>` starts the ranks with HOROVOD_TIMELINE set; rank 0 parses the
+Two input paths are compared: the worker's (training.data.batch_loader: one gather per batch, from
+pinned memory on a GPU) and a DataLoader collating rows one by one (the worker's until that one
+starved small models), to show the input path's share of a step. `horovodrun -np <GPUs>` starts the ranks with HOROVOD_TIMELINE set; rank 0 parses the
 timeline for the *_ALLREDUCE activities (NCCL on a GPU build, Gloo otherwise) and sizes each fused
 allreduce from the gradients it carried.
 
@@ -113,8 +113,9 @@ def worker(args: argparse.Namespace) -> None:
     import horovod.torch as hvd
     import torch
     import torch.nn.functional as F
-    from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
+    from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
+    from gauntlet.training.data import batch_loader
     from gauntlet.training.model import build_model
 
     hvd.init()
@@ -135,15 +136,10 @@ def worker(args: argparse.Namespace) -> None:
     hvd.broadcast_parameters(model.state_dict(), root_rank=0)
     dataset = TensorDataset(features, labels)
     loaders = {
-        # training/worker.py's loader: rows fetched and collated one at a time
-        "worker_loader": DataLoader(dataset, batch_size=cfg["batch_size"], shuffle=True, pin_memory=cuda),
-        # one indexing op per batch (TensorDataset takes a list of indices)
-        "batched_loader": DataLoader(
-            dataset,
-            batch_size=None,
-            pin_memory=cuda,
-            sampler=BatchSampler(RandomSampler(dataset), cfg["batch_size"], drop_last=True),
-        ),
+        # rows fetched and collated one at a time (the worker's loader before training.data.batch_loader)
+        "per_row_loader": DataLoader(dataset, batch_size=cfg["batch_size"], shuffle=True, pin_memory=cuda),
+        # the worker's: one gather per batch
+        "batch_loader": batch_loader(dataset, RandomSampler(dataset), cfg["batch_size"], pin_memory=cuda),
     }
     flops = model_flops_per_sample(model)
     results: dict[str, Any] = {}
@@ -251,7 +247,7 @@ def launch(args: argparse.Namespace) -> dict[str, Any]:
 
 def bench(quick: bool = False, ranks: int | None = None, peak: float | None = None) -> dict[str, Any]:
     result = launch(argparse.Namespace(quick=quick, ranks=ranks, peak_tflops=peak))
-    w, b, ar = result["loaders"]["worker_loader"], result["loaders"]["batched_loader"], result["allreduce"]
+    w, b, ar = result["loaders"]["per_row_loader"], result["loaders"]["batch_loader"], result["allreduce"]
 
     def mfu(r: dict[str, Any]) -> str:
         return f"{r['mfu']:.1%}" if r["mfu"] is not None else "n/a (no bf16 peak for this device)"
@@ -273,12 +269,15 @@ def bench(quick: bool = False, ranks: int | None = None, peak: float | None = No
         "result": result,
         "rows": [
             {
-                "figure": f"samples/s worker loader / batched loader ({where})",
+                "figure": f"samples/s per-row loader / batch_loader (the worker's) ({where})",
                 "value": f"{w['samples_per_s']:,.0f} / {b['samples_per_s']:,.0f}",
             },
-            {"figure": "model FLOPs utilisation, worker loader / batched loader", "value": f"{mfu(w)} / {mfu(b)}"},
             {
-                "figure": "fraction of step time waiting for input, worker loader / batched loader",
+                "figure": "model FLOPs utilisation, per-row loader / batch_loader (the worker's)",
+                "value": f"{mfu(w)} / {mfu(b)}",
+            },
+            {
+                "figure": "fraction of step time waiting for input, per-row loader / batch_loader (the worker's)",
                 "value": f"{w['input_wait_fraction']:.1%} / {b['input_wait_fraction']:.1%}",
             },
             {"figure": "allreduce bus bandwidth from the Horovod Timeline", "value": bw},

@@ -184,8 +184,8 @@ def report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def record(quick: bool, env: dict[str, str], path: str) -> float:
-    """One 2-rank run of the scaling benchmark's configuration with the timeline on; its samples/s."""
+def record(quick: bool, env: dict[str, str], path: str, model: str = "mlp") -> float:
+    """One 2-rank run of one of the scaling benchmark's models with the timeline on; its samples/s."""
     from benchmarks.common import commit_training_dataset, fresh_store, s3_server
     from benchmarks.horovod_scaling import FULL, QUICK, params, run_horovod
 
@@ -193,13 +193,14 @@ def record(quick: bool, env: dict[str, str], path: str) -> float:
     with s3_server():
         store = fresh_store("timeline")
         dataset = commit_training_dataset(store, cfg["rows"])
-        return run_horovod(store, dataset, 2, params(cfg), {"HOROVOD_TIMELINE": path, **env})
+        return run_horovod(store, dataset, 2, params(cfg, model), {"HOROVOD_TIMELINE": path, **env})
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--analyze", metavar="TIMELINE", help="analyze this timeline instead of recording one")
     parser.add_argument("--quick", action="store_true", help="the scaling benchmark's --quick configuration")
+    parser.add_argument("--model", default="mlp", choices=["cnn", "mlp"], help="the scaling benchmark's model")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="extra launch environment")
     parser.add_argument("--timeline", help="where to write the recorded timeline (default: a temporary file)")
     parser.add_argument("--json", action="store_true", help="print the analysis as JSON")
@@ -208,7 +209,7 @@ def main() -> None:
     if path is None:
         path = args.timeline or os.path.join(tempfile.mkdtemp(prefix="hvd-timeline-"), "timeline.json")
         env = dict(item.split("=", 1) for item in args.env)
-        print(f"2 ranks: {record(args.quick, env, path):.0f} samples/s (timeline {path})")
+        print(f"2 ranks: {record(args.quick, env, path, args.model):.0f} samples/s (timeline {path})")
     result = analyze(path)
     print(json.dumps(result, indent=2) if args.json else report(result))
 

@@ -1,8 +1,10 @@
 """Benchmarks 4 and 5: the orchestration overhead of a whole DAG run, and the cost of a cache hit.
 
 4. `airflow dags test gauntlet_nightly` on the demo data and configuration (a throwaway
-   AIRFLOW_HOME, the embedded S3 server), timed by wall clock, divided by the sum of the five
-   steps' own time (each step's `step_seconds`, kept in runs/<run_id>/steps/<step>.json).
+   AIRFLOW_HOME, the embedded S3 server). The DAG run's wall time is Airflow's own record of it
+   (the dag_run row's start and end: what the UI shows as the run's duration), divided by the sum
+   of the five steps' own time (each step's `step_seconds`, kept in runs/<run_id>/steps/<step>.json);
+   the whole `dags test` command, with its own start-up before the run, is reported beside it.
 5. The same experiment trained twice through the CLI (`python -m gauntlet train`): the second is a
    cache hit, and its whole command (interpreter start included) is compared with the first.
 
@@ -12,9 +14,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -68,7 +72,8 @@ def overhead(epochs: int | None) -> dict[str, Any]:
             command += ["--conf", json.dumps({"epochs": epochs})]
         started = time.perf_counter()
         done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT, timeout=1800, check=False)
-        wall = time.perf_counter() - started
+        command_wall = time.perf_counter() - started
+        run_wall, tasks = _recorded_times(os.path.join(home, "airflow.db"))
     if done.returncode != 0:
         raise RuntimeError(f"airflow dags test exited {done.returncode}:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
     runs = [
@@ -76,7 +81,35 @@ def overhead(epochs: int | None) -> dict[str, Any]:
     ]
     prefix = runs[0]["uri"].rsplit("/", 1)[0]
     steps = {s: storage.get_json(storage.join(prefix, f"{s}.json"))["step_seconds"] for s in STEPS}
-    return {"wall_seconds": wall, "step_seconds": steps, "ratio": wall / sum(steps.values())}
+    return {
+        "wall_seconds": run_wall,
+        "command_seconds": command_wall,
+        "task_seconds": tasks,
+        # What a task costs beyond its step: starting `python -m gauntlet`, Airflow's task runner.
+        "task_overhead_seconds": {s: tasks[s] - steps[s] for s in STEPS if s in tasks},
+        "step_seconds": steps,
+        "ratio": run_wall / sum(steps.values()),
+    }
+
+
+def _recorded_times(db_path: str) -> tuple[float, dict[str, float]]:
+    """The DAG run's wall seconds and each task's, as Airflow recorded them in its metadata DB."""
+
+    def seconds(start: str, end: str) -> float:
+        return (dt.datetime.fromisoformat(end) - dt.datetime.fromisoformat(start)).total_seconds()
+
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        start, end = db.execute(
+            "SELECT start_date, end_date FROM dag_run WHERE dag_id = 'gauntlet_nightly' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        tasks = {
+            task: seconds(t0, t1)
+            for task, t0, t1 in db.execute(
+                "SELECT task_id, start_date, end_date FROM task_instance WHERE dag_id = 'gauntlet_nightly'"
+                " AND start_date IS NOT NULL AND end_date IS NOT NULL"
+            )
+        }
+    return seconds(start, end), tasks
 
 
 def _cli(store: str, *args: str) -> tuple[float, dict[str, Any]]:
@@ -130,10 +163,19 @@ def bench(quick: bool = False) -> dict[str, Any]:
         "load_average": [load_before, load_average()],
         "rows": [
             {
-                "figure": f"DAG run wall / sum of step times ({steps})",
+                "figure": f"DAG run wall (Airflow's start to end) / sum of step times ({steps})",
                 "value": f"{dag['wall_seconds']:.1f}s / {sum(dag['step_seconds'].values()):.1f}s = {dag['ratio']:.2f}",
                 "target": "<= 1.2",
                 "met": dag["ratio"] <= 1.2,
+            },
+            {
+                "figure": "per task, task time - step time (interpreter and imports, task runner)",
+                "value": ", ".join(f"{k} {v:.1f}s" for k, v in dag["task_overhead_seconds"].items()),
+            },
+            {
+                "figure": "whole `airflow dags test` command (its start-up and DB work included) / sum of step times",
+                "value": f"{dag['command_seconds']:.1f}s / {sum(dag['step_seconds'].values()):.1f}s = "
+                f"{dag['command_seconds'] / sum(dag['step_seconds'].values()):.2f}",
             },
             {
                 "figure": "re-run of an unchanged experiment (cache hit) / first run, whole `gauntlet train` command",

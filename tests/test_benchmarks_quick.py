@@ -178,8 +178,8 @@ def test_gpu_benchmark_falls_back_to_cpu_and_reports_its_figures() -> None:
 
     result = gpu_train.bench(quick=True, ranks=1)
     figures = result["result"]
-    assert figures["loaders"]["batched_loader"]["samples_per_s"] > 0
-    assert 0 <= figures["loaders"]["worker_loader"]["input_wait_fraction"] <= 1
+    assert figures["loaders"]["batch_loader"]["samples_per_s"] > 0
+    assert 0 <= figures["loaders"]["per_row_loader"]["input_wait_fraction"] <= 1
     assert len(result["rows"]) == 4
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:  # torch is imported where batches are made, not by every reader of a split
+    from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from gauntlet import storage
 
@@ -38,3 +41,20 @@ def load_split(dataset_uri: str, split: str, local_dir: str | Path) -> tuple[Spl
 def load_preprocessor(dataset_uri: str) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(storage.read_committed_file(dataset_uri, "preprocessor.json"))
     return result
+
+
+def batch_loader(
+    dataset: TensorDataset, sampler: Sampler[int], batch_size: int, pin_memory: bool = False
+) -> DataLoader:
+    """The sampler's rows in batches of batch_size (the last one may be short), one gather per batch.
+
+    The same batches, in the same order, as DataLoader(dataset, batch_size, sampler=sampler), which
+    fetches and collates rows one at a time: that per-row Python cost capped a small model's
+    throughput (benchmarks/gpu_train.py measured 3,231 vs 8,599 samples/s on CPU).
+    """
+    from torch.utils.data import BatchSampler, DataLoader
+
+    # TensorDataset indexes every tensor with the whole list of a batch's row numbers at once.
+    return DataLoader(
+        dataset, batch_size=None, sampler=BatchSampler(sampler, batch_size, drop_last=False), pin_memory=pin_memory
+    )

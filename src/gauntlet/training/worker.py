@@ -11,24 +11,27 @@ the last checkpoint with the epoch counter, optimizer state and RNG state it had
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import math
 import os
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import horovod.torch as hvd
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+from torch.utils.data import DistributedSampler, TensorDataset
 
 from gauntlet import storage
 from gauntlet.hashing import sha256_bytes
 from gauntlet.logs import get_logger, setup_logging
 from gauntlet.protocol import plateaued
-from gauntlet.training.data import load_preprocessor, load_split
+from gauntlet.training.data import batch_loader, load_preprocessor, load_split
 from gauntlet.training.model import build_model, bundle_bytes, parameter_digest
 
 log = get_logger("gauntlet.worker")
@@ -137,6 +140,100 @@ def _fault_injection(epoch: int, batch: int) -> None:
             time.sleep(1)
 
 
+class _HorovodThreads:
+    """The threads hvd.init() starts (its background loop and Gloo's transport), kept off a CPU
+    rank's core while that rank computes.
+
+    On CPU a rank has about one core for its compute thread, and Horovod's background loop runs a
+    coordination round with the other ranks every HOROVOD_CYCLE_TIME ms: at normal priority every
+    round preempts the compute thread (forward+backward took 170-250 ms a step instead of the 155-165
+    it takes alone, benchmark configuration, 2 ranks on 2 cores). So the threads run under
+    SCHED_BATCH, which never preempts on wakeup, and during forward and backward under SCHED_IDLE,
+    which runs them only on a core nobody else needs (a rank already waiting). Leaving SCHED_IDLE
+    again needs CAP_SYS_NICE or RLIMIT_NICE >= 20; without it they stay SCHED_BATCH throughout, as a
+    collective that spins in hvd.synchronize() beside a SCHED_IDLE loop takes 25 times as long.
+    """
+
+    def __init__(self, thread_ids: list[int]) -> None:
+        self.thread_ids = thread_ids
+        self.can_idle = False
+
+    def defer_to_compute(self) -> None:
+        """SCHED_BATCH from now on, and SCHED_IDLE inside `yielding()` where that can be undone.
+
+        GAUNTLET_RANK_THREAD_SCHEDULING=off keeps Horovod's threads as they start (the benchmark's
+        "plain recipe" variant measures what this buys)."""
+        if os.environ.get("GAUNTLET_RANK_THREAD_SCHEDULING", "on") == "off":
+            return
+        if self.thread_ids:  # found in /proc: Linux
+            self._set(os.SCHED_BATCH)
+            self.can_idle = _may_leave_sched_idle()
+
+    @classmethod
+    def start(cls) -> _HorovodThreads:
+        """hvd.init(), and the threads it started."""
+        before = _thread_ids()
+        hvd.init()
+        return cls(sorted(_thread_ids() - before))
+
+    def _set(self, policy: int) -> None:
+        for tid in self.thread_ids:
+            with contextlib.suppress(OSError):  # an ended thread, or a policy this system refuses
+                os.sched_setscheduler(tid, policy, os.sched_param(0))
+
+    @contextlib.contextmanager
+    def yielding(self) -> Iterator[None]:
+        """Horovod's threads under SCHED_IDLE for the duration, where they can be brought back."""
+        if not self.can_idle:
+            yield
+            return
+        self._set(os.SCHED_IDLE)
+        try:
+            yield
+        finally:
+            self._set(os.SCHED_BATCH)
+
+
+def _thread_ids() -> set[int]:
+    try:
+        return {int(tid) for tid in os.listdir("/proc/self/task")}
+    except OSError:  # no /proc: not Linux
+        return set()
+
+
+def _may_leave_sched_idle() -> bool:
+    """Whether this process may move a thread out of SCHED_IDLE again, tried on a throwaway thread."""
+    release = threading.Event()
+    probe = threading.Thread(target=release.wait, daemon=True)
+    probe.start()
+    try:
+        assert probe.native_id is not None
+        os.sched_setscheduler(probe.native_id, os.SCHED_IDLE, os.sched_param(0))
+        os.sched_setscheduler(probe.native_id, os.SCHED_OTHER, os.sched_param(0))
+        return True
+    except OSError:
+        return False
+    finally:
+        release.set()
+        probe.join()
+
+
+def _wait_for_gradients(optimizer: torch.optim.Optimizer) -> None:
+    """Sleep until this step's gradient allreduces are done, so that step() finds them finished.
+
+    hvd.DistributedOptimizer.step() waits in hvd.synchronize(), which spins on sched_yield: on a
+    CPU rank that spinning takes the core from the background thread carrying out the allreduce
+    (and from the other rank's). `_handles` is DistributedOptimizer's own table of this step's
+    allreduces (Horovod 0.28); without it step() just waits as before.
+    """
+    pause = 50e-6  # short steps wait for short allreduces: start with short naps
+    for handle, _ in list(getattr(optimizer, "_handles", {}).values()):
+        if isinstance(handle, int):
+            while not hvd.poll(handle):
+                time.sleep(pause)
+                pause = min(2 * pause, 500e-6)
+
+
 def _should_stop(curve: list[dict[str, Any]], patience: int, epoch: int) -> bool:
     """The protocol's "until plateau" rule, decided on rank 0 and broadcast so every rank agrees
     (checked before an epoch, so a run resumed after the plateau stops at once)."""
@@ -156,7 +253,7 @@ def _should_stop(curve: list[dict[str, Any]], patience: int, epoch: int) -> bool
 
 def train(args: argparse.Namespace) -> None:
     params = json.loads(args.params)
-    hvd.init()
+    horovod_threads = _HorovodThreads.start()
     rank, size = hvd.rank(), hvd.size()
     torch.set_num_threads(int(params.get("threads_per_worker", 1)))
     torch.manual_seed(params["seed"])
@@ -165,6 +262,9 @@ def train(args: argparse.Namespace) -> None:
     if torch.cuda.is_available():
         torch.cuda.set_device(hvd.local_rank())
         device = torch.device("cuda", hvd.local_rank())
+    on_cpu = device.type == "cpu"
+    if on_cpu:
+        horovod_threads.defer_to_compute()
 
     scratch = storage.temp_dir()
     train_split, manifest = load_split(args.dataset, "train", scratch.name)
@@ -213,7 +313,7 @@ def train(args: argparse.Namespace) -> None:
     sampler: DistributedSampler[Any] = DistributedSampler(
         dataset, num_replicas=size, rank=rank, shuffle=True, seed=params["seed"]
     )
-    loader = DataLoader(dataset, batch_size=params["batch_size"], sampler=sampler)
+    loader = batch_loader(dataset, sampler, params["batch_size"], pin_memory=device.type == "cuda")
     n_global = len(dataset)
     # Equal shards need total_size rows: the sampler repeats rows at the end, and they land on the last ranks.
     repeated = sum(1 for i in range(n_global, sampler.total_size) if i % size == rank)
@@ -253,9 +353,12 @@ def train(args: argparse.Namespace) -> None:
             _fault_injection(epoch, batch)
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
             optimizer.zero_grad()
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
-            loss.backward()
+            with horovod_threads.yielding():
+                logits = model(xb)
+                loss = F.cross_entropy(logits, yb)
+                loss.backward()
+            if on_cpu:
+                _wait_for_gradients(optimizer)
             optimizer.step()
             loss_sum += loss.item() * len(yb)
             wrong += (logits.argmax(dim=1) != yb).sum().item()
