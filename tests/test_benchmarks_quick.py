@@ -78,7 +78,7 @@ def test_streamed_moments_match_standard_scaler() -> None:
     x[:, 3] = 0  # a constant column keeps scale 1
     moments = preprocess._Moments()
     for chunk in np.array_split(x, 7):
-        moments.add(chunk)
+        moments.add(list(chunk.T))  # feature by feature, as preprocess passes a batch's columns
     scaler = StandardScaler().fit(x)
     assert moments.mean is not None
     np.testing.assert_allclose(moments.mean, scaler.mean_, rtol=1e-12)
