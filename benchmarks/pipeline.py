@@ -93,23 +93,21 @@ def overhead(epochs: int | None) -> dict[str, Any]:
 
 
 def _recorded_times(db_path: str) -> tuple[float, dict[str, float]]:
-    """The DAG run's wall seconds and each task's, as Airflow recorded them in its metadata DB."""
+    """The DAG run's wall seconds (its first task's start to its last task's end) and each task's,
+    as Airflow recorded them in its metadata DB. (`dags test` dates the run's own start_date at the
+    logical date, so the tasks bound the run.)"""
 
-    def seconds(start: str, end: str) -> float:
-        return (dt.datetime.fromisoformat(end) - dt.datetime.fromisoformat(start)).total_seconds()
+    def parse(text: str) -> dt.datetime:
+        return dt.datetime.fromisoformat(text)
 
     with contextlib.closing(sqlite3.connect(db_path)) as db:
-        start, end = db.execute(
-            "SELECT start_date, end_date FROM dag_run WHERE dag_id = 'gauntlet_nightly' ORDER BY id DESC LIMIT 1"
-        ).fetchone()
-        tasks = {
-            task: seconds(t0, t1)
-            for task, t0, t1 in db.execute(
-                "SELECT task_id, start_date, end_date FROM task_instance WHERE dag_id = 'gauntlet_nightly'"
-                " AND start_date IS NOT NULL AND end_date IS NOT NULL"
-            )
-        }
-    return seconds(start, end), tasks
+        rows = db.execute(
+            "SELECT task_id, start_date, end_date FROM task_instance WHERE dag_id = 'gauntlet_nightly'"
+            " AND start_date IS NOT NULL AND end_date IS NOT NULL"
+        ).fetchall()
+    tasks = {task: (parse(t1) - parse(t0)).total_seconds() for task, t0, t1 in rows}
+    run = max(parse(t1) for _, _, t1 in rows) - min(parse(t0) for _, t0, _ in rows)
+    return run.total_seconds(), tasks
 
 
 def _cli(store: str, *args: str) -> tuple[float, dict[str, Any]]:
@@ -163,7 +161,7 @@ def bench(quick: bool = False) -> dict[str, Any]:
         "load_average": [load_before, load_average()],
         "rows": [
             {
-                "figure": f"DAG run wall (Airflow's start to end) / sum of step times ({steps})",
+                "figure": f"DAG run wall (first task start to last task end) / sum of step times ({steps})",
                 "value": f"{dag['wall_seconds']:.1f}s / {sum(dag['step_seconds'].values()):.1f}s = {dag['ratio']:.2f}",
                 "target": "<= 1.2",
                 "met": dag["ratio"] <= 1.2,

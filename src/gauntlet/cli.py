@@ -313,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("validate", "register", "summary", "sweep-report") and not args.run_id:
         print(f"error: {args.command} needs --run-id", file=sys.stderr)
         return EXIT_BAD_INPUT
+    from gauntlet.errors import NoNewData, ValidationFailed
     from gauntlet.registry import RegistryError
-    from gauntlet.steps.validate import NoNewData, ValidationFailed
 
     if args.command in ("validate", "preprocess", "train", "evaluate", "register"):
         log.info("gauntlet %s on %s", args.command, hostinfo.describe())

@@ -20,19 +20,12 @@ from typing import Any
 
 from gauntlet import quarantine, rawdata, storage
 from gauntlet.config import PipelineConfig, resolve
+from gauntlet.errors import NoNewData, ValidationFailed
 from gauntlet.hashing import content_hash
 from gauntlet.logs import get_logger
 
 log = get_logger("gauntlet.validate")
 MAX_EXAMPLES = 5
-
-
-class ValidationFailed(RuntimeError):
-    """The raw data broke the expectation suite; the message lists what failed."""
-
-
-class NoNewData(RuntimeError):
-    """No partition landed in the run's data interval: nothing to retrain on."""
 
 
 def load_suite(config: PipelineConfig) -> dict[str, Any]:
