@@ -80,7 +80,7 @@ def main() -> None:
                 [
                     pyspy,
                     "record",
-                    "--subprocesses",  # preprocess works in a pool of processes
+                    "--subprocesses",  # train's ranks and any process a step starts
                     "--format",
                     "raw",
                     "--rate",

@@ -1,9 +1,10 @@
-"""Preprocess in a pool of processes builds the very same dataset as one process."""
+"""Preprocess with partitions side by side in threads builds the very same dataset as one at a time."""
 
 from __future__ import annotations
 
 import datetime as dt
 import io
+import os
 
 import pandas as pd
 import pytest
@@ -53,8 +54,8 @@ def test_two_workers_commit_the_same_bytes_as_one(seeded_store: str, monkeypatch
 def test_worker_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GAUNTLET_PREPROCESS_WORKERS", "many")
     with pytest.raises(preprocess.PreprocessError, match="GAUNTLET_PREPROCESS_WORKERS"):
-        preprocess.worker_count(4, 10**7)
+        preprocess.worker_count(4)
     monkeypatch.setenv("GAUNTLET_PREPROCESS_WORKERS", "3")
-    assert preprocess.worker_count(8, 100) == 3 and preprocess.worker_count(2, 10**7) == 2
+    assert preprocess.worker_count(8) == 3 and preprocess.worker_count(2) == 2  # never more than partitions
     monkeypatch.setenv("GAUNTLET_PREPROCESS_WORKERS", "auto")
-    assert preprocess.worker_count(8, preprocess.POOL_MIN_ROWS - 1) == 1  # a small snapshot stays in process
+    assert preprocess.worker_count(64) == len(os.sched_getaffinity(0))
