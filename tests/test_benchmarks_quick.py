@@ -190,3 +190,16 @@ def test_data_path_benchmark_quick(s3_endpoint: str) -> None:
     result = data_path.bench(quick=True)
     assert result["results"][0]["seconds"]["preprocess"] > 0
     assert any("peak RSS" in row["figure"] for row in result["rows"])
+
+
+def test_pipeline_benchmark_reads_the_execution_api_start_from_the_task_log() -> None:
+    from benchmarks.pipeline import _execution_api_start_seconds
+
+    started = dt.datetime(2026, 12, 1, 19, 12, 16, 242175, tzinfo=dt.UTC)
+    log = (
+        "2026-12-01T19:12:15.733544Z [warning  ] Using `httpx` with `starlette.testclient` is deprecated\n"
+        "2026-12-01T19:12:18.375370Z [info     ] Task started                   [airflow.api_fastapi...]\n"
+        "2026-12-01T19:12:23.208277Z [info     ] Task started                   [airflow.api_fastapi...]\n"
+    )
+    assert _execution_api_start_seconds(log, started) == pytest.approx(2.133195)
+    assert _execution_api_start_seconds("no such line\n", started) is None
