@@ -5,9 +5,9 @@ The step is the pipeline's own (training/model.py's build_model, SGD with moment
 hvd.DistributedOptimizer, cross-entropy), on a wide MLP sized for a GPU and digits-shaped input.
 Two input paths are compared: the worker's (training.data.batch_loader: one gather per batch, from
 pinned memory on a GPU) and a DataLoader collating rows one by one (the worker's until that one
-starved small models), to show the input path's share of a step. `horovodrun -np <GPUs>` starts the ranks with HOROVOD_TIMELINE set; rank 0 parses the
-timeline for the *_ALLREDUCE activities (NCCL on a GPU build, Gloo otherwise) and sizes each fused
-allreduce from the gradients it carried.
+starved small models), to show the input path's share of a step. `horovodrun -np <GPUs>` starts the
+ranks with HOROVOD_TIMELINE set; rank 0 parses the timeline for the *_ALLREDUCE activities (NCCL on
+a GPU build, Gloo otherwise) and sizes each fused allreduce from the gradients it carried.
 
 Without a GPU it falls back to the CPU in a tiny configuration (and MFU needs --peak-tflops), so
 the script and its parsing stay tested:

@@ -1,10 +1,11 @@
 """Benchmarks 4 and 5: the orchestration overhead of a whole DAG run, and the cost of a cache hit.
 
 4. `airflow dags test gauntlet_nightly` on the demo data and configuration (a throwaway
-   AIRFLOW_HOME, the embedded S3 server). The DAG run's wall time is Airflow's own record of it
-   (the dag_run row's start and end: what the UI shows as the run's duration), divided by the sum
-   of the five steps' own time (each step's `step_seconds`, kept in runs/<run_id>/steps/<step>.json);
-   the whole `dags test` command, with its own start-up before the run, is reported beside it.
+   AIRFLOW_HOME, the embedded S3 server). The DAG run's wall time is read from Airflow's metadata DB
+   (its first task's start to its last task's end), divided by the sum of the five steps' own time
+   (each step's `step_seconds`, kept in runs/<run_id>/steps/<step>.json). Beside it: the same less
+   `dags test` starting its in-process execution API, each task's cost beyond its step, and the
+   whole `dags test` command with its own start-up.
 5. The same experiment trained twice through the CLI (`python -m gauntlet train`): the second is a
    cache hit, and its whole command (interpreter start included) is compared with the first.
 
@@ -114,16 +115,14 @@ def _recorded_times(db_path: str) -> tuple[float, dict[str, float], dt.datetime]
     """The DAG run's wall seconds (its first task's start to its last task's end) and each task's,
     as Airflow recorded them in its metadata DB, and the first task's start. (`dags test` dates the
     run's own start_date at the logical date, so the tasks bound the run.)"""
-    parse = _utc
-
     with contextlib.closing(sqlite3.connect(db_path)) as db:
         rows = db.execute(
             "SELECT task_id, start_date, end_date FROM task_instance WHERE dag_id = 'gauntlet_nightly'"
             " AND start_date IS NOT NULL AND end_date IS NOT NULL"
         ).fetchall()
-    tasks = {task: (parse(t1) - parse(t0)).total_seconds() for task, t0, t1 in rows}
-    first = min(parse(t0) for _, t0, _ in rows)
-    return (max(parse(t1) for _, _, t1 in rows) - first).total_seconds(), tasks, first
+    tasks = {task: (_utc(t1) - _utc(t0)).total_seconds() for task, t0, t1 in rows}
+    first = min(_utc(t0) for _, t0, _ in rows)
+    return (max(_utc(t1) for _, _, t1 in rows) - first).total_seconds(), tasks, first
 
 
 def _cli(store: str, *args: str) -> tuple[float, dict[str, Any]]:
@@ -170,47 +169,46 @@ def bench(quick: bool = False) -> dict[str, Any]:
         hit = cache(epochs)
     steps = ", ".join(f"{k} {v:.1f}s" for k, v in dag["step_seconds"].items())
     total = sum(dag["step_seconds"].values())
+    rows: list[dict[str, Any]] = [
+        {
+            "figure": f"DAG run wall (first task start to last task end) / sum of step times ({steps})",
+            "value": f"{dag['wall_seconds']:.1f}s / {total:.1f}s = {dag['ratio']:.2f}",
+            "target": "<= 1.2",
+            "met": dag["ratio"] <= 1.2,
+        }
+    ]
+    warmup = dag["execution_api_start_seconds"]
+    if warmup is not None:
+        rows.append(
+            {
+                "figure": "the same, less `dags test` starting its in-process execution API on the first task "
+                f"({warmup:.1f}s)",
+                "value": f"{dag['wall_seconds'] - warmup:.1f}s / {total:.1f}s = {(dag['wall_seconds'] - warmup) / total:.2f}",
+            }
+        )
+    rows += [
+        {
+            "figure": "per task, task time - step time (interpreter and imports, task runner)",
+            "value": ", ".join(f"{k} {v:.1f}s" for k, v in dag["task_overhead_seconds"].items()),
+        },
+        {
+            "figure": "whole `airflow dags test` command (its start-up and DB work included) / sum of step times",
+            "value": f"{dag['command_seconds']:.1f}s / {total:.1f}s = {dag['command_seconds'] / total:.2f}",
+        },
+        {
+            "figure": "re-run of an unchanged experiment (cache hit) / first run, whole `gauntlet train` command",
+            "value": f"{hit['rerun_seconds']:.1f}s / {hit['first_seconds']:.1f}s = {hit['ratio']:.3f}",
+            "target": "<= 0.1",
+            "met": hit["ratio"] <= 0.1,
+        },
+    ]
     return {
         "name": "pipeline",
         "config": {"epochs": epochs or "protocol (demo)"},
         "overhead": dag,
         "cache": hit,
         "load_average": [load_before, load_average()],
-        "rows": [
-            {
-                "figure": f"DAG run wall (first task start to last task end) / sum of step times ({steps})",
-                "value": f"{dag['wall_seconds']:.1f}s / {sum(dag['step_seconds'].values()):.1f}s = {dag['ratio']:.2f}",
-                "target": "<= 1.2",
-                "met": dag["ratio"] <= 1.2,
-            },
-            *(
-                [
-                    {
-                        "figure": "the same, less `dags test` starting its in-process execution API on the first task "
-                        f"({dag['execution_api_start_seconds']:.1f}s)",
-                        "value": f"{dag['wall_seconds'] - dag['execution_api_start_seconds']:.1f}s / {total:.1f}s = "
-                        f"{(dag['wall_seconds'] - dag['execution_api_start_seconds']) / total:.2f}",
-                    }
-                ]
-                if dag["execution_api_start_seconds"] is not None
-                else []
-            ),
-            {
-                "figure": "per task, task time - step time (interpreter and imports, task runner)",
-                "value": ", ".join(f"{k} {v:.1f}s" for k, v in dag["task_overhead_seconds"].items()),
-            },
-            {
-                "figure": "whole `airflow dags test` command (its start-up and DB work included) / sum of step times",
-                "value": f"{dag['command_seconds']:.1f}s / {sum(dag['step_seconds'].values()):.1f}s = "
-                f"{dag['command_seconds'] / sum(dag['step_seconds'].values()):.2f}",
-            },
-            {
-                "figure": "re-run of an unchanged experiment (cache hit) / first run, whole `gauntlet train` command",
-                "value": f"{hit['rerun_seconds']:.1f}s / {hit['first_seconds']:.1f}s = {hit['ratio']:.3f}",
-                "target": "<= 0.1",
-                "met": hit["ratio"] <= 0.1,
-            },
-        ],
+        "rows": rows,
     }
 
 

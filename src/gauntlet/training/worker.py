@@ -313,7 +313,7 @@ def train(args: argparse.Namespace) -> None:
     sampler: DistributedSampler[Any] = DistributedSampler(
         dataset, num_replicas=size, rank=rank, shuffle=True, seed=params["seed"]
     )
-    loader = batch_loader(dataset, sampler, params["batch_size"], pin_memory=device.type == "cuda")
+    loader = batch_loader(dataset, sampler, params["batch_size"], pin_memory=not on_cpu)
     n_global = len(dataset)
     # Equal shards need total_size rows: the sampler repeats rows at the end, and they land on the last ranks.
     repeated = sum(1 for i in range(n_global, sampler.total_size) if i % size == rank)
