@@ -5,7 +5,10 @@ with a seeded probability, injects one of the faults S3 clients meet in producti
 
 - `5xx`: answer 500 InternalError or 503 SlowDown without forwarding (the server never saw it);
 - `drop`: close the connection without an answer, before forwarding;
-- `lost`: forward a GET/HEAD, then drop the connection instead of relaying the answer.
+- `lost`: forward a GET/HEAD, then drop the connection instead of relaying the answer;
+- `lost_put`: forward a PUT (the server applies it), then drop the connection instead of relaying
+  the answer, so the client retries a write that already happened (a conditional one then gets 412).
+  Opt-in through `kinds`: the default mix leaves it out.
 
 Every request is logged (method, key, status, fault, arrival and completion times), so a test can
 check what was read when, and the counters say how many faults were injected.
@@ -49,6 +52,7 @@ class Request:
     completed: float = 0.0
     status: int = 0  # 0: no answer reached the client
     fault: str = ""
+    upstream_status: int = 0  # what the server answered, relayed or not (0: never forwarded)
 
 
 @dataclass
@@ -93,8 +97,8 @@ class FaultyS3Proxy:
             roll, pick = self._random.random(), self._random.random()
         if (self.plan.only is not None and not self.plan.only(request)) or roll >= self.plan.rate:
             return ""
-        kinds = [k for k in self.plan.kinds if k != "lost" or request.method in ("GET", "HEAD")]
-        return kinds[int(pick * len(kinds))]
+        kinds = [k for k in self.plan.kinds if _fits(k, request.method)]
+        return kinds[int(pick * len(kinds))] if kinds else ""
 
     def record(self, request: Request) -> None:
         with self._lock:
@@ -125,6 +129,14 @@ class FaultyS3Proxy:
             return response.status, response.reason, response.getheaders(), data
         finally:
             connection.close()
+
+
+def _fits(kind: str, method: str) -> bool:
+    if kind == "lost":
+        return method in ("GET", "HEAD")
+    if kind == "lost_put":
+        return method == "PUT"
+    return True
 
 
 def _handler_for(proxy: FaultyS3Proxy) -> type[BaseHTTPRequestHandler]:
@@ -180,7 +192,8 @@ def _handler_for(proxy: FaultyS3Proxy) -> type[BaseHTTPRequestHandler]:
                     headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
                     headers.append(("Content-Length", str(len(body))))
                 status, reason, response_headers, data = proxy.forward(self.command, self.path, headers, body)
-                if request.fault == "lost":
+                request.upstream_status = status
+                if request.fault in ("lost", "lost_put"):
                     self._drop()
                     return
                 self.send_response(status, reason)

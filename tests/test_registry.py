@@ -138,7 +138,7 @@ def test_promote_rollback_and_missing_version_through_the_cli(two_reports: tuple
     assert rollback_events[0]["version"] == 1 and rollback_events[0]["previous"] == 2
     assert rollback_events[0]["reason"] == "v2 misbehaves in production"
     _, shown = run_cli(store, *name, "registry", "show", "1")
-    assert shown == {"version": 1}
+    assert shown == {"version": 1, "champion_history": [1, 2, 1]}
 
     missing, _ = run_cli(store, *name, "registry", "promote", "7", check=False)
     assert missing.returncode == 2

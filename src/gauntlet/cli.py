@@ -113,10 +113,13 @@ def cmd_registry(args: argparse.Namespace) -> dict[str, Any]:
         return {"versions": [v["version"] for v in versions], "champion": champ}
     if args.action in ("show", "promote") and args.version is None:
         raise ValueError(f"registry {args.action} needs a version number, e.g. `registry {args.action} 3`")
-    if args.action == "show":
-        version = registry.get_version(reg, args.version)
-        print(json.dumps({k: v for k, v in version.items() if k != "experiment"}, indent=2))
-        return {"version": args.version}
+    if args.action == "show":  # a version (if given), then the champion's history
+        if args.version is not None:
+            version = registry.get_version(reg, args.version)
+            print(json.dumps({k: v for k, v in version.items() if k != "experiment"}, indent=2))
+        history = registry.alias_history(reg)
+        print("\n".join(registry.history_lines(history)))
+        return {"version": args.version, "champion_history": [h["version"] for h in history]}
     if args.action == "promote":
         registry.promote(reg, args.version, args.reason)
         return {"champion": args.version}

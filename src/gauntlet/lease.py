@@ -55,11 +55,27 @@ class Lease:
 
     def _write(self, state: str) -> bool:
         with self._lock:
-            try:
-                self.etag = storage.put_json(self.uri, _body(self.owner, self.ttl_s, state), if_match=self.etag)
-                return True
-            except storage.PreconditionFailed:
-                return False
+            for _ in range(2):
+                try:
+                    self.etag = storage.put_json(self.uri, _body(self.owner, self.ttl_s, state), if_match=self.etag)
+                    return True
+                except storage.PreconditionFailed:
+                    if not self._adopt_own_write():
+                        return False
+            return False
+
+    def _adopt_own_write(self) -> bool:
+        """After a 412, look again: if the lease still names this owner, an earlier write of ours
+        landed although its answer never came (the call failed), so its ETag is the one to match.
+        Only a takeover writes another owner, and that one is a real loss."""
+        try:
+            current, etag = storage.get_json_with_etag(self.uri)
+        except FileNotFoundError:
+            return False
+        if current.get("owner") != self.owner or etag == self.etag:
+            return False
+        self.etag = etag
+        return True
 
     def renew(self) -> bool:
         """Extend the lease; False if someone else took it over (this holder was presumed dead)."""

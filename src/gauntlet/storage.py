@@ -7,7 +7,9 @@ or AWS. Three habits make the pipeline's outputs trustworthy:
 - retries and timeouts on every call (botocore's adaptive mode), multipart for large uploads;
 - multi-object outputs are committed by a MANIFEST.json written last: a prefix without one does
   not exist for any reader, and readers verify each object's sha256 against it;
-- single-object updates that can race (registry aliases, versions) are conditional writes.
+- single-object updates that can race (registry aliases, versions) are conditional writes, and each
+  carries a write token in its metadata: when botocore retries a PUT whose answer was lost after the
+  server applied it, the retry's 412 is recognised as this writer's own success, not a lost race.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import functools
 import json
 import os
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +34,9 @@ from gauntlet.hashing import canonical_json, sha256_bytes, sha256_file
 MANIFEST_NAME = "MANIFEST.json"
 _MULTIPART_THRESHOLD = 64 * 1024 * 1024
 _BODY_READ_ATTEMPTS = 3
+# User metadata (x-amz-meta-*) of every conditional write: a fresh token per put_bytes call.
+WRITE_TOKEN_KEY = "gauntlet-write-token"
+_PRECONDITION_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412"}
 
 
 class StorageError(RuntimeError):
@@ -128,9 +134,12 @@ def put_bytes(
     """Write one object and return its ETag.
 
     if_none_match: create only if absent; if_match: replace only if the ETag is unchanged.
-    Either raises PreconditionFailed when the condition does not hold.
+    Either raises PreconditionFailed when the condition does not hold. A conditional write tags the
+    object with a token of its own, so a 412 answering botocore's retry of a PUT the server had
+    already applied (its first answer was lost) is taken for the success it is.
     """
     loc = S3Uri.parse(uri)
+    token = uuid.uuid4().hex if (if_none_match or if_match is not None) else None
     args: dict[str, Any] = {
         "Bucket": loc.bucket,
         "Key": loc.key,
@@ -138,6 +147,8 @@ def put_bytes(
         "ContentType": content_type,
         **_encryption_args(),
     }
+    if token is not None:
+        args["Metadata"] = {WRITE_TOKEN_KEY: token}
     if if_none_match:
         args["IfNoneMatch"] = "*"
     if if_match is not None:
@@ -145,12 +156,36 @@ def put_bytes(
     try:
         response = client().put_object(**args)
     except ClientError as error:
-        if _error_code(error) in {"PreconditionFailed", "ConditionalRequestConflict", "412"}:
+        if _error_code(error) in _PRECONDITION_CODES:
+            own_etag = _etag_if_written_by(loc, token)
+            if own_etag is not None:
+                return own_etag
             raise PreconditionFailed(f"conditional write to {uri} lost a race") from error
         raise StorageError(f"cannot write {uri}: {error}") from error
     except BotoCoreError as error:  # connection failures that outlasted botocore's retries
         raise StorageError(f"cannot write {uri}: {error}") from error
     return str(response["ETag"])
+
+
+def _etag_if_written_by(loc: S3Uri, token: str | None) -> str | None:
+    """The object's ETag if its current bytes are the write that carried `token`, else None.
+
+    Only the latest write is visible: if another writer replaced ours after it landed (it must have
+    read ours and matched its ETag), ours counts as lost, which is what every caller can act on.
+    """
+    if token is None:
+        return None
+    try:
+        head = client().head_object(Bucket=loc.bucket, Key=loc.key)
+    except ClientError as error:
+        if _error_code(error) in {"404", "NoSuchKey", "NotFound"}:
+            return None
+        raise StorageError(f"cannot stat {loc} after a failed conditional write: {error}") from error
+    except BotoCoreError as error:
+        raise StorageError(f"cannot stat {loc} after a failed conditional write: {error}") from error
+    if head.get("Metadata", {}).get(WRITE_TOKEN_KEY) != token:
+        return None
+    return str(head["ETag"])
 
 
 def put_json(uri: str, obj: Any, **conditions: Any) -> str:
@@ -373,6 +408,7 @@ def temp_dir(prefix: str = "gauntlet-") -> tempfile.TemporaryDirectory[str]:
 
 __all__ = [
     "MANIFEST_NAME",
+    "WRITE_TOKEN_KEY",
     "IntegrityError",
     "NotCommitted",
     "PreconditionFailed",

@@ -1,7 +1,10 @@
 """The champion Asset: an Airflow event each time the registry's champion actually moves.
 
 Downstream DAGs schedule on `champion_asset()` (e.g. to deploy or to re-score) and are triggered
-only by a promotion, never by a run that left the champion where it was.
+only by a promotion, never by a run that left the champion where it was. The event goes to the
+champion of the model the run actually registered: a run may choose another config (another
+`model.name`) than the one the DAG was parsed with, so the publishing task declares an AssetAlias
+and resolves it to the concrete Asset from the register step's outputs when it runs.
 """
 
 from __future__ import annotations
@@ -9,12 +12,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from airflow.sdk import Asset, BaseOperator
+from airflow.sdk import Asset, AssetAlias, BaseOperator
 
 from gauntlet import storage
 from gauntlet.config import DEFAULT_CONFIG, ConfigError, load_config, resolve
 
 DEFAULT_STORE = "s3://gauntlet"
+CHAMPION_ALIAS = "gauntlet.champion"
 
 
 def _model_name(config_path: str) -> str:
@@ -24,29 +28,40 @@ def _model_name(config_path: str) -> str:
         return "digits-classifier"
 
 
-def champion_asset(config_path: str = DEFAULT_CONFIG) -> Asset:
-    """`s3://<store>/registry/<model>/aliases/champion.json`, named `gauntlet.champion.<model>@<bucket>`.
+def champion_asset_of(registry_uri: str) -> Asset:
+    """The Asset of one registry's champion: `<registry>/aliases/champion.json`, named
+    `gauntlet.champion.<model>@<bucket>`.
 
     Airflow keys assets by name and refuses one name with two URIs, so the store's bucket is part of
     the name: two stores (say staging and production) have two champions.
     """
-    model = _model_name(config_path)
-    store = os.environ.get("GAUNTLET_STORE", DEFAULT_STORE)
+    model = registry_uri.rstrip("/").rsplit("/", 1)[-1]
     return Asset(
-        name=f"gauntlet.champion.{model}@{storage.S3Uri.parse(store).bucket}",
+        name=f"gauntlet.champion.{model}@{storage.S3Uri.parse(registry_uri).bucket}",
         group="model",
-        uri=storage.join(store, "registry", model, "aliases", "champion.json"),
+        uri=storage.join(registry_uri, "aliases", "champion.json"),
     )
 
 
+def champion_asset(config_path: str = DEFAULT_CONFIG) -> Asset:
+    """The champion Asset of the config's model in $GAUNTLET_STORE: what a downstream DAG schedules on."""
+    store = os.environ.get("GAUNTLET_STORE", DEFAULT_STORE)
+    return champion_asset_of(storage.join(store, "registry", _model_name(config_path)))
+
+
 class PublishChampionOperator(BaseOperator):
-    """Succeeds (emitting the asset event) only if the register task promoted a new champion; else skips."""
+    """Succeeds (emitting the asset event) only if the register task promoted a new champion; else skips.
+
+    The event is for the champion of the registry the register task wrote to, whatever config the
+    run used.
+    """
 
     ui_color = "#fdf1d8"
 
-    def __init__(self, *, asset: Asset, register_task_id: str = "register", **kwargs: Any) -> None:
-        super().__init__(outlets=[asset], **kwargs)
-        self.asset = asset
+    def __init__(self, *, register_task_id: str = "register", **kwargs: Any) -> None:
+        alias = AssetAlias(CHAMPION_ALIAS, group="model")
+        super().__init__(outlets=[alias], **kwargs)
+        self.alias = alias
         self.register_task_id = register_task_id
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -56,11 +71,12 @@ class PublishChampionOperator(BaseOperator):
         if not registered.get("promoted"):
             reason = "already champion" if registered.get("champion") else (registered.get("reason") or "not promoted")
             raise AirflowSkipException(f"champion unchanged ({reason}): no asset event")
+        asset = champion_asset_of(registered["registry_uri"])
         extra = {
             "version": registered["version"],
             "version_uri": registered["version_uri"],
             "registry_uri": registered["registry_uri"],
         }
-        context["outlet_events"][self.asset].extra = extra
-        self.log.info("champion is now v%s: asset event for %s", registered["version"], self.asset.uri)
-        return extra
+        context["outlet_events"][self.alias].add(asset, extra=extra)
+        self.log.info("champion is now v%s: asset event for %s (%s)", registered["version"], asset.name, asset.uri)
+        return {**extra, "asset": asset.name}

@@ -24,12 +24,11 @@ def runtime() -> str:
 def publish_champion_task(
     task_id: str = "publish_champion", register_task_id: str = "register", task_kwargs: dict[str, Any] | None = None
 ) -> BaseOperator:
-    """A task that emits the champion Asset event when `register_task_id` promoted a new champion."""
-    from gauntlet.airflow.assets import PublishChampionOperator, champion_asset
+    """A task that emits the champion Asset event (for the model the run registered) when
+    `register_task_id` promoted a new champion."""
+    from gauntlet.airflow.assets import PublishChampionOperator
 
-    return PublishChampionOperator(
-        task_id=task_id, asset=champion_asset(), register_task_id=register_task_id, **(task_kwargs or {})
-    )
+    return PublishChampionOperator(task_id=task_id, register_task_id=register_task_id, **(task_kwargs or {}))
 
 
 def step_task(

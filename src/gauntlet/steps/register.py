@@ -2,7 +2,8 @@
 
 A candidate the gate rejects is not registered (unless forced), so the registry holds only models
 that earned their place. Registration is idempotent per experiment: re-running the same Airflow run
-or backfilling the same night returns the existing version instead of adding one.
+or backfilling the same night returns the existing version, says so ("already registered as vN"),
+and reports this run's gate verdict next to it instead of passing the old lineage off as new.
 """
 
 from __future__ import annotations
@@ -22,18 +23,48 @@ def run(store: str, model_name: str, report_uri: str, run_id: str, force: bool =
         raise registry.RegistryError(f"{report['experiment_uri']} has no record; refusing to register")
     reg = registry.root(store, model_name)
     gate = report["gate"]
-    if not gate["passed"] and not force:
+    verdict = {"gate_passed": bool(gate["passed"]), "reason": gate["reason"], "report_uri": report_uri}
+    existing = registry.registered_version(reg, record["key"])
+    if existing is None and not gate["passed"] and not force:
         log.info("not registered: %s", gate["reason"])
         return {
             "registered": False,
             "champion": False,
             "promoted": False,
             "version": None,
-            "reason": gate["reason"],
             "registry_uri": reg,
+            **verdict,
         }
+    if existing is not None:
+        version, created = existing, False
+    else:
+        version, created = registry.register(
+            reg, record["key"], _lineage(model_name, record, report, report_uri, run_id)
+        )
+    number = version["version"]
+    if not created:
+        _say_already_registered(reg, record["key"], version, verdict, run_id)
+    champion, promoted = _move_champion(reg, number, report, run_id) if gate["passed"] else (False, False)
+    if not gate["passed"]:
+        current, _ = registry.get_alias(reg)
+        champion = current is not None and current["version"] == number
+    return {
+        "registered": True,
+        "created": created,
+        "already_registered_as": None if created else number,
+        "version": number,
+        "champion": champion,
+        "promoted": promoted,
+        "version_uri": registry.version_uri(reg, number),
+        "registry_uri": reg,
+        **verdict,
+    }
 
-    lineage = {
+
+def _lineage(
+    model_name: str, record: dict[str, Any], report: dict[str, Any], report_uri: str, run_id: str
+) -> dict[str, Any]:
+    return {
         "model": model_name,
         "model_uri": record["model_uri"],
         "model_sha256": record["model_sha256"],
@@ -47,36 +78,58 @@ def run(store: str, model_name: str, report_uri: str, run_id: str, force: bool =
         "image_digest": record.get("image_digest"),
         "metrics": report["metrics"]["candidate"],
         "evaluation_uri": report_uri,
-        "gate": gate,
+        "gate": report["gate"],
         "airflow_run_id": run_id,
     }
-    version, created = registry.register(reg, record["key"], lineage)
+
+
+def _say_already_registered(
+    reg: str, experiment_key: str, version: dict[str, Any], verdict: dict[str, Any], run_id: str
+) -> None:
+    """Log the repeat and keep this run's verdict in the event log; the version's lineage stays the first run's."""
     number = version["version"]
-    if not created:
-        log.info("experiment %s is already registered as v%d; nothing to do", record["key"], number)
-    champion = promoted = False  # promoted: the champion alias moved in this call (not merely "is champion")
-    if gate["passed"]:
-        expected = report.get("champion_version")
-        if registry.set_alias(reg, registry.CHAMPION, number, expected, gate["reason"], event="promoted"):
-            champion = promoted = True
-            log.info("v%d is the new champion: %s", number, gate["reason"])
-        else:
-            current, _ = registry.get_alias(reg)
-            champion = current is not None and current["version"] == number
-            if not champion:
-                log.warning(
-                    "v%d registered but not promoted: the champion moved to v%s after this candidate "
-                    "was evaluated; re-evaluate it against the new champion",
-                    number,
-                    current and current["version"],
-                )
-    return {
-        "registered": True,
-        "created": created,
-        "version": number,
-        "champion": champion,
-        "promoted": promoted,
-        "version_uri": registry.version_uri(reg, number),
-        "registry_uri": reg,
-        "report_uri": report_uri,
-    }
+    log.info(
+        "experiment %s is already registered as v%d (by run %s); this run's gate: %s — %s",
+        experiment_key,
+        number,
+        version.get("airflow_run_id"),
+        "passed" if verdict["gate_passed"] else "failed",
+        verdict["reason"],
+    )
+    if version.get("airflow_run_id") != run_id:  # a retry of the registering run is not a repeat
+        registry.record_event(
+            reg,
+            "already_registered",
+            version=number,
+            experiment=experiment_key,
+            run_id=run_id,
+            gate_passed=verdict["gate_passed"],
+            reason=verdict["reason"],
+            evaluation_uri=verdict["report_uri"],
+        )
+
+
+def _move_champion(reg: str, number: int, report: dict[str, Any], run_id: str) -> tuple[bool, bool]:
+    """(is champion, moved in this run). An earlier try of this run that promoted counts as moved, so
+    a retried task still emits the champion event it owes."""
+    reason = report["gate"]["reason"]
+    expected = report.get("champion_version")
+    current, _ = registry.get_alias(reg)
+    if current is not None and current["version"] == number:  # no move: no promotion event, unless ours
+        moved = registry.promoted_by(reg, number, run_id)
+        if moved:
+            log.info("v%d was made champion by an earlier try of this run", number)
+        return True, moved
+    if registry.set_alias(reg, registry.CHAMPION, number, expected, reason, event="promoted", run_id=run_id):
+        log.info("v%d is the new champion: %s", number, reason)
+        return True, True
+    current, _ = registry.get_alias(reg)
+    champion = current is not None and current["version"] == number
+    if not champion:
+        log.warning(
+            "v%d registered but not promoted: the champion moved to v%s after this candidate "
+            "was evaluated; re-evaluate it against the new champion",
+            number,
+            current and current["version"],
+        )
+    return champion, False
