@@ -87,6 +87,7 @@ def report(protocol_id: str, key: str, error: float) -> dict[str, Any]:
     return {
         "protocol_id": protocol_id,
         "experiment_key": key,
+        "dataset_version": "d1",
         "test_rows": 100,
         "metrics": {"candidate": {"error_rate": error, "log_loss": 0.2}},
     }

@@ -706,6 +706,17 @@ class GateDecision:
     details: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class _Verdict:
+    """The protocol's rule applied to one comparison (candidate - one reference)."""
+
+    name: str
+    passed: bool
+    text: str
+    primary: dict[str, Any]
+    guards: dict[str, dict[str, Any]]
+
+
 def _decimals(*values: float) -> int:
     finite = [abs(v) for v in values if math.isfinite(v) and v != 0]
     largest = max(finite, default=1.0)
@@ -717,104 +728,150 @@ def _confidence_label(confidence: float) -> str:
     return f"{round(confidence * 100, 2):g}% CI"
 
 
-def decide(
-    protocol: Protocol,
-    vs_champion: Mapping[str, Mapping[str, float]] | None,
-    vs_baseline: Mapping[str, Mapping[str, float]],
-    champion_name: str = "champion",
-    baseline_name: str = "baseline",
-) -> GateDecision:
-    """Apply the protocol's gate to paired_bootstrap results (a = candidate, b = reference).
-
-    The candidate is judged against the champion when there is one, otherwise the baseline.
-    """
-    target = vs_champion if vs_champion is not None else vs_baseline
-    target_name = champion_name if vs_champion is not None else baseline_name
-    primary = protocol.primary_metric
-    for metric in (primary, *protocol.guards):
-        if metric not in target:
-            raise ValueError(f"comparison with {target_name} has no result for {metric!r}")
-        missing = {"diff", "low", "high"} - set(target[metric])
+def _require_results(result: Mapping[str, Mapping[str, float]], name: str, metrics: Sequence[str]) -> None:
+    for metric in metrics:
+        if metric not in result:
+            raise ValueError(f"comparison with {name} has no result for {metric!r}")
+        missing = {"diff", "low", "high"} - set(result[metric])
         if missing:
             raise ValueError(f"result for {metric!r} lacks {', '.join(sorted(missing))}")
 
-    row = target[primary]
+
+def _primary_text(protocol: Protocol, row: Mapping[str, float], name: str, ok: bool) -> str:
+    primary = protocol.primary_metric
     diff, low, high = float(row["diff"]), float(row["low"]), float(row["high"])
     higher = higher_is_better(primary)
-    # Express the interval as "improvement", so one rule covers both metric directions.
-    worst_gain = low if higher else -high
-    threshold = -protocol.margin if protocol.gate_mode == "non_inferiority" else 0.0
-    primary_ok = bool(worst_gain > threshold)  # NaN fails
-
     d = _decimals(diff, low, high, protocol.margin)
     ci = f"{_confidence_label(protocol.confidence)} {low:.{d}f} to {high:.{d}f}"
-    if protocol.gate_mode == "superiority":
-        if primary_ok:
-            primary_text = f"{primary} improved by {abs(diff):.{d}f} ({ci}) over {target_name}"
-        else:
-            best_gain = high if higher else -low
-            if not math.isfinite(worst_gain) or not math.isfinite(best_gain):
-                why = "which could not be estimated"
-            elif best_gain < 0:
-                why = "which shows a regression"
-            else:
-                why = "which does not exclude zero"
-            primary_text = f"{primary} change vs {target_name} is {diff:.{d}f} ({ci}), {why}"
-    else:
+    if protocol.gate_mode == "non_inferiority":
         bound = "lower" if higher else "upper"
-        within = "within" if primary_ok else "whose " + bound + " bound is not within"
-        primary_text = (
-            f"{primary} change vs {target_name} is {diff:.{d}f} ({ci}), {within} the "
+        within = "within" if ok else "whose " + bound + " bound is not within"
+        return (
+            f"{primary} change vs {name} is {diff:.{d}f} ({ci}), {within} the "
             f"non-inferiority margin of {protocol.margin:.{d}f}"
         )
+    if ok:
+        return f"{primary} improved by {abs(diff):.{d}f} ({ci}) over {name}"
+    worst_gain, best_gain = (low, high) if higher else (-high, -low)
+    if not math.isfinite(worst_gain) or not math.isfinite(best_gain):
+        why = "which could not be estimated"
+    elif best_gain < 0:
+        why = "which shows a regression"
+    else:
+        why = "which does not exclude zero"
+    return f"{primary} change vs {name} is {diff:.{d}f} ({ci}), {why}"
+
+
+def _judge(
+    protocol: Protocol, result: Mapping[str, Mapping[str, float]], name: str, with_guards: bool
+) -> _Verdict:
+    """The primary rule (and, with_guards, the guards) against one reference."""
+    primary = protocol.primary_metric
+    guards = protocol.guards if with_guards else {}
+    _require_results(result, name, [primary, *guards])
+    row = result[primary]
+    higher = higher_is_better(primary)
+    # Express the interval as "improvement", so one rule covers both metric directions.
+    worst_gain = float(row["low"]) if higher else -float(row["high"])
+    threshold = -protocol.margin if protocol.gate_mode == "non_inferiority" else 0.0
+    primary_ok = bool(worst_gain > threshold)  # NaN fails
+    text = _primary_text(protocol, row, name, primary_ok)
 
     guard_details: dict[str, dict[str, Any]] = {}
     regressions: list[str] = []
-    for metric, tolerance in protocol.guards.items():
-        guard_diff = float(target[metric]["diff"])
+    for metric, tolerance in guards.items():
+        guard_diff = float(result[metric]["diff"])
         regression = guard_diff if not higher_is_better(metric) else -guard_diff
         ok = bool(regression <= tolerance)  # NaN fails
-        guard_details[metric] = {
-            "diff": guard_diff,
-            "regression": regression,
-            "tolerance": tolerance,
-            "passed": ok,
-        }
+        guard_details[metric] = {"diff": guard_diff, "regression": regression, "tolerance": tolerance, "passed": ok}
         if not ok:
             g = _decimals(regression, tolerance)
             regressions.append(f"{metric} regressed by {regression:.{g}f} (tolerance {tolerance:.{g}f})")
-    guard_text = ""
     if regressions:
         noun = "guard" if len(regressions) == 1 else "guards"
-        guard_text = f"{noun} {' and '.join(regressions)}"
-
-    passed = primary_ok and not regressions
-    if passed:
+        text += f"{', but' if primary_ok else ', and'} {noun} {' and '.join(regressions)}"
+    elif guards and primary_ok:
         # The non-inferiority text already ends in a clause, hence the comma there.
-        joiner = " and" if protocol.gate_mode == "superiority" else ", and"
-        tail = f"{joiner} no guard regressed" if protocol.guards else ""
-        reason = f"Passed: {primary_text}{tail}."
-    elif primary_ok:
-        reason = f"Failed: {primary_text}, but {guard_text}."
-    elif regressions:
-        reason = f"Failed: {primary_text}, and {guard_text}."
+        text += f"{' and' if protocol.gate_mode == 'superiority' else ', and'} no guard regressed"
+    details = {"metric": primary, "higher_is_better": higher, "passed": primary_ok, **{k: float(v) for k, v in row.items()}}
+    return _Verdict(name, primary_ok and not regressions, text, details, guard_details)
+
+
+def decide(
+    protocol: Protocol,
+    vs_champion: Mapping[str, Mapping[str, float]] | None,
+    vs_baseline: Mapping[str, Mapping[str, float]] | None,
+    champion_name: str = "champion",
+    baseline_name: str = "baseline",
+    vs_anchor: Mapping[str, Mapping[str, float]] | None = None,
+    anchor_name: str = "anchor",
+    off_protocol: str | None = None,
+) -> GateDecision:
+    """Apply the protocol's gate to paired_bootstrap results (a = candidate, b = reference).
+
+    The candidate must pass against every reference it is given: the champion, the baseline and
+    the protocol's anchor (the best model promoted under this protocol, re-scored on the same rows).
+    Each is judged by the protocol's rule on the primary metric (under non-inferiority, within the
+    margin), so a margin is spent once per protocol, not once per night. Guards are judged against
+    the champion and the anchor, or against the baseline when there is no champion: the baseline is
+    a floor for the primary metric, not a calibration reference. An empty or None vs_baseline is
+    not judged. `off_protocol` (why the run broke the protocol's budget) fails the gate whatever
+    the figures: such a run is kept and reported, never promoted.
+    """
+    if vs_champion is None and not vs_baseline:
+        raise ValueError("the gate needs a comparison with the champion or the baseline")
+    verdicts: list[_Verdict] = []
+    if vs_baseline:
+        verdicts.append(_judge(protocol, vs_baseline, baseline_name, with_guards=vs_champion is None))
+    if vs_anchor is not None:
+        verdicts.append(_judge(protocol, vs_anchor, anchor_name, with_guards=True))
+    if vs_champion is not None:
+        verdicts.append(_judge(protocol, vs_champion, champion_name, with_guards=True))
+    # The main target (the champion, else the baseline) is listed last; its figures are `primary`.
+    target = verdicts[-1]
+    failing = [v for v in verdicts if not v.passed]
+    passed = not failing and off_protocol is None
+    if not failing:
+        reason = "; ".join(v.text for v in verdicts) + "."
     else:
-        reason = f"Failed: {primary_text}."
+        holds = [v.name for v in verdicts if v.passed]
+        reason = "; ".join(v.text for v in failing) + "."
+        if holds:
+            reason += f" It passes against {' and '.join(holds)}."
+    if off_protocol is not None:
+        reason = f"Failed: {off_protocol}; it is kept and reported but never promoted. Against the references: {reason}"
+    else:
+        reason = ("Passed: " if passed else "Failed: ") + reason
 
     details: dict[str, Any] = {
-        "target": target_name,
+        "target": target.name,
         "mode": protocol.gate_mode,
         "margin": protocol.margin,
         "confidence": protocol.confidence,
         "protocol_id": protocol.id,
-        "primary": {
-            "metric": primary,
-            "higher_is_better": higher,
-            "passed": primary_ok,
-            **{k: float(v) for k, v in row.items()},
+        "primary": target.primary,
+        "guards": target.guards,
+        "references": {
+            v.name: {"passed": v.passed, "primary": v.primary, "guards": v.guards, "text": v.text} for v in verdicts
         },
-        "guards": guard_details,
+        "off_protocol": off_protocol,
     }
-    if vs_champion is not None and primary in vs_baseline:
-        details["vs_baseline"] = {k: float(v) for k, v in vs_baseline[primary].items()}
+    if vs_champion is not None and vs_baseline and protocol.primary_metric in vs_baseline:
+        details["vs_baseline"] = {k: float(v) for k, v in vs_baseline[protocol.primary_metric].items()}
+    if vs_anchor is not None:
+        details["anchor"] = anchor_name
     return GateDecision(passed=passed, reason=reason, details=details)
+
+
+def off_protocol_reason(params: Mapping[str, Any], protocol: Protocol) -> str | None:
+    """Why a run's training params break the protocol's fixed budget, or None when they keep it.
+
+    The protocol fixes the epoch budget; a run that overrides it is kept and reported, never promoted.
+    """
+    epochs = params.get("epochs")
+    if epochs != protocol.epochs:
+        return (
+            f"the run is off-protocol: it trained with an epoch budget of {epochs}, and protocol "
+            f"{protocol.name} ({protocol.id}) fixes {protocol.epochs}"
+        )
+    return None

@@ -1,29 +1,119 @@
-"""Comparing evaluation reports, only ever within one protocol version.
+"""Comparing evaluation reports, only ever within one protocol version and one test set.
 
-A report's numbers mean something only under the protocol it was scored under (its test rows,
-exclusions, metrics and budget). Anything that puts two reports side by side (the CLI, sweeps,
-dashboards) goes through `compare_reports`, which refuses reports from different protocol versions.
+A report's numbers mean something only under the protocol it was scored under (its split,
+exclusions, metrics and budget) and on the rows it was scored on. Anything that puts two reports
+side by side (the CLI, sweeps, dashboards) goes through `compare_reports` (or `why_not_comparable`),
+which refuses reports from different protocol versions or different test sets.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from gauntlet.errors import BadInput
+from gauntlet.hashing import sha256_bytes
+
+if TYPE_CHECKING:
+    from gauntlet.protocol import Protocol
+
+SPLIT_FIELDS = ("id_column", "salt", "test_fraction", "dev_fraction")
 
 
-class ProtocolMismatch(ValueError):
-    """Two results were scored under different protocol versions and must not be compared."""
+class NotComparable(BadInput):
+    """Two results were scored under different conditions and must not be compared."""
+
+
+class ProtocolMismatch(NotComparable):
+    """Two results were scored under different protocol versions."""
+
+
+class TestSetMismatch(NotComparable):
+    """Two results were scored on different test rows (another dataset version or other rows)."""
+
+    __test__ = False  # not a pytest class, despite the name
+
+
+def test_set_id(row_ids: Iterable[str]) -> str:
+    """Identity of a test set: a hash of its row ids (order-free), the rows every model was scored on."""
+    return sha256_bytes("\n".join(sorted(row_ids)).encode())[:16]
+
+
+def test_set_of(report: dict[str, Any]) -> str:
+    """The rows a report was scored on, in words: its test rows' hash, else its dataset version."""
+    if report.get("test_set_id"):
+        return f"test rows {report['test_set_id']}"
+    return f"dataset version {report.get('dataset_version')}"
+
+
+def _test_sets(a: dict[str, Any], b: dict[str, Any]) -> tuple[str, str] | None:
+    """Like with like: both reports' test-row hashes, else both dataset versions; None if neither pair exists."""
+    for field, kind in (("test_set_id", "test rows"), ("dataset_version", "dataset version")):
+        if a.get(field) and b.get(field):
+            return f"{kind} {a[field]}", f"{kind} {b[field]}"
+    return None
+
+
+def protocol_split(protocol: Protocol) -> dict[str, Any]:
+    """What decides a row's split under a protocol, as a dataset manifest records it (`protocol_split`)."""
+    return {field: getattr(protocol, field) for field in SPLIT_FIELDS}
+
+
+def describe_split(split: Mapping[str, Any] | None) -> str:
+    if not isinstance(split, Mapping):
+        return "an unrecorded split"
+    return (
+        f"salt {split.get('salt')!r}, test_fraction {split.get('test_fraction')}, "
+        f"dev_fraction {split.get('dev_fraction')}, id_column {split.get('id_column')!r}"
+    )
+
+
+def split_difference(recorded: Any, expected: Mapping[str, Any]) -> list[str]:
+    """The split fields in which a dataset's recorded split differs from `expected` (all when unrecorded).
+
+    Rows land in other splits when any of these differ: a model trained on such a dataset has seen
+    rows that are test rows under the other split.
+    """
+    if not isinstance(recorded, Mapping):
+        return list(SPLIT_FIELDS)
+    return [field for field in SPLIT_FIELDS if recorded.get(field) != expected.get(field)]
+
+
+def why_not_comparable(a: dict[str, Any], b: dict[str, Any]) -> str | None:
+    """None when a and b were scored under one protocol on one test set; otherwise why not."""
+    try:
+        require_same_protocol(a, b)
+    except NotComparable as error:
+        return str(error)
+    return None
 
 
 def require_same_protocol(a: dict[str, Any], b: dict[str, Any]) -> str:
-    """The shared protocol id of two reports, or ProtocolMismatch naming both."""
+    """The shared protocol id of two reports scored on the same test set.
+
+    Raises ProtocolMismatch or TestSetMismatch naming both reports and what differs.
+    """
     pa, pb = a.get("protocol_id"), b.get("protocol_id")
+    ka, kb = a.get("experiment_key"), b.get("experiment_key")
     if not pa or not pb:
         raise ProtocolMismatch("a report without a protocol_id cannot be compared with anything")
     if pa != pb:
         raise ProtocolMismatch(
-            f"report for experiment {a.get('experiment_key')} was scored under protocol {pa} and report for "
-            f"experiment {b.get('experiment_key')} under protocol {pb}; results under different protocol "
+            f"report for experiment {ka} was scored under protocol {pa} and report for "
+            f"experiment {kb} under protocol {pb}; results under different protocol "
             f"versions are never compared: re-score both under one protocol first"
+        )
+    sets = _test_sets(a, b)
+    if sets is None:
+        raise TestSetMismatch(
+            f"reports for experiments {ka} and {kb} do not both name their test set (test_set_id or "
+            "dataset_version), so they cannot be compared"
+        )
+    if sets[0] != sets[1]:
+        raise TestSetMismatch(
+            f"report for experiment {ka} was scored on {sets[0]} and report for experiment {kb} on {sets[1]}; "
+            "results on different test rows are never compared: evaluate both experiments on one dataset "
+            "version first"
         )
     return str(pa)
 
@@ -39,6 +129,7 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     }
     return {
         "protocol_id": protocol_id,
+        "test_set": test_set_of(a),
         "a": a["experiment_key"],
         "b": b["experiment_key"],
         "test_rows": a["test_rows"],
@@ -49,7 +140,8 @@ def compare_reports(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 def comparison_text(result: dict[str, Any]) -> str:
     """A Markdown table of a compare_reports result."""
     lines = [
-        f"Protocol {result['protocol_id']}, {result['test_rows']} test rows: a = {result['a']}, b = {result['b']}",
+        f"Protocol {result['protocol_id']}, {result.get('test_set', 'test set')} ({result['test_rows']} test rows): "
+        f"a = {result['a']}, b = {result['b']}",
         "",
         "| metric | a | b | a - b |",
         "|---|---|---|---|",

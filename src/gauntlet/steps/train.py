@@ -19,11 +19,12 @@ import sys
 import time
 from typing import Any
 
-from gauntlet import experiments, lease, storage
+from gauntlet import experiments, lease, reports, storage
 from gauntlet.config import PipelineConfig
+from gauntlet.errors import BadInput
 from gauntlet.hashing import TRAINING_CODE, code_version
 from gauntlet.logs import get_logger
-from gauntlet.protocol import Protocol
+from gauntlet.protocol import Protocol, off_protocol_reason
 
 log = get_logger("gauntlet.train")
 
@@ -120,11 +121,28 @@ def run_horovod(workers: int, worker_args: list[str]) -> float:
     return time.perf_counter() - started
 
 
+def _require_protocol_split(dataset_uri: str, manifest: dict[str, Any], protocol: Protocol) -> None:
+    """Refuse a dataset split under another protocol's split: its dev and test rows are not this protocol's."""
+    recorded = manifest.get("protocol_split")
+    differs = reports.split_difference(recorded, reports.protocol_split(protocol))
+    if differs:
+        raise BadInput(
+            f"dataset {dataset_uri} was split with {reports.describe_split(recorded)}, but protocol {protocol.name} "
+            f"({protocol.id}) splits with {reports.describe_split(reports.protocol_split(protocol))} (differs in "
+            f"{', '.join(differs)}): a model trained on it would be scored on rows it trained on. Run preprocess "
+            "under this protocol (same --protocol) and train on the dataset it commits"
+        )
+
+
 def run(
     config: PipelineConfig, protocol: Protocol, store: str, dataset_uri: str, workers: int | None = None
 ) -> dict[str, Any]:
     dataset_manifest = storage.read_manifest(dataset_uri)
+    _require_protocol_split(dataset_uri, dataset_manifest, protocol)
     params = training_params(config, protocol, workers)
+    off_protocol = off_protocol_reason(params, protocol)
+    if off_protocol:
+        log.warning("%s: the experiment is kept and reported, but never promoted", off_protocol)
     parts = experiments.key_parts(protocol.id, dataset_manifest["version"], params, code_version(TRAINING_CODE))
     key = experiments.experiment_key(parts)
     experiment_uri = storage.join(experiments.experiments_root(store), key)
@@ -207,6 +225,9 @@ def _train(
         "resumed_from_epoch": worker.get("resumed_from_epoch"),
         "epochs_run": worker.get("epochs_run", len(worker["curve"])),
         "stopped_early": worker.get("stopped_early", False),
+        # A run off the protocol's budget is kept and reported, never promoted (the gate fails it).
+        "off_protocol": off_protocol_reason(params, protocol) is not None,
+        "off_protocol_reason": off_protocol_reason(params, protocol),
     }
     try:
         storage.put_json(experiments.record_uri(experiment_uri), record, if_none_match=True)

@@ -1,0 +1,60 @@
+"""The protocol's anchor: the best model ever promoted under one protocol version.
+
+Under non-inferiority a candidate may be worse than the champion by up to the margin; judged only
+against the champion, ten nights could spend ten margins. Evaluate therefore also judges every
+candidate against the anchor, re-scored on the candidate's test rows, so the margin is spent once
+per protocol.
+
+The anchor is the registry alias `anchor-<protocol id>` of the model. It moves only to a champion
+that was promoted under this protocol (registered under its id, trained on its budget), and only
+at an evaluation, where champion and anchor are scored on the same rows:
+  * no anchor yet: the anchor is set to that champion (the first model promoted under the protocol);
+  * the champion's primary metric beats the anchor's on those rows: the anchor moves to it.
+A rollback of the champion, or a champion promoted under another protocol, leaves it where it is.
+Every evaluation report (and so every registered version's lineage, which holds the gate's details)
+records the anchor it was judged against and whether that evaluation moved it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gauntlet import registry
+from gauntlet.logs import get_logger
+from gauntlet.protocol import Protocol, higher_is_better, off_protocol_reason
+
+log = get_logger("gauntlet.anchor")
+
+
+def alias_name(protocol_id: str) -> str:
+    return f"anchor-{protocol_id[:16]}"
+
+
+def current(reg: str, protocol: Protocol) -> dict[str, Any] | None:
+    """The anchor's version record, or None when no model was promoted under this protocol yet."""
+    alias, _ = registry.get_alias(reg, alias_name(protocol.id))
+    return None if alias is None else registry.get_version(reg, alias["version"])
+
+
+def eligible(version: dict[str, Any], protocol: Protocol) -> bool:
+    """Whether a promoted version may anchor this protocol: registered under it, on its budget."""
+    return (
+        version.get("protocol_id") == protocol.id and off_protocol_reason(version.get("params", {}), protocol) is None
+    )
+
+
+def beats(protocol: Protocol, challenger: dict[str, float], holder: dict[str, float]) -> bool:
+    """Whether `challenger` is strictly better than `holder` on the primary metric (same rows)."""
+    primary = protocol.primary_metric
+    a, b = float(challenger[primary]), float(holder[primary])
+    return a > b if higher_is_better(primary) else a < b
+
+
+def move(reg: str, protocol: Protocol, version: int, expected: int | None, reason: str) -> bool:
+    """Point the anchor at `version` if it still points at `expected`; False when another run moved it first."""
+    moved = registry.set_alias(reg, alias_name(protocol.id), version, expected, reason, event="anchor_moved")
+    if moved:
+        log.info("anchor of protocol %s is now v%d: %s", protocol.id, version, reason)
+    else:
+        log.info("anchor of protocol %s moved meanwhile; left as another run set it", protocol.id)
+    return moved
