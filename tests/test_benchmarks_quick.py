@@ -21,7 +21,7 @@ from corpus import BAD_DAY, GOOD_DAY, cases, frames, parquet
 from gauntlet import fastchecks, rawdata, storage
 from gauntlet.config import load_config, resolve
 from gauntlet.hashing import sha256_u64
-from gauntlet.protocol import _unit_hash
+from gauntlet.splits import unit_hash
 from gauntlet.steps import preprocess, validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,7 +68,7 @@ def test_duplicate_ids_across_partitions_are_caught() -> None:
 
 def test_split_hash_is_bit_identical_to_the_per_row_rule() -> None:
     ids = [f"digits-{i:05d}" for i in range(3000)] + ["17", "é", ""]
-    assert np.array_equal(sha256_u64(ids, "salt:") / 2**64, [_unit_hash("salt", r) for r in ids])
+    assert np.array_equal(sha256_u64(ids, "salt:") / 2**64, [unit_hash("salt", r) for r in ids])
 
 
 def test_streamed_moments_match_standard_scaler() -> None:
@@ -88,7 +88,8 @@ def test_streamed_moments_match_standard_scaler() -> None:
 def test_vectorised_validate_then_streamed_preprocess(seeded_store: str) -> None:
     """The vectorised engine passes the demo snapshot with the same partitions GX reports, and the
     streamed preprocess commits a dataset with every row once, in the frozen splits."""
-    from gauntlet.protocol import load_protocol, split_of
+    from gauntlet.protocol import load_protocol
+    from gauntlet.splits import split_of
 
     config = load_config(resolve("include/configs/digits.yaml"), ["dataset.validation=vectorised"])
     outputs = validate.run(config, seeded_store, dt.date(2026, 11, 7), dt.date(2026, 11, 8), "vec")

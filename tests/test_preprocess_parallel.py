@@ -11,7 +11,8 @@ import pytest
 
 from gauntlet import storage
 from gauntlet.config import load_config, resolve
-from gauntlet.protocol import load_protocol, split_of
+from gauntlet.protocol import load_protocol
+from gauntlet.splits import split_of
 from gauntlet.steps import preprocess, validate
 
 

@@ -19,7 +19,6 @@ from gauntlet.hashing import content_hash
 from gauntlet.protocol import (
     METRICS,
     Protocol,
-    assign_splits,
     bootstrap_metric_samples,
     calibration_bins,
     compute_metrics,
@@ -34,8 +33,8 @@ from gauntlet.protocol import (
     per_class_table,
     protocol_from_bytes,
     roc_auc,
-    split_of,
 )
+from gauntlet.splits import assign_splits, split_of
 
 PROTOCOL_PATH = Path(__file__).resolve().parents[1] / "include" / "protocols" / "digits-superiority.yaml"
 ALL_METRICS = ["error_rate", "macro_average_precision", "roc_auc", "log_loss", "ece"]

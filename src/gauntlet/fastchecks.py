@@ -10,6 +10,9 @@ It answers one question: does the snapshot pass every rule? It is conservative: 
 cannot evaluate exactly (an unknown type or argument, a dtype it cannot map the way pandas
 would) counts as "not passed", and validate then runs the GX suite itself, whose result (failed
 expectations with examples, row-level quarantine, Data Docs) is the evidence of record.
+
+snapshot_failures holds the rules that span files (a row id is unique across the snapshot and has
+one label); both engines call it, so they agree on it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from gauntlet import splits
 
 # Expectation type -> the kwargs this engine evaluates exactly; anything else means "ask GX".
 SUPPORTED: dict[str, set[str]] = {
@@ -52,20 +57,40 @@ class _Column:
     dtypes: set[str] = field(default_factory=set)  # pandas dtype names per partition
 
 
+# validate hands GX text columns as object dtype, which GX's type rule checks value by value:
+# Python str values match these type names (GX's native_type_type_map).
+TEXT = "str"
+_TEXT_TYPE_NAMES = {"str", "string_types"}
+
+
 def _pandas_dtype(arrow_type: pa.DataType, has_nulls: bool) -> str | None:
     """The dtype name pandas would give this column (what GX's type rule sees); None if unsure."""
     if pa.types.is_integer(arrow_type):
         return "float64" if has_nulls else np.dtype(arrow_type.to_pandas_dtype()).name
     if pa.types.is_floating(arrow_type) or pa.types.is_boolean(arrow_type):
         return np.dtype(arrow_type.to_pandas_dtype()).name
-    return None  # strings, dates, ...: object columns GX checks value by value
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return TEXT
+    return None  # dates, binary, ...: columns this engine does not model
+
+
+def _types_ok(dtypes: set[str], type_list: list[str]) -> bool:
+    names = {str(t).lower() for t in type_list}
+    return all((d == TEXT and bool(names & _TEXT_TYPE_NAMES)) or (d != TEXT and d in type_list) for d in dtypes)
 
 
 class SuiteChecker:
-    """Feed it each partition's record batches (start_partition, then add), then call verdict()."""
+    """Feed it each partition's record batches (start_partition, then add), then call verdict().
 
-    def __init__(self, suite_spec: dict[str, Any]) -> None:
+    With an id column, verdict() also applies the snapshot's rules (snapshot_failures).
+    """
+
+    def __init__(
+        self, suite_spec: dict[str, Any], id_column: str | None = None, label_column: str | None = None
+    ) -> None:
         self.expectations = suite_spec["expectations"]
+        self.id_column, self.label_column = id_column, label_column
+        self.keys: list[Keys] = []
         self.columns: dict[str, _Column] = {}
         self.in_set = {
             e["kwargs"]["column"] for e in self.expectations if e["type"] == "expect_column_values_to_be_in_set"
@@ -79,6 +104,7 @@ class SuiteChecker:
 
     def start_partition(self, uri: str) -> None:
         self.partitions.append({"uri": uri, "rows": 0, "columns": None, "types": {}, "nulls": {}})
+        self.keys.append(Keys(uri))
 
     def add(self, batch: pa.RecordBatch) -> None:
         part = self.partitions[-1]
@@ -103,6 +129,10 @@ class SuiteChecker:
                 col.values.update(v for v in pc.unique(array.drop_null()).to_pylist())
             if name in self.unique:
                 self.id_chunks[name].append(array)
+            if name == self.id_column:
+                self.keys[-1].ids.append(array)
+            elif name == self.label_column:
+                self.keys[-1].labels.append(array)
 
     def verdict(self) -> tuple[bool, list[str]]:
         """(passed, what failed); rules are evaluated per partition where GX's table rules would be."""
@@ -111,6 +141,8 @@ class SuiteChecker:
                 dtype = _pandas_dtype(arrow_type, part["nulls"].get(name, 0) > 0)
                 self.columns[name].dtypes.add(dtype or "unknown")
         problems = [p for e in self.expectations for p in self._check(e)]
+        if self.id_column:
+            problems += [f["error"] for f in snapshot_failures(self.keys, self.id_column, self.label_column)]
         return not problems, problems
 
     def _check(self, e: dict[str, Any]) -> Iterable[str]:
@@ -137,7 +169,7 @@ class SuiteChecker:
             yield f"{kind}: column {column!r} is missing"
         elif kind == "expect_column_values_to_not_be_null" and col.nulls:
             yield f"{kind} on {column!r}: {col.nulls} missing values"
-        elif kind == "expect_column_values_to_be_in_type_list" and not col.dtypes <= set(kw["type_list"]):
+        elif kind == "expect_column_values_to_be_in_type_list" and not _types_ok(col.dtypes, kw["type_list"]):
             yield f"{kind} on {column!r}: dtype {sorted(col.dtypes)}"
         elif (
             kind == "expect_column_values_to_be_between"
@@ -159,3 +191,97 @@ class SuiteChecker:
             valid = len(ids) - ids.null_count
             if pc.count_distinct(ids, mode="only_valid").as_py() != valid:
                 yield f"{kind} on {column!r}: duplicate values"
+
+
+@dataclass
+class Keys:
+    """One partition's row ids and labels, as read (any Arrow types), for the snapshot's rules."""
+
+    uri: str
+    ids: list[pa.Array] = field(default_factory=list)
+    labels: list[pa.Array] = field(default_factory=list)
+
+
+def snapshot_failures(parts: list[Keys], id_column: str, label_column: str | None) -> list[dict[str, Any]]:
+    """The rules no single file can answer: a row id names one row in the whole snapshot (the frozen
+    split is keyed by it), so it has one label. Failures in validate's result format, naming files.
+
+    Ids are compared by their canonical text (gauntlet.splits): 7 in one file and "7" in another are
+    one row. A partition whose ids have no canonical text is left to the suite's type and null rules.
+    """
+    texts: dict[int, pa.Array] = {}
+    for index, part in enumerate(parts):
+        try:
+            if part.ids:
+                texts[index] = splits.canonical_id_array(pa.chunked_array(part.ids), part.uri)
+        except (splits.RowIdError, pa.ArrowInvalid):  # bad types, or types differing between batches
+            continue
+    if len(texts) < 2:
+        return []
+    table = pa.table(
+        {
+            "id": pa.chunked_array(list(texts.values()), pa.string()),
+            "part": pa.chunked_array([pa.array(np.full(len(t), i, dtype=np.int32)) for i, t in texts.items()]),
+        }
+    )
+    spread = table.group_by("id").aggregate([("part", "count_distinct")])
+    shared = spread.filter(pc.greater(spread["part_count_distinct"], 1))["id"].combine_chunks()
+    if not len(shared):
+        return []
+    # Only the shared ids' rows are gathered in Python: id -> [(file, label), ...].
+    where: dict[str, list[tuple[str, Any]]] = {}
+    for index, text in texts.items():
+        part, mask = parts[index], pc.is_in(text, value_set=shared)
+        labels = pa.chunked_array(part.labels).combine_chunks().filter(mask).to_pylist() if part.labels else None
+        for i, row_id in enumerate(text.filter(mask).to_pylist()):
+            where.setdefault(row_id, []).append((part.uri, labels[i] if labels is not None else None))
+    return _shared_id_failures(where, id_column, label_column)
+
+
+def _shared_id_failures(
+    where: dict[str, list[tuple[str, Any]]], id_column: str, label_column: str | None
+) -> list[dict[str, Any]]:
+    def files(row_id: str) -> str:
+        return " and ".join(dict.fromkeys(uri for uri, _ in where[row_id]))
+
+    def labelled(row_id: str) -> str:
+        return ", ".join(f"{label!r} in {uri}" for uri, label in where[row_id])
+
+    ids = sorted(where)
+    failures = [
+        _failure(
+            "expect_column_values_to_be_unique",
+            id_column,
+            ids,
+            f"{len(ids)} row ids appear in more than one partition of the snapshot, e.g. "
+            + "; ".join(f"{row_id!r} in {files(row_id)}" for row_id in ids[:_SHOWN])
+            + ": a row id must name one row (the frozen split is keyed by it); remove the re-landed rows upstream",
+        )
+    ]
+    conflicting = [r for r in ids if len({repr(label) for _, label in where[r]}) > 1]
+    if label_column and conflicting:
+        failures.append(
+            _failure(
+                "one_label_per_id",
+                label_column,
+                conflicting,
+                f"{len(conflicting)} of them carry different labels, e.g. "
+                + "; ".join(f"{row_id!r}: {labelled(row_id)}" for row_id in conflicting[:_SHOWN]),
+            )
+        )
+    return failures
+
+
+_SHOWN = 3
+
+
+def _failure(expectation: str, column: str, ids: list[str], error: str) -> dict[str, Any]:
+    return {
+        "expectation": expectation,
+        "column": column,
+        "kwargs": {"scope": "snapshot"},
+        "unexpected_count": len(ids),
+        "observed_value": None,
+        "examples": ids[:5],
+        "error": error,
+    }

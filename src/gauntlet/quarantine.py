@@ -4,7 +4,8 @@ The expectation suite names, in meta.row_quarantine.expectations, the rules whos
 about single rows (a value out of range, a label outside the known classes). When a partition
 breaks only such rules, on no more than dataset.quarantine_max_fraction of its rows, the
 offending rows go to quarantine/<dataset>/<id>/ in S3 (with the reason for each row, committed
-with a manifest) and the run continues on the clean rows. Any other failure (schema, types,
+with a manifest) and the run continues on the clean rows. Rows are recorded by row id, the key
+preprocess drops them by: positions and index labels depend on how a file was read. Any other failure (schema, types,
 nulls, duplicate ids, unreadable files) still fails validation: those mean upstream is broken.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from gauntlet import storage
+from gauntlet import splits, storage
 from gauntlet.hashing import content_hash
 from gauntlet.logs import get_logger
 
@@ -28,15 +29,18 @@ def row_rules(suite_spec: dict[str, Any]) -> set[str]:
     return set((suite_spec.get("meta") or {}).get("row_quarantine", {}).get("expectations", []))
 
 
-def offending_rows(failed: list[dict[str, Any]], rules: set[str]) -> dict[Any, list[str]] | None:
-    """Row index -> reasons, if every failure is a row-level rule that names its rows; else None."""
-    reasons: dict[Any, list[str]] = {}
+def offending_rows(failed: list[dict[str, Any]], rules: set[str]) -> dict[int, list[str]] | None:
+    """Row position -> reasons, if every failure is a row-level rule that names its rows; else None.
+
+    GX names rows by the frame's index labels; validate hands it frames indexed 0..n-1.
+    """
+    reasons: dict[int, list[str]] = {}
     for item in failed:
         rows = item.get("rows")
         if item["expectation"] not in rules or item.get("error") or not rows:
             return None
         for row in rows:
-            reasons.setdefault(row, []).append(f"{item['expectation']} on column '{item['column']}'")
+            reasons.setdefault(int(row), []).append(f"{item['expectation']} on column '{item['column']}'")
     return reasons
 
 
@@ -54,6 +58,7 @@ def apply(
     partition: dict[str, Any],
     frame: pd.DataFrame,
     failed: list[dict[str, Any]],
+    id_column: str,
 ) -> dict[str, Any] | None:
     """Quarantine the partition's bad rows if the suite and the limit allow it.
 
@@ -79,7 +84,8 @@ def apply(
         )
         return None
     rows = sorted(reasons)
-    bad = frame.loc[rows].copy()
+    bad = frame.iloc[rows].copy()
+    ids = splits.canonical_ids(bad[id_column].tolist(), f"{partition['uri']}: column '{id_column}'")
     bad.insert(0, "_reason", ["; ".join(reasons[row]) for row in rows])
     bad.insert(0, "_row_index", rows)
     bad.insert(0, "_source_uri", partition["uri"])
@@ -87,7 +93,9 @@ def apply(
     with storage.temp_dir() as tmp:
         # Offending values may break the column's type (that is why they are here): keep them as text.
         bad.astype(str).to_parquet(Path(tmp) / "rows.parquet", index=False)
-        (Path(tmp) / "reasons.json").write_text(json.dumps({str(r): reasons[r] for r in rows}, indent=1))
+        (Path(tmp) / "reasons.json").write_text(
+            json.dumps({i: reasons[r] for i, r in zip(ids, rows, strict=True)}, indent=1)
+        )
         storage.commit_directory(
             tmp,
             prefix,
@@ -105,6 +113,7 @@ def apply(
     return {
         "uri": prefix,
         "count": len(rows),
-        "rows": [int(r) for r in rows],
+        "rows": rows,  # positions in the file, for people; preprocess drops by row_ids
+        "row_ids": ids,
         "reasons": sorted({reason for row in rows for reason in reasons[row]}),
     }

@@ -22,6 +22,7 @@ from gauntlet import storage
 
 _DATE_DIR = re.compile(r"/date=([^/]*)/")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_PANDAS_INDEX = re.compile(r"__index_level_\d+__")
 
 
 class RawDataError(ValueError):
@@ -70,17 +71,30 @@ def select(partitions: list[Partition], start: dt.date | None, end: dt.date) -> 
     return [p for p in partitions if (start is None or p.date >= start) and p.date < end]
 
 
-def read_partition(uri: str) -> pd.DataFrame:
-    return parse_partition(uri, storage.get_bytes(uri))
+def read_partition(uri: str, id_column: str | None = None) -> pd.DataFrame:
+    return parse_partition(uri, storage.get_bytes(uri), id_column)
 
 
-def parse_partition(uri: str, data: bytes) -> pd.DataFrame:
+def _data_columns(schema: pa.Schema) -> list[str]:
+    """The file's columns less the unnamed index pandas may store (`__index_level_0__`).
+
+    A frame filtered before to_parquet keeps its index labels; the rows are the file's rows, in
+    order, so every reader numbers them 0..n-1 and sees the same columns (a named index is data).
+    """
+    return [name for name in schema.names if not _PANDAS_INDEX.fullmatch(name)]
+
+
+def parse_partition(uri: str, data: bytes, id_column: str | None = None) -> pd.DataFrame:
+    """The partition as a frame indexed 0..n-1 by file position; `id_column` (a CSV's) is read as
+    text, so an id such as 007 keeps its leading zeros (see gauntlet.splits)."""
     if not data:
         raise RawDataError(f"{uri}: file is empty")
     try:
         if uri.endswith(".parquet"):
-            return pq.read_table(pa.BufferReader(data)).to_pandas()
-        return pd.read_csv(io.BytesIO(data), encoding="utf-8")
+            table = pq.read_table(pa.BufferReader(data))
+            # ignore_metadata: no stored index, and the dtypes the vectorised checks model.
+            return table.select(_data_columns(table.schema)).to_pandas(ignore_metadata=True)
+        return pd.read_csv(io.BytesIO(data), encoding="utf-8", dtype={id_column: str} if id_column else None)
     except (pa.ArrowInvalid, OSError) as error:
         raise RawDataError(f"{uri}: not a readable Parquet file ({error})") from error
     except UnicodeDecodeError as error:
@@ -95,23 +109,26 @@ def parse_partition(uri: str, data: bytes) -> pd.DataFrame:
         raise RawDataError(f"{uri}: not a readable UTF-8 CSV file ({error})") from error
 
 
-def iter_batches(uri: str, source: bytes | Path, batch_rows: int = 262_144) -> Iterator[pa.RecordBatch]:
+def iter_batches(
+    uri: str, source: bytes | Path, batch_rows: int = 262_144, id_column: str | None = None
+) -> Iterator[pa.RecordBatch]:
     """A partition as Arrow record batches, for steps that stream instead of holding a whole table.
 
     `source` is the object's bytes or a local copy of it. Parquet is decoded one batch at a time
     (memory: one batch, plus the bytes when given bytes); a CSV is parsed by parse_partition, so it
-    reports the same errors. Read errors raise RawDataError.
+    reports the same errors and reads `id_column` as text. Read errors raise RawDataError.
     """
     size = len(source) if isinstance(source, bytes) else source.stat().st_size
     if not size:
         raise RawDataError(f"{uri}: file is empty")
     if not uri.endswith(".parquet"):
         data = source if isinstance(source, bytes) else source.read_bytes()
-        yield from pa.Table.from_pandas(parse_partition(uri, data), preserve_index=False).to_batches(batch_rows)
+        frame = parse_partition(uri, data, id_column)
+        yield from pa.Table.from_pandas(frame, preserve_index=False).to_batches(batch_rows)
         return
     try:
         reader = pq.ParquetFile(pa.BufferReader(source) if isinstance(source, bytes) else source)
-        yield from reader.iter_batches(batch_size=batch_rows)
+        yield from reader.iter_batches(batch_size=batch_rows, columns=_data_columns(reader.schema_arrow))
     except (pa.ArrowInvalid, OSError) as error:
         raise RawDataError(f"{uri}: not a readable Parquet file ({error})") from error
 

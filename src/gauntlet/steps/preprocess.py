@@ -1,6 +1,6 @@
 """preprocess: turn validated raw partitions into a content-addressed, split dataset.
 
-The split of a row is decided by a stable hash of its id (see protocol.split_of), so test rows
+The split of a row is decided by a stable hash of its id's canonical text (see gauntlet.splits), so test rows
 stay test rows as new days arrive. Each partition is streamed from a local copy in batches and
 written as one file per split, partitions side by side in threads (one per core); the result does
 not depend on their number. The scaler is fitted on train rows only and stored as JSON
@@ -26,11 +26,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
-from gauntlet import rawdata, storage
+from gauntlet import rawdata, splits, storage
 from gauntlet.config import PipelineConfig
-from gauntlet.hashing import DATASET_CODE, code_version, content_hash, sha256_u64_of_bytes
+from gauntlet.errors import BadInput
+from gauntlet.hashing import DATASET_CODE, code_version, content_hash
 from gauntlet.logs import get_logger
-from gauntlet.protocol import Protocol, split_hash_prefix, splits_from_hashes
+from gauntlet.protocol import Protocol
 
 log = get_logger("gauntlet.preprocess")
 SPLITS = ("train", "dev", "test")
@@ -39,8 +40,9 @@ SPLITS = ("train", "dev", "test")
 BATCH_ROWS = 131_072
 
 
-class PreprocessError(RuntimeError):
-    """The validated input cannot become a dataset; the message says why."""
+class PreprocessError(BadInput):
+    """The validated input cannot become a dataset; the message says why. A retry meets the same
+    input (a file changed since validation, mismatched columns, a bad setting), so none is made."""
 
 
 def feature_columns(columns: Iterable[Any], prefix: str) -> list[str]:
@@ -56,7 +58,8 @@ def dataset_version(partitions: list[dict[str, Any]], config: PipelineConfig, pr
         {
             # Quarantined rows are part of the input's identity (absent when none, so versions stay put).
             "partitions": sorted(
-                (p["uri"], p["etag"], *([p["quarantine"]["rows"]] if p.get("quarantine") else [])) for p in partitions
+                (p["uri"], p["etag"], *([_quarantined_ids(p).to_pylist()] if p.get("quarantine") else []))
+                for p in partitions
             ),
             "dataset": config.raw["dataset"],
             "split": protocol.raw["split"],
@@ -132,28 +135,46 @@ def _output_schema(job: _Job, features: list[str]) -> pa.Schema:
     )
 
 
-def _validated_batches(part: dict[str, Any], local: Path) -> Iterator[pa.RecordBatch]:
-    """The partition's rows as Arrow batches, minus its quarantined rows, read from a local copy."""
+def _quarantined_ids(part: dict[str, Any]) -> pa.Array:
+    """The row ids validate set aside in this partition (see gauntlet.quarantine)."""
+    held = part.get("quarantine")
+    if not held:
+        return pa.array([], pa.string())
+    if "row_ids" not in held:
+        raise PreprocessError(
+            f"{part['uri']}: the validation result names quarantined rows by position only; "
+            "re-run validate so it records them by row id"
+        )
+    return pa.array(held["row_ids"], pa.string())
+
+
+def _validated_batches(part: dict[str, Any], local: Path, id_column: str) -> Iterator[tuple[pa.RecordBatch, pa.Array]]:
+    """The partition's rows as Arrow batches with their canonical ids, minus its quarantined rows,
+    read from a local copy."""
     etag = storage.download_object(part["uri"], local)
     if etag != part["etag"]:
         # The file changed after validation: training on it would bypass the suite.
-        raise PreprocessError(f"{part['uri']} changed since it was validated (ETag {etag} != {part['etag']})")
-    # validate set these rows aside (see gauntlet.quarantine); they are positions in the file.
-    drop = np.asarray(part["quarantine"]["rows"] if part.get("quarantine") else [], dtype=np.int64)
-    offset = 0
-    for batch in rawdata.iter_batches(part["uri"], local, batch_rows=BATCH_ROWS):
-        rows = batch.num_rows
+        raise PreprocessError(
+            f"{part['uri']} changed since it was validated (ETag {etag} != {part['etag']}): "
+            "run the pipeline again so validate checks the new bytes"
+        )
+    # Dropped by id, the key the split uses too: a row's position depends on how the file was read.
+    drop = _quarantined_ids(part)
+    dropped = 0
+    for batch in rawdata.iter_batches(part["uri"], local, batch_rows=BATCH_ROWS, id_column=id_column):
+        if id_column not in batch.schema.names:
+            raise PreprocessError(f"{part['uri']}: no id column {id_column!r} (dataset.id_column)")
+        ids = splits.canonical_id_array(batch.column(id_column), f"{part['uri']}: column '{id_column}'")
         if len(drop):
-            batch = batch.filter(pa.array(~np.isin(np.arange(offset, offset + rows), drop)))
-        offset += rows
-        yield batch
-
-
-def _split_of_batch(ids: pa.Array, protocol: Protocol) -> NDArray[np.str_]:
-    # The hashed message is built in Arrow; per row, Python only calls sha256 (the step's
-    # costliest loop: ~0.7 µs a row).
-    messages = pc.binary_join_element_wise(split_hash_prefix(protocol), ids, "").cast(pa.binary())
-    return splits_from_hashes(sha256_u64_of_bytes(messages.to_pylist()), protocol)
+            keep = pc.invert(pc.is_in(ids, value_set=drop))
+            dropped += batch.num_rows - pc.sum(keep.cast(pa.int64())).as_py()
+            batch, ids = batch.filter(keep), ids.filter(keep)
+        yield batch, ids
+    if dropped != len(drop):
+        raise PreprocessError(
+            f"{part['uri']}: validate quarantined {len(drop)} rows by id, {dropped} were found; "
+            "run the pipeline again so validate checks these bytes"
+        )
 
 
 def _process_partition(job: _Job) -> dict[str, Any]:
@@ -174,12 +195,12 @@ def _process_partition(job: _Job) -> dict[str, Any]:
         writers: dict[str, pq.ParquetWriter] = {}
         schema: pa.Schema | None = None
         try:
-            for batch in _validated_batches(part, Path(tmp) / "raw"):
+            for batch, ids in _validated_batches(part, Path(tmp) / "raw", job.id_column):
                 if schema is None:
                     features = feature_columns(batch.schema.names, job.feature_prefix)
                     schema = _output_schema(job, features)
-                ids = pc.cast(batch.column(job.id_column), pa.string())
-                splits = _split_of_batch(ids, job.protocol)
+                # Per row, Python only calls sha256: the step's costliest loop (~0.7 µs a row).
+                split_names = splits.splits_of_text(ids, job.protocol)
                 table = pa.Table.from_arrays(
                     [
                         ids,
@@ -191,7 +212,7 @@ def _process_partition(job: _Job) -> dict[str, Any]:
                 )
                 labels = table.column(job.label_column).to_numpy()
                 for split in SPLITS:
-                    mask = splits == split
+                    mask = split_names == split
                     if not mask.any():
                         continue
                     chunk = table.filter(pa.array(mask))

@@ -1,7 +1,9 @@
 """validate: run the Great Expectations suite from include/ on the raw partitions of a run.
 
 The snapshot's partitions are validated together in one GX run (fast); if that fails, each
-partition is validated on its own, so every failure names its file.
+partition is validated on its own, so every failure names its file. The rules that span files (a
+row id names one row of the whole snapshot, with one label) are then applied to the snapshot, by
+both engines alike (fastchecks.snapshot_failures), and decide the run with the per-file verdicts.
 The result (statistics, each failed expectation with sample bad values) goes to S3 as JSON and
 the Data Docs site is built locally and uploaded beside it. A failed validation raises
 ValidationFailed after writing that evidence, so nothing downstream runs.
@@ -9,6 +11,7 @@ ValidationFailed after writing that evidence, so nothing downstream runs.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -18,9 +21,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from gauntlet import quarantine, rawdata, storage
+from gauntlet import fastchecks, quarantine, rawdata, storage
 from gauntlet.config import PipelineConfig, resolve
-from gauntlet.errors import NoNewData, ValidationFailed
+from gauntlet.errors import BadInput, NoNewData, ValidationFailed
 from gauntlet.hashing import content_hash
 from gauntlet.logs import get_logger
 
@@ -108,9 +111,32 @@ class _Validator:
         self.docs_dir = root / "gx" / "uncommitted" / "data_docs" / "local_site"
 
     def validate(self, frame: Any, partition: str) -> tuple[bool, dict[str, Any], list[dict[str, Any]]]:
-        result = self.checkpoint.run(batch_parameters={"dataframe": frame}, run_id=None)
+        result = self.checkpoint.run(batch_parameters={"dataframe": _gx_frame(frame)}, run_id=None)
         validation = next(iter(result.run_results.values()))
         return bool(result.success), dict(validation.statistics), _failed_expectations(validation)
+
+
+def _gx_frame(frame: Any) -> Any:
+    """The frame as GX should see it: rows indexed 0..n-1 (GX names failing rows by index label,
+    and quarantine records positions) and text columns as object dtype (GX checks a type list value
+    by value on object columns only; pandas' own `str` dtype matches no type name)."""
+    import pandas as pd
+
+    text = {c: object for c, d in frame.dtypes.items() if isinstance(d, pd.StringDtype)}
+    return frame.reset_index(drop=True).astype(text) if text else frame.reset_index(drop=True)
+
+
+def _keys(uri: str, frame: Any, config: PipelineConfig) -> fastchecks.Keys:
+    """A frame's ids and labels for the snapshot's rules (none when a column is missing)."""
+    import pyarrow as pa
+
+    ds, keys = config.dataset, fastchecks.Keys(uri)
+    for column, chunks in ((ds.id_column, keys.ids), (ds.label_column, keys.labels)):
+        if column in frame.columns:
+            # Mixed types cannot become one array: the suite's type rule reports those.
+            with contextlib.suppress(pa.ArrowInvalid, pa.ArrowTypeError):
+                chunks.append(pa.array(frame[column]))
+    return keys
 
 
 def _validate_vectorised(
@@ -128,14 +154,12 @@ def _validate_vectorised(
     import numpy as np
     import pyarrow as pa
 
-    from gauntlet import fastchecks
-
     skipped = fastchecks.unsupported(suite_spec)
     if skipped:
         log.info("the vectorised engine does not implement %s: using GX", sorted(set(skipped)))
         return None
     tick = time.perf_counter()
-    checker = fastchecks.SuiteChecker(suite_spec)
+    checker = fastchecks.SuiteChecker(suite_spec, config.dataset.id_column, config.dataset.label_column)
     sample_rows = config.dataset.validation_sample_rows
     rng = np.random.default_rng(0)
     # A uniform sample in bounded memory: every row draws a random key, the smallest keys are kept.
@@ -143,7 +167,8 @@ def _validate_vectorised(
     for partition in snapshot:
         checker.start_partition(partition.uri)
         try:
-            for batch in rawdata.iter_batches(partition.uri, storage.get_bytes(partition.uri)):
+            data = storage.get_bytes(partition.uri)
+            for batch in rawdata.iter_batches(partition.uri, data, id_column=config.dataset.id_column):
                 checker.add(batch)
                 if sample_rows:
                     table = pa.Table.from_batches([batch]).append_column("__key", pa.array(rng.random(batch.num_rows)))
@@ -240,7 +265,11 @@ def run(
         len(suite_spec["expectations"]),
     )
     if not snapshot:
-        raise NoNewData(f"no raw partitions under {rawdata.raw_root(store, config.dataset.raw_prefix)} before {end}")
+        # Not a skip: a mistyped prefix would otherwise look like a quiet night, every night.
+        raise BadInput(
+            f"no raw partitions under {rawdata.raw_root(store, config.dataset.raw_prefix)}/ dated before {end} "
+            "(looked for date=YYYY-MM-DD/part-*.parquet or .csv): check dataset.raw_prefix"
+        )
     if require_new and not new:
         raise NoNewData(
             f"no new data: no partition landed under {rawdata.raw_root(store, config.dataset.raw_prefix)} "
@@ -251,7 +280,7 @@ def run(
         fast = _validate_vectorised(config, suite_spec, snapshot, new, out_prefix)
         if fast is not None:
             passed, fast_docs, engine = fast
-            return _finish(passed, suite_spec, start, end, new, out_prefix, fast_docs, started, engine)
+            return _finish(passed, suite_spec, start, end, new, out_prefix, fast_docs, started, engine, [])
         log.info("the vectorised checks did not pass the snapshot: running the GX suite for the evidence")
 
     reports: list[dict[str, Any]] = []
@@ -261,7 +290,7 @@ def run(
         for partition in snapshot:
             entry: dict[str, Any] = {**partition.as_dict(), "new": partition in new}
             try:
-                frames.append((partition, rawdata.read_partition(partition.uri)))
+                frames.append((partition, rawdata.read_partition(partition.uri, config.dataset.id_column)))
             except rawdata.RawDataError as error:
                 log.error("%s", error)
                 entry.update(
@@ -308,8 +337,9 @@ def run(
                         content_hash(suite_spec),
                         config.dataset.quarantine_max_fraction,
                         partition.as_dict(),
-                        frame,
+                        _gx_frame(frame),
                         failed,
+                        config.dataset.id_column,
                     )
                 )
                 if held is not None:
@@ -322,13 +352,18 @@ def run(
                     log.error("    %s", describe_failure(item))
             reports.append(entry)
         reports.sort(key=lambda r: (r["date"], r["uri"]))
+        across = fastchecks.snapshot_failures(
+            [_keys(p.uri, f, config) for p, f in frames], config.dataset.id_column, config.dataset.label_column
+        )
+        for item in across:
+            log.error("  snapshot: %s on column '%s': %s", item["expectation"], item["column"], item["error"])
         docs_uri = storage.join(out_prefix, "docs")
         if validator.docs_dir.exists():
             for path in sorted(p for p in validator.docs_dir.rglob("*") if p.is_file()):
                 kind = "text/html" if path.suffix == ".html" else "application/octet-stream"
                 storage.upload_file(path, storage.join(docs_uri, path.relative_to(validator.docs_dir).as_posix()), kind)
 
-    return _finish(reports, suite_spec, start, end, new, out_prefix, docs_uri, started, {"engine": "gx"})
+    return _finish(reports, suite_spec, start, end, new, out_prefix, docs_uri, started, {"engine": "gx"}, across)
 
 
 def _finish(
@@ -341,15 +376,20 @@ def _finish(
     docs_uri: str,
     started: float,
     engine: dict[str, Any],
+    across: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """Write result.json and return the outputs (raising ValidationFailed after writing it)."""
-    success = all(r["success"] for r in reports)
+    """Write result.json and return the outputs (raising ValidationFailed after writing it).
+
+    `across` holds the failures of the snapshot's rules (fastchecks.snapshot_failures).
+    """
+    success = all(r["success"] for r in reports) and not across
     result = {
         "verdict": "passed" if success else "failed",
         "suite": suite_spec["name"],
         "suite_id": content_hash(suite_spec),
         "interval": {"start": start.isoformat(), "end": end.isoformat()},
         "partitions": reports,
+        "snapshot": {"success": not across, "failed": across},
         "new_partitions": len(new),
         "rows": sum(r["rows"] for r in reports),
         "quarantined_rows": sum(r.get("quarantine", {}).get("count", 0) for r in reports),
@@ -375,6 +415,8 @@ def _finish(
             for r in reports
             for f in r["failed"]
         ]
+        # The whole sentence: it names the files an id was landed in.
+        problems += [f"snapshot: {f['expectation']} on column '{f['column']}': {f['error']}" for f in across]
         raise ValidationFailed("validation failed:\n  " + "\n  ".join(problems) + f"\nfull result: {result_uri}")
     log.info("validation passed: %d rows in %d partitions; result %s", result["rows"], len(reports), result_uri)
     return outputs
