@@ -16,7 +16,8 @@ from pipeline_support import MLP, build_dataset, evaluate, log_of, train
 from testkit import run_cli
 
 from gauntlet import ledger, storage
-from gauntlet.protocol import load_protocol, split_of
+from gauntlet.protocol import load_protocol
+from gauntlet.splits import split_of
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ import numpy as np
 import yaml
 from numpy.typing import ArrayLike, NDArray
 
-from gauntlet.hashing import content_hash, sha256_bytes, sha256_u64
+from gauntlet.hashing import content_hash
 
 SPLITS = ("train", "dev", "test")
 GATE_MODES = ("superiority", "non_inferiority")
@@ -209,10 +209,14 @@ def _parse_protocol(raw: Any) -> Protocol:
         raise ProtocolError("excluded_row_ids must be a list")
     excluded: list[str] = []
     for item in excluded_raw:
-        # YAML reads unquoted numeric ids as int; row ids are compared as strings.
-        if isinstance(item, bool) or not isinstance(item, (str, int)):
-            raise ProtocolError(f"excluded_row_ids entries must be strings, got {item!r}")
-        excluded.append(str(item))
+        # Row ids are text. YAML reads an unquoted 010 as the integer 8 and 1e3 as a float: taking
+        # either as an id would exclude the wrong row, so only quoted (string) entries are accepted.
+        if not isinstance(item, str):
+            raise ProtocolError(
+                f"excluded_row_ids entries must be quoted strings, got {item!r} ({type(item).__name__}): "
+                "write each id in quotes as it appears in the data (YAML reads an unquoted 010 as 8)"
+            )
+        excluded.append(item)
 
     slices_raw = raw.get("slices") or []
     if not isinstance(slices_raw, list):
@@ -312,38 +316,8 @@ def _metric_name(value: Any, where: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _unit_hash(salt: str, row_id: str) -> float:
-    digest = sha256_bytes(f"{salt}:{row_id}".encode())
-    return int(digest[:16], 16) / 2**64
-
-
-def split_of(row_id: str, protocol: Protocol) -> str:
-    """'train', 'dev' or 'test' for one row; depends only on the salt and the row id."""
-    u = _unit_hash(protocol.salt, row_id)
-    if u < protocol.test_fraction:
-        return "test"
-    if u < protocol.test_fraction + protocol.dev_fraction:
-        return "dev"
-    return "train"
-
-
-def split_hash_prefix(protocol: Protocol) -> str:
-    """What precedes a row id in the hashed message (see _unit_hash)."""
-    return f"{protocol.salt}:"
-
-
-def splits_from_hashes(hashes: NDArray[np.uint64], protocol: Protocol) -> NDArray[np.str_]:
-    """'train' / 'dev' / 'test' per row from sha256_u64(split_hash_prefix + row id)."""
-    # Bit-identical to _unit_hash per row (uint64 -> float64 rounds as int / 2**64 does), vectorised.
-    u = hashes / 2**64
-    test_cut = protocol.test_fraction
-    dev_cut = protocol.test_fraction + protocol.dev_fraction
-    return np.where(u < test_cut, "test", np.where(u < dev_cut, "dev", "train"))
-
-
-def assign_splits(row_ids: Sequence[str], protocol: Protocol) -> NDArray[np.str_]:
-    """split_of for many rows at once, as a numpy array of 'train' / 'dev' / 'test'."""
-    return splits_from_hashes(sha256_u64([str(r) for r in row_ids], split_hash_prefix(protocol)), protocol)
+# A row's split is gauntlet.splits.split_of(row_id, protocol): the salt and fractions above decide
+# it, from the id's canonical text; the hashing lives there so every reader of ids shares it.
 
 
 # --------------------------------------------------------------------------------------------
