@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -46,6 +46,21 @@ def seeded_store(store: str) -> str:
 
     demo.seed(store, "raw/digits", dt.date(2026, 11, 1), 7)
     return store
+
+
+@pytest.fixture
+def project_protocol() -> Iterator[Callable[[str], Path]]:
+    """Unique paths in include/protocols (the only folder a run takes protocols from) for protocol
+    files a test writes; they are removed after the test."""
+    made: list[Path] = []
+
+    def new(stem: str) -> Path:
+        made.append(ROOT / "include" / "protocols" / f"test-{stem}-{uuid.uuid4().hex[:8]}.yaml")
+        return made[-1]
+
+    yield new
+    for path in made:
+        path.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ a miss that names `params.lr`; the record holds the lineage, resources and cost 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -83,12 +84,14 @@ def test_second_run_is_a_cache_hit_and_a_changed_lr_is_a_miss_naming_it(s3_endpo
     assert record["model_sha256"] == sha256_bytes(storage.get_bytes(record["model_uri"]))
 
 
-def test_until_plateau_stops_every_rank_at_the_same_epoch(s3_endpoint: str, tmp_path: Path) -> None:
+def test_until_plateau_stops_every_rank_at_the_same_epoch(
+    s3_endpoint: str, project_protocol: Callable[[str], Path]
+) -> None:
     seeded_store, dataset = shared_dataset(s3_endpoint)
     raw = yaml.safe_load((ROOT / "include/protocols/digits-v1.yaml").read_text())
     del raw["training"]["epochs"]
     raw["training"]["until_plateau"] = {"patience": 1, "max_epochs": 40}
-    protocol_file = tmp_path / "plateau.yaml"
+    protocol_file = project_protocol("plateau")
     protocol_file.write_text(yaml.safe_dump(raw, sort_keys=False))
     # The split is unchanged, so the shared dataset is valid under this protocol too.
     options = ["--protocol", str(protocol_file), *MLP, "--set", "training.schedule=constant"]

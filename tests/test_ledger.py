@@ -8,6 +8,7 @@ which writes a new protocol version; results under the old and new versions are 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -45,7 +46,7 @@ def mislabel_test_rows(store: str, count: int) -> set[str]:
 
 
 def test_confirmed_label_error_makes_a_new_protocol_that_is_never_mixed_with_the_old(
-    seeded_store: str, tmp_path: Path
+    seeded_store: str, project_protocol: Callable[[str], Path]
 ) -> None:
     store = seeded_store
     flipped = mislabel_test_rows(store, 4)
@@ -67,7 +68,7 @@ def test_confirmed_label_error_makes_a_new_protocol_that_is_never_mixed_with_the
     listing, _ = run_cli(store, "ledger", "list")
     assert f"{row}  label={WRONG} predicted={TRUE}  suspected" in listing.stdout
 
-    new_file = tmp_path / "digits-v2.yaml"
+    new_file = project_protocol("digits-v2")
     confirmed, result = run_cli(store, "ledger", "confirm", row, "--output", str(new_file))
     new = load_protocol(new_file)
     assert result["old_protocol"] == V1.id and result["new_protocol"] == new.id != V1.id

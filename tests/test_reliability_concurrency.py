@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,11 @@ from gauntlet.hashing import sha256_bytes
 STEPS = ("validate", "preprocess", "train", "evaluate", "register")
 
 
-def _lenient_protocol(tmp_path: Path) -> Path:
+def _lenient_protocol(path: Path) -> Path:
     """The digits protocol with a gate a 3-epoch MLP passes, so both runs reach the registry."""
     protocol = yaml.safe_load((ROOT / "include/protocols/digits-v1.yaml").read_text())
     protocol["gate"]["margin"] = 1.0
     protocol["metrics"]["guards"] = {name: 100.0 for name in protocol["metrics"].get("guards", {})}
-    path = tmp_path / "lenient.yaml"
     path.write_text(yaml.safe_dump(protocol))
     return path
 
@@ -50,9 +50,18 @@ def _pipeline(store: str, run_id: str, settings: list[str], results: dict[str, A
     results[run_id] = outputs
 
 
-def test_overlapping_runs_of_the_same_night_do_each_piece_of_work_once(seeded_store: str, tmp_path: Path) -> None:
+def test_overlapping_runs_of_the_same_night_do_each_piece_of_work_once(
+    seeded_store: str, project_protocol: Callable[[str], Path]
+) -> None:
     store = seeded_store
-    settings = ["--set", "model.kind=mlp", "--set", "training.epochs=3", "--protocol", str(_lenient_protocol(tmp_path))]
+    settings = [
+        "--set",
+        "model.kind=mlp",
+        "--set",
+        "training.epochs=3",
+        "--protocol",
+        str(_lenient_protocol(project_protocol("lenient"))),
+    ]
     results: dict[str, Any] = {}
     runs = ["gauntlet_nightly__backfill_2026-11-08", "gauntlet_nightly__scheduled_2026-11-08"]
     threads = [threading.Thread(target=_pipeline, args=(store, run_id, settings, results)) for run_id in runs]

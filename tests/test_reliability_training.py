@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -56,14 +57,14 @@ def _parameters(model_uri: str) -> dict[str, np.ndarray]:
 
 
 def test_rank_killed_mid_epoch_fails_fast_and_retry_resumes_to_the_same_model(
-    seeded_store: str, tmp_path: Path
+    seeded_store: str, tmp_path: Path, project_protocol: Callable[[str], Path]
 ) -> None:
     from gauntlet import storage
 
     store = seeded_store
     # A private copy of the protocol: its content hash is part of the experiment key, and the three
     # trainings below must agree on it even if the repository's file is edited meanwhile.
-    protocol = tmp_path / "protocol.yaml"
+    protocol = project_protocol("kill")
     protocol.write_text((ROOT / "include/protocols/digits-v1.yaml").read_text())
     settings = [*SETTINGS, "--protocol", str(protocol)]
     dataset_uri = _prepare_dataset(store, settings)

@@ -18,7 +18,15 @@ from collections.abc import Callable
 from typing import Any
 
 from gauntlet import hostinfo, storage
-from gauntlet.config import DEFAULT_CONFIG, ConfigError, PipelineConfig, load_config, resolve
+from gauntlet.config import (
+    DEFAULT_CONFIG,
+    ConfigError,
+    PipelineConfig,
+    config_file,
+    load_config,
+    protocol_file,
+    resolve,
+)
 from gauntlet.logs import get_logger, setup_logging
 
 log = get_logger("gauntlet.cli")
@@ -41,15 +49,15 @@ def _date(text: str) -> dt.date:
 def _load(args: argparse.Namespace) -> tuple[PipelineConfig, Any]:
     from gauntlet.protocol import load_protocol
 
-    config = load_config(resolve(args.config), args.set)
-    protocol = load_protocol(resolve(args.protocol or config.protocol))
+    config = load_config(config_file(args.config), args.set)
+    protocol = load_protocol(protocol_file(args.protocol or config.protocol))
     return config, protocol
 
 
 def cmd_seed(args: argparse.Namespace) -> dict[str, Any]:
     from gauntlet import demo
 
-    config = load_config(resolve(args.config), args.set)
+    config = load_config(config_file(args.config), args.set)
     landed = demo.seed(args.store, config.dataset.raw_prefix, _date(args.first_day), args.days)
     for item in landed:
         log.info("landed %s (%d rows)", item["uri"], item["rows"])
@@ -59,7 +67,7 @@ def cmd_seed(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_validate(args: argparse.Namespace) -> dict[str, Any]:
     from gauntlet.steps import validate
 
-    config = load_config(resolve(args.config), args.set)
+    config = load_config(config_file(args.config), args.set)
     return validate.run(
         config, args.store, _date(args.start), _date(args.end), safe_run_id(args.run_id), require_new=args.require_new
     )
@@ -89,7 +97,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_register(args: argparse.Namespace) -> dict[str, Any]:
     from gauntlet.steps import register
 
-    config = load_config(resolve(args.config), args.set)
+    config = load_config(config_file(args.config), args.set)
     return register.run(args.store, config.model.name, args.report, args.run_id, force=args.force)
 
 
@@ -131,7 +139,7 @@ def cmd_registry(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_ledger(args: argparse.Namespace) -> dict[str, Any]:
     from gauntlet import ledger
 
-    config = load_config(resolve(args.config), args.set)
+    config = load_config(config_file(args.config), args.set)
     if args.action == "list":
         entries = storage.get_json(ledger.ledger_uri(args.store, config.dataset.name))["entries"]
         for row_id, entry in sorted(entries.items()):
@@ -140,7 +148,7 @@ def cmd_ledger(args: argparse.Namespace) -> dict[str, Any]:
     if not args.row_id or not args.output:
         raise ValueError("ledger confirm needs a row id and --output PATH for the new protocol file")
     result = ledger.confirm(
-        args.store, config.dataset.name, args.row_id, resolve(args.protocol or config.protocol), args.output
+        args.store, config.dataset.name, args.row_id, protocol_file(args.protocol or config.protocol), args.output
     )
     print(
         f"new protocol {result['new_protocol']} written to {result['protocol_file']}; "

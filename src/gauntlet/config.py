@@ -13,13 +13,19 @@ from typing import Any
 
 import yaml
 
+from gauntlet.errors import BadInput
 from gauntlet.hashing import content_hash
 
 # The demo's config, used wherever a run names none (CLI, trigger forms, the champion asset).
 DEFAULT_CONFIG = "include/configs/digits.yaml"
+# The only folders a run may take configs, protocols and expectation suites from: a run chooses
+# among the project's reviewed files, never an arbitrary path on the host.
+CONFIGS_DIR = "include/configs"
+PROTOCOLS_DIR = "include/protocols"
+EXPECTATIONS_DIR = "include/expectations"
 
 
-class ConfigError(ValueError):
+class ConfigError(BadInput):
     """A config file or override is invalid; the message names the field."""
 
 
@@ -87,6 +93,25 @@ class PipelineConfig:
         return {"dataset": self.raw["dataset"], "model": self.raw["model"], "training": self.raw["training"]}
 
 
+def store_prefix(text: str, where: str) -> str:
+    """A prefix under the store root: relative, no `.`/`..` or empty segments (a trailing `/` is dropped)."""
+    prefix = text.rstrip("/")
+    if text.startswith("/") or not prefix or any(part in ("", ".", "..") for part in prefix.split("/")):
+        raise ConfigError(
+            f"{where} {text!r} must be a relative prefix under the store, e.g. raw/digits "
+            "(no leading '/', no '.' or '..' segments, not empty)"
+        )
+    return prefix
+
+
+def project_path(text: str, folder: str, where: str) -> str:
+    """A project-relative file path inside `folder` (checked by its text; see `project_file` for the disk)."""
+    parts = text.split("/")
+    if text.startswith("/") or any(part in ("", ".", "..") for part in parts) or "/".join(parts[:-1]) != folder:
+        raise ConfigError(f"{where} {text!r} must name a file directly in {folder}/, e.g. {folder}/<name>")
+    return text
+
+
 def _require(section: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
     if key not in section:
         raise ConfigError(f"{where}.{key} is missing")
@@ -103,8 +128,10 @@ def config_from_dict(raw: dict[str, Any]) -> PipelineConfig:
     d, m, t = raw["dataset"], raw["model"], raw["training"]
     dataset = DatasetConfig(
         name=_require(d, "name", str, "dataset"),
-        raw_prefix=_require(d, "raw_prefix", str, "dataset").strip("/"),
-        expectation_suite=_require(d, "expectation_suite", str, "dataset"),
+        raw_prefix=store_prefix(_require(d, "raw_prefix", str, "dataset"), "dataset.raw_prefix"),
+        expectation_suite=project_path(
+            _require(d, "expectation_suite", str, "dataset"), EXPECTATIONS_DIR, "dataset.expectation_suite"
+        ),
         id_column=_require(d, "id_column", str, "dataset"),
         label_column=_require(d, "label_column", str, "dataset"),
         feature_prefix=_require(d, "feature_prefix", str, "dataset"),
@@ -143,7 +170,7 @@ def config_from_dict(raw: dict[str, Any]) -> PipelineConfig:
         raise ConfigError("training.batch_size and training.workers must be >= 1 and training.lr > 0")
     if len(dataset.classes) < 2:
         raise ConfigError("dataset.classes must list at least two classes")
-    protocol = _require(raw, "protocol", str, "config")
+    protocol = project_path(_require(raw, "protocol", str, "config"), PROTOCOLS_DIR, "config.protocol")
     return PipelineConfig(dataset, model, training, protocol, raw)
 
 
@@ -188,3 +215,34 @@ def project_root() -> Path:
 def resolve(path: str) -> Path:
     p = Path(path)
     return p if p.is_absolute() else project_root() / p
+
+
+def project_files(folder: str) -> list[str]:
+    """The YAML files in one of the project's folders, as the project-relative paths a run names."""
+    root = project_root()
+    found = [*(root / folder).glob("*.yaml"), *(root / folder).glob("*.yml")]
+    return sorted(f"{folder}/{path.name}" for path in found if path.is_file())
+
+
+def project_file(path: str | Path, folder: str, what: str) -> Path:
+    """The file `path` names (project-relative or absolute), only if it lies directly in `folder`.
+
+    Checked on the resolved path, so neither `..` nor a symlink leads out of the folder.
+    """
+    real = resolve(str(path)).resolve()
+    if real.parent != (project_root() / folder).resolve():
+        raise ConfigError(
+            f"{what} {str(path)!r} is not a file in {folder}/: a run may only use the project's own "
+            f"{what} files ({', '.join(project_files(folder)) or 'none found'}); add yours there"
+        )
+    if not real.is_file():
+        raise ConfigError(f"{what} file not found: {path} (known: {', '.join(project_files(folder)) or 'none'})")
+    return real
+
+
+def config_file(path: str | Path) -> Path:
+    return project_file(path, CONFIGS_DIR, "config")
+
+
+def protocol_file(path: str | Path) -> Path:
+    return project_file(path, PROTOCOLS_DIR, "protocol")

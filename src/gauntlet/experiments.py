@@ -1,6 +1,7 @@
 """Experiment keys and records: what makes two training runs "the same", and what was recorded.
 
-An experiment is keyed by (protocol id, dataset version, config hash, code version). A key with a
+An experiment is keyed by (protocol id, dataset version, training params, code version, runtime:
+torch and Horovod builds and the device class). A key with a
 RECORD.json is done: running it again is a cache hit. A miss is explained against the nearest
 recorded neighbour ("only training.lr changed"), so nobody re-runs an experiment by accident.
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 import os
 import platform
 from concurrent.futures import ThreadPoolExecutor
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -23,8 +26,42 @@ log = get_logger("gauntlet.experiments")
 RECORD_NAME = "RECORD.json"
 
 
-def key_parts(protocol_id: str, dataset_version: str, params: dict[str, Any], code: str) -> dict[str, Any]:
-    return {"protocol": protocol_id, "dataset": dataset_version, "params": params, "code": code}
+def key_parts(
+    protocol_id: str, dataset_version: str, params: dict[str, Any], code: str, runtime: dict[str, Any]
+) -> dict[str, Any]:
+    return {"protocol": protocol_id, "dataset": dataset_version, "params": params, "code": code, "runtime": runtime}
+
+
+def runtime() -> dict[str, Any]:
+    """What besides code and params changes a trained model's numbers: the torch and Horovod builds
+    (kernels, reductions) and the device class the ranks compute on."""
+    return {"torch": _version("torch"), "horovod": _version("horovod"), "device": device_class()}
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def device_class() -> str:
+    """`cpu`, or `cuda-sm<major><minor>` of the first visible GPU: what the ranks will compute on.
+
+    GAUNTLET_DEVICE_CLASS names it where the step runs apart from its ranks (an MPIJob's launcher
+    has no GPU). Without an NVIDIA driver torch cannot see a GPU, so it is not even imported.
+    """
+    named = os.environ.get("GAUNTLET_DEVICE_CLASS")
+    if named:
+        return named
+    if not (Path("/proc/driver/nvidia").exists() or Path("/dev/nvidiactl").exists()):
+        return "cpu"
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    major, minor = torch.cuda.get_device_capability(0)
+    return f"cuda-sm{major}{minor}"
 
 
 def experiment_key(parts: dict[str, Any]) -> str:

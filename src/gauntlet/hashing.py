@@ -63,14 +63,15 @@ def content_hash(obj: Any, length: int = SHORT_ID_LENGTH) -> str:
     return sha256_bytes(canonical_json(obj))[:length]
 
 
-def code_version(modules: tuple[str, ...] | None = None) -> str:
+def code_version(modules: tuple[str, ...] | None = None, root: Path | None = None) -> str:
     """Hash of the package's own source files (all of them, or the named ones).
 
     A git commit is not available inside a container or a pod; the source itself always is, and
     hashing it means a change that alters behaviour can never reuse a stale cached result. Steps
     name the modules that shape their output, so editing the CLI does not invalidate every model.
+    `root` is the package folder to read (default: this one).
     """
-    root = Path(__file__).parent
+    root = root or Path(__file__).parent
     paths = sorted(root.rglob("*.py")) if modules is None else sorted(root / m for m in modules)
     digest = hashlib.sha256()
     for path in paths:
@@ -81,6 +82,8 @@ def code_version(modules: tuple[str, ...] | None = None) -> str:
     return digest.hexdigest()[:SHORT_ID_LENGTH]
 
 
-# The modules whose code decides what a dataset version or a trained model contains.
-DATASET_CODE = ("steps/preprocess.py", "rawdata.py", "protocol.py")
+# The modules whose code decides what a dataset version or a trained model contains. A dataset's
+# rows and splits come from preprocess, the raw-data reader, the split rule and the hashes under
+# it; the protocol's gate and metrics do not change a dataset, so their wording keeps versions.
+DATASET_CODE = ("steps/preprocess.py", "rawdata.py", "splits.py", "hashing.py")
 TRAINING_CODE = ("steps/train.py", "training/worker.py", "training/model.py", "training/data.py")

@@ -3,7 +3,8 @@
 Airflow 3 computes a task's links in the task's own process when it ends and keeps them in XCom,
 so a link must not carry credentials. By default a link points at the plugin's `/gauntlet/open`
 endpoint on the Airflow API server, which checks the user's Airflow login and only then redirects
-to a short-lived presigned S3 URL (plugins/gauntlet_links.py). With GAUNTLET_LINK_BASE_URL set,
+to a short-lived presigned S3 URL (plugins/gauntlet_links.py), after Airflow's auth manager says
+the user may read the DAG the object belongs to. With GAUNTLET_LINK_BASE_URL set,
 links are plain `<base>/<bucket>/<key>` URLs instead (a bucket website or an authenticating proxy).
 """
 
@@ -25,16 +26,39 @@ DEFAULT_STORE = "s3://gauntlet"
 
 
 OPEN_PATH = "/gauntlet/open"
+# The DAGs that write the pipeline's outputs; a link names the one whose task it belongs to.
+PIPELINE_DAGS = ("gauntlet_nightly", "gauntlet_sweep")
+DEFAULT_DAG = "gauntlet_nightly"
+# Prefixes under the store whose next segment is a run's CLI id, `<dag_id>__<run_id>`: one DAG's own.
+_RUN_PREFIXES = ("runs", "sweeps")
 
 
-def browser_url(uri: str) -> str:
+def browser_url(uri: str, dag_id: str | None = None) -> str:
     base = os.environ.get("GAUNTLET_LINK_BASE_URL", "").rstrip("/")
     if base:
         loc = storage.S3Uri.parse(uri)
         return f"{base}/{loc.bucket}/{loc.key}"
     # AIRFLOW__API__BASE_URL is the API server's public address; a relative link works in the UI.
     api = os.environ.get("AIRFLOW__API__BASE_URL", "").rstrip("/")
-    return f"{api}{OPEN_PATH}?{urlencode({'uri': uri})}"
+    query = {"uri": uri, **({"dag_id": dag_id} if dag_id else {})}
+    return f"{api}{OPEN_PATH}?{urlencode(query)}"
+
+
+def owning_dag(uri: str, dag_id: str | None = None, store: str | None = None) -> str:
+    """The DAG whose read permission opens `uri`.
+
+    A run's own outputs (runs/<dag_id>__<run>/..., sweeps/...) belong to the DAG named in their
+    path, whatever the link says. Shared objects (datasets, experiments, evaluations, the registry)
+    are written by every pipeline DAG: they open for a reader of the DAG the link names.
+    """
+    store = (store or os.environ.get("GAUNTLET_STORE", DEFAULT_STORE)).rstrip("/") + "/"
+    parts = uri[len(store) :].split("/") if uri.startswith(store) else []
+    if len(parts) > 1 and parts[0] in _RUN_PREFIXES and "__" in parts[1]:
+        dag_id = parts[1].split("__", 1)[0]
+    dag_id = dag_id or DEFAULT_DAG
+    if dag_id not in PIPELINE_DAGS:
+        raise PermissionError(f"{uri} does not belong to a pipeline DAG ({', '.join(PIPELINE_DAGS)}), but {dag_id!r}")
+    return dag_id
 
 
 def presign_for_user(uri: str, store: str | None = None) -> str:
@@ -62,7 +86,7 @@ class StepOutputLink(BaseOperatorLink):
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         uri = self.target(operator)
-        return browser_url(uri) if uri else ""
+        return browser_url(uri, ti_key.dag_id) if uri else ""
 
 
 class DataDocsLink(StepOutputLink):

@@ -12,7 +12,9 @@ outputs (its last stdout line) as XCom. A failed job fails the task.
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -28,6 +30,7 @@ from gauntlet.airflow.kubernetes_runtime import (
     plain_environment,
     s3_secret_name,
 )
+from gauntlet.errors import BadInput
 
 GROUP, VERSION, PLURAL, KIND = "kubeflow.org", "v2beta1", "mpijobs", "MPIJob"
 HOSTFILE = "/etc/mpi/hostfile"
@@ -39,6 +42,25 @@ OUTPUT_MARKER = "GAUNTLET_OUTPUTS "
 
 def _env_list(env: dict[str, str]) -> list[dict[str, str]]:
     return [{"name": k, "value": v} for k, v in sorted(env.items())]
+
+
+def launcher_arguments(arguments: list[str], slots: int) -> list[str]:
+    """The train step's arguments with its rank count: the run's own (`--workers` or a
+    `training.workers` override) if it set one, else one rank per GPU slot of the job."""
+    chosen: int | None = None
+    for flag, value in itertools.pairwise(arguments):
+        if flag == "--workers":
+            chosen = int(value)
+        elif flag == "--set" and value.startswith("training.workers="):
+            chosen = int(value.partition("=")[2])
+    if chosen is None:
+        return [*arguments, "--workers", str(slots)]
+    if chosen > slots:
+        raise BadInput(
+            f"the run asks for {chosen} Horovod workers but the MPIJob has {slots} GPU slots; "
+            "lower training.workers or raise GAUNTLET_K8S_TRAIN_NODES"
+        )
+    return list(arguments)
 
 
 def _security() -> dict[str, Any]:
@@ -65,9 +87,9 @@ def render_mpijob(
         "runAsGroup": GAUNTLET_UID,
         "fsGroup": GAUNTLET_UID,
     }
-    launcher_args = (
-        [*arguments, "--workers", str(nodes * gpus_per_node)] if "--workers" not in arguments else list(arguments)
-    )
+    launcher_args = launcher_arguments(arguments, nodes * gpus_per_node)
+    # The launcher has no GPU, yet its ranks compute on one: the experiment key must say so.
+    launcher_env = {**env, "GAUNTLET_DEVICE_CLASS": os.environ.get("GAUNTLET_DEVICE_CLASS", "cuda")}
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": KIND,
@@ -92,7 +114,7 @@ def render_mpijob(
                                     "imagePullPolicy": "IfNotPresent",
                                     "command": ["python", "-m", "gauntlet"],
                                     "args": launcher_args,
-                                    "env": _env_list(env),
+                                    "env": _env_list(launcher_env),
                                     "envFrom": env_from,
                                     "securityContext": _security(),
                                     "resources": {

@@ -10,7 +10,7 @@ from typing import Any
 
 from airflow.sdk import Param
 
-from gauntlet.config import DEFAULT_CONFIG
+from gauntlet.config import CONFIGS_DIR, DEFAULT_CONFIG, PROTOCOLS_DIR, project_files
 
 # Param name -> config key it overrides.
 OVERRIDES = {
@@ -23,9 +23,31 @@ OVERRIDES = {
 }
 
 
+# A raw-data prefix under the store: relative, no `.`/`..` or empty segments (config.store_prefix
+# enforces the same rule for the CLI and config files).
+PREFIX_PATTERN = r"^(?!.*(?:^|/)\.{1,2}(?:/|$))[A-Za-z0-9._=-]+(?:/[A-Za-z0-9._=-]+)*/?$"
+
+
+# The files a run may choose, read when the DAG is parsed: a form offers the project's reviewed
+# configs and protocols, never a free path (the CLI refuses any other file as well).
+def config_choices() -> list[str]:
+    return sorted({DEFAULT_CONFIG, *project_files(CONFIGS_DIR)})
+
+
+def protocol_choices() -> list[str | None]:
+    return [None, *project_files(PROTOCOLS_DIR)]
+
+
 # The form fields both DAGs offer: one definition each, so their bounds can never drift apart.
 def _protocol_param(description: str, section: str) -> Param:
-    return Param(None, type=["null", "string"], title="Comparison protocol", description=description, section=section)
+    return Param(
+        None,
+        type=["null", "string"],
+        enum=protocol_choices(),
+        title="Comparison protocol",
+        description=description,
+        section=section,
+    )
 
 
 def _epochs_param(description: str) -> Param:
@@ -57,6 +79,7 @@ def nightly_params() -> dict[str, Param]:
         "config": Param(
             DEFAULT_CONFIG,
             type="string",
+            enum=config_choices(),
             title="Pipeline config",
             description="Config file in include/configs: dataset, model and training settings.",
             section="Experiment",
@@ -87,9 +110,9 @@ def nightly_params() -> dict[str, Param]:
         "dataset_prefix": Param(
             None,
             type=["null", "string"],
-            pattern=r"^[A-Za-z0-9._/=-]+$",
+            pattern=PREFIX_PATTERN,
             title="Raw data prefix",
-            description="Where raw partitions live, under the store.",
+            description="Where raw partitions live, relative to the store (no leading '/', no '..').",
             section="Data",
         ),
         "register_even_if_gate_fails": Param(
@@ -107,16 +130,19 @@ DEFAULT_GRID = [
     {"name": "cnn", "config": DEFAULT_CONFIG, "overrides": {}},
     {"name": "mlp", "config": DEFAULT_CONFIG, "overrides": {"model.kind": "mlp"}},
 ]
-GRID_SCHEMA = {
-    "type": "object",
-    "required": ["name"],
-    "additionalProperties": False,
-    "properties": {
-        "name": {"type": "string", "pattern": r"^[A-Za-z0-9._-]+$"},
-        "config": {"type": "string"},
-        "overrides": {"type": "object", "description": 'config key -> value, e.g. {"training.lr": 0.05}'},
-    },
-}
+
+
+def grid_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["name"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "pattern": r"^[A-Za-z0-9._-]+$"},
+            "config": {"type": "string", "enum": config_choices()},
+            "overrides": {"type": "object", "description": 'config key -> value, e.g. {"training.lr": 0.05}'},
+        },
+    }
 
 
 def sweep_params() -> dict[str, Param]:
@@ -124,7 +150,7 @@ def sweep_params() -> dict[str, Param]:
         "grid": Param(
             DEFAULT_GRID,
             type="array",
-            items=GRID_SCHEMA,
+            items=grid_schema(),
             minItems=1,
             title="Config grid",
             description="One entry per config: a name, a config file and config overrides.",

@@ -25,6 +25,7 @@ from gauntlet.errors import BadInput
 from gauntlet.hashing import TRAINING_CODE, code_version
 from gauntlet.logs import get_logger
 from gauntlet.protocol import Protocol, off_protocol_reason
+from gauntlet.training import credentials
 
 log = get_logger("gauntlet.train")
 
@@ -113,7 +114,12 @@ def run_horovod(workers: int, worker_args: list[str]) -> float:
     log.info("launching: %s", " ".join(command[:8]) + " ... gauntlet.training.worker")
     started = time.perf_counter()
     tail: list[str] = []
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as process:
+    # horovodrun puts its whole environment on each rank's command line: keys travel in a file instead.
+    hosts = credentials.remote_hosts(os.environ.get("GAUNTLET_HOROVOD_HOSTFILE"))
+    with (
+        credentials.rank_environment(env, hosts, os.environ.get("GAUNTLET_HOROVOD_SSH_PORT")) as rank_env,
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=rank_env) as process,
+    ):
         _stream(process, tail)
         code = process.wait()
     if code != 0:
@@ -143,7 +149,9 @@ def run(
     off_protocol = off_protocol_reason(params, protocol)
     if off_protocol:
         log.warning("%s: the experiment is kept and reported, but never promoted", off_protocol)
-    parts = experiments.key_parts(protocol.id, dataset_manifest["version"], params, code_version(TRAINING_CODE))
+    parts = experiments.key_parts(
+        protocol.id, dataset_manifest["version"], params, code_version(TRAINING_CODE), experiments.runtime()
+    )
     key = experiments.experiment_key(parts)
     experiment_uri = storage.join(experiments.experiments_root(store), key)
 
