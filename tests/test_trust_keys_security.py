@@ -281,9 +281,16 @@ def test_training_keeps_aws_keys_off_every_command_line(seeded_store: str, tmp_p
     assert any(b"AWS_SHARED_CREDENTIALS_FILE=" + str(scratch).encode() in line for line in ranks), (
         "the ranks were not pointed at the credentials file"
     )
-    assert list(scratch.iterdir()) == [], "the credentials file outlived the training"
+    assert not list(scratch.glob("gauntlet-aws-*")), "the credentials file outlived the training"
     record = storage.get_json(experiments.record_uri(out["experiment_uri"]))
     assert record["key_parts"]["runtime"] == experiments.runtime()
+
+    # The same run on another device class is another experiment, and the miss says why.
+    device = {"GAUNTLET_DEVICE_CLASS": "cuda-sm90"}
+    process, again = train(store, dataset, *MLP, "--set", "training.epochs=1", env=device)
+    assert again["cache_hit"] is False and again["key"] != out["key"]
+    miss = next(line for line in log_of(process).splitlines() if "cache miss" in line)
+    assert f"differs only in: runtime.device ('cuda-sm90' vs '{record['key_parts']['runtime']['device']}')" in miss
 
 
 def test_credentials_file_is_private_and_holds_the_profiles_keys() -> None:
