@@ -4,7 +4,9 @@
 reads exactly the partitions dated up to the snapshot date, and the param-like options (config file,
 overrides) that make the pair's experiment. Every config is loaded once here, so a typo fails the
 sweep before anything trains. `report` reads each pair's experiment record and evaluation and
-writes one comparison table (Markdown, JSON, HTML) and the stacked learning curves.
+writes one comparison table (Markdown, JSON, HTML) and the stacked learning curves. Test metrics are
+comparable only between rows scored under one protocol on one test set (snapshots differ in their
+test rows): each row names its group, and the notes under the table say why groups differ.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from gauntlet import experiments, plots, storage
 from gauntlet.config import ConfigError, load_config, resolve
 from gauntlet.logs import get_logger
-from gauntlet.reports import require_same_protocol
+from gauntlet.reports import test_set_of, why_not_comparable
 
 log = get_logger("gauntlet.sweep")
 
@@ -85,6 +87,8 @@ def _row(pair: dict[str, Any], trained: dict[str, Any] | None, evaluated: dict[s
         row.update(
             test=report["metrics"]["candidate"],
             protocol_id=report["protocol_id"],
+            test_set_id=report.get("test_set_id"),
+            test_set=test_set_of(report),
             gate_passed=report["gate"]["passed"],
             report_uri=evaluated.get("report_html_uri"),
         )
@@ -101,6 +105,7 @@ def _markdown(rows: list[dict[str, Any]], metrics: list[str]) -> str:
         "dev_error",
         *(f"test {m}" for m in metrics),
         "gate",
+        "compared within",
         "wall s",
         "trained",
     ]
@@ -119,6 +124,7 @@ def _markdown(rows: list[dict[str, Any]], metrics: list[str]) -> str:
             f"{r['dev_error']:.4f}",
             *(f"{test[m]:.4f}" if m in test else "" for m in metrics),
             "" if "gate_passed" not in r else ("pass" if r["gate_passed"] else "fail"),
+            r.get("comparable_group", ""),
             f"{r['wall_seconds']:.1f}",
             "cache hit" if r["cache_hit"] else "yes",
         ]
@@ -126,7 +132,40 @@ def _markdown(rows: list[dict[str, Any]], metrics: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _html(title: str, markdown: str, plot_png: bytes) -> str:
+def _identity(row: dict[str, Any]) -> dict[str, Any]:
+    """What reports.why_not_comparable needs of a row: protocol and test-set identity."""
+    return {k: row.get(k) for k in ("experiment_key", "protocol_id", "test_set_id", "dataset_version")}
+
+
+def mark_comparable_groups(rows: list[dict[str, Any]]) -> list[str]:
+    """Label each scored row with its group (one protocol, one test set); return one note per group.
+
+    Test metrics mean something side by side only within a group: the notes say, for every group
+    after the first, why it is not comparable with the first.
+    """
+    firsts: list[dict[str, Any]] = []
+    notes: list[str] = []
+    for row in rows:
+        if "protocol_id" not in row:
+            continue
+        for number, first in enumerate(firsts, start=1):
+            if why_not_comparable(_identity(first), _identity(row)) is None:
+                row["comparable_group"] = f"T{number}"
+                break
+        else:
+            firsts.append(row)
+            group = f"T{len(firsts)}"
+            row["comparable_group"] = group
+            why = why_not_comparable(_identity(firsts[0]), _identity(row)) if len(firsts) > 1 else None
+            row["not_comparable_with_T1"] = why
+            notes.append(
+                f"{group}: protocol {row['protocol_id']}, {row['test_set']}"
+                + (f" — not comparable with T1: {why}" if why else "")
+            )
+    return notes
+
+
+def _html(title: str, markdown: str, plot_png: bytes, notes: str = "") -> str:
     """A self-contained page: the plot is inlined, so one presigned link shows everything."""
     rows = [line.strip("|").split("|") for line in markdown.splitlines() if not line.startswith("|---")]
     head = "".join(f"<th>{html.escape(c.strip())}</th>" for c in rows[0])
@@ -135,6 +174,7 @@ def _html(title: str, markdown: str, plot_png: bytes) -> str:
         "<!doctype html><meta charset='utf-8'><title>gauntlet sweep</title><style>body{font-family:sans-serif;"
         "margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}</style>"
         f"<h1>{html.escape(title)}</h1><table><tr>{head}</tr>{body}</table>"
+        f"<pre>{html.escape(notes)}</pre>"
         f"<img alt='learning curves' src='data:image/png;base64,{base64.b64encode(plot_png).decode()}'>"
     )
 
@@ -150,12 +190,15 @@ def report(
     if len(trained) != len(pairs) or len(evaluated) != len(pairs):
         raise ValueError(f"{len(pairs)} pairs but {len(trained)} train and {len(evaluated)} evaluate outputs")
     rows = [_row(p, t, e) for p, t, e in zip(pairs, trained, evaluated, strict=True)]
-    # Test metrics side by side mean something only under one protocol version.
-    scored = [r for r in rows if "protocol_id" in r]
-    for other in scored[1:]:
-        require_same_protocol(scored[0], other)
+    # Test metrics side by side mean something only under one protocol version, on one test set.
+    notes = mark_comparable_groups(rows)
     metrics = sorted({m for r in rows for m in (r.get("test") or {})})
     table = _markdown(rows, metrics)
+    if len(notes) > 1:
+        log.warning("the sweep's test metrics fall in %d groups that are not comparable with each other", len(notes))
+    notes_text = "\n".join(
+        ["Test metrics are comparable only between rows of one group (same protocol and test set):", *notes]
+    )
     prefix = storage.join(store, "sweeps", run_id)
     title = f"Sweep {run_id}: {len(pairs)} pairs"
     with storage.temp_dir() as tmp:
@@ -168,14 +211,18 @@ def report(
         storage.upload_file(work / "learning_curves.png", storage.join(prefix, "learning_curves.png"), "image/png")
         plot_png = (work / "learning_curves.png").read_bytes()
     storage.put_bytes(
-        storage.join(prefix, "comparison.md"), (f"# {title}\n\n{table}\n").encode(), content_type="text/markdown"
+        storage.join(prefix, "comparison.md"),
+        (f"# {title}\n\n{table}\n\n{notes_text}\n").encode(),
+        content_type="text/markdown",
     )
     storage.put_bytes(
-        storage.join(prefix, "comparison.html"), _html(title, table, plot_png).encode(), content_type="text/html"
+        storage.join(prefix, "comparison.html"),
+        _html(title, table, plot_png, notes_text).encode(),
+        content_type="text/html",
     )
     storage.put_json(
         storage.join(prefix, "comparison.json"),
-        {"run_id": run_id, "rows": [{k: v for k, v in r.items() if k != "curve"} for r in rows]},
+        {"run_id": run_id, "rows": [{k: v for k, v in r.items() if k != "curve"} for r in rows], "notes": notes},
     )
     ok = [r for r in rows if r["status"] == "ok"]
     outputs = {
@@ -189,7 +236,7 @@ def report(
         "cache_hits": sum(1 for r in ok if r["cache_hit"]),
         "missing": len(rows) - len(ok),
     }
-    print(f"\n{title}\n{table}\n", flush=True)
+    print(f"\n{title}\n{table}\n\n{notes_text}\n", flush=True)
     log.info(
         "sweep: %d experiments, %d trained now, %d cache hits; table %s",
         outputs["experiments"],
