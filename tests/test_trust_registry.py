@@ -11,11 +11,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import sqlite3
+import subprocess
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -359,3 +363,53 @@ def test_the_champion_asset_event_names_the_model_the_run_registered() -> None:
     assert event.dest_asset_key.uri == "s3://prod/registry/fashion/aliases/champion.json"
     assert event.extra["version"] == 4
     assert champion_asset().name.startswith("gauntlet.champion.digits-classifier@"), "the default stays as it was"
+
+
+_PROBE_DAG = """
+import pendulum
+from airflow.providers.standard.operators.python import PythonOperator
+from airflow.sdk import DAG
+
+from gauntlet.airflow import publish_champion_task
+
+REGISTERED = {registered!r}
+
+with DAG("champion_probe", schedule=None, start_date=pendulum.datetime(2026, 11, 1, tz="UTC")) as dag:
+    register = PythonOperator(task_id="register", python_callable=lambda: REGISTERED)
+    register >> publish_champion_task(register_task_id="register")
+"""
+
+
+def test_airflow_records_the_champion_event_on_the_registered_models_asset(
+    airflow_home: dict[str, str], tmp_path: Path
+) -> None:
+    """Through Airflow itself: the alias resolves to the run's model's Asset, which gets the event."""
+    registered = {
+        "promoted": True,
+        "version": 2,
+        "version_uri": "s3://probe-bucket/registry/fashion/versions/000002.json",
+        "registry_uri": "s3://probe-bucket/registry/fashion",
+    }
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "champion_probe.py").write_text(_PROBE_DAG.format(registered=registered))
+    env = {**airflow_home, "AIRFLOW__CORE__DAGS_FOLDER": str(dags)}
+    process = subprocess.run(
+        ["airflow", "dags", "test", "champion_probe", "2026-11-08T02:00:00+00:00"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
+    db = sqlite3.connect(f"file:{Path(airflow_home['AIRFLOW_HOME']) / 'airflow.db'}?mode=ro", uri=True)
+    try:
+        rows = db.execute(
+            "SELECT a.name, a.uri, e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id "
+            "WHERE e.source_dag_id = 'champion_probe'"
+        ).fetchall()
+    finally:
+        db.close()
+    assert [(name, uri, json.loads(extra)["version"]) for name, uri, extra in rows] == [
+        ("gauntlet.champion.fashion@probe-bucket", "s3://probe-bucket/registry/fashion/aliases/champion.json", 2)
+    ]
