@@ -57,6 +57,15 @@ class _Column:
     dtypes: set[str] = field(default_factory=set)  # pandas dtype names per partition
 
 
+@dataclass
+class Keys:
+    """One partition's row ids and labels, as read (any Arrow types), for the snapshot's rules."""
+
+    uri: str
+    ids: list[pa.Array] = field(default_factory=list)
+    labels: list[pa.Array] = field(default_factory=list)
+
+
 # validate hands GX text columns as object dtype, which GX's type rule checks value by value:
 # Python str values match these type names (GX's native_type_type_map).
 TEXT = "str"
@@ -184,22 +193,20 @@ class SuiteChecker:
             yield f"{kind} on {column!r}: not a numeric column"
         elif kind == "expect_column_values_to_be_in_set" and not col.values <= set(kw["value_set"]):
             yield f"{kind} on {column!r}: values {sorted(col.values - set(kw['value_set']), key=str)[:5]}"
+        elif kind == "expect_column_values_to_be_unique" and column == self.id_column:
+            # Within each file here; across files by canonical text in snapshot_failures, as validate does.
+            for keys in self.keys:
+                if keys.ids and _has_duplicates(pa.chunked_array(keys.ids)):
+                    yield f"{kind} on {column!r}: duplicate values in {keys.uri}"
         elif kind == "expect_column_values_to_be_unique" and len({c.type for c in self.id_chunks[column]}) > 1:
             yield f"{kind} on {column!r}: types differ between partitions"  # GX compares them apart
-        elif kind == "expect_column_values_to_be_unique":
-            ids = pa.chunked_array(self.id_chunks[column])
-            valid = len(ids) - ids.null_count
-            if pc.count_distinct(ids, mode="only_valid").as_py() != valid:
-                yield f"{kind} on {column!r}: duplicate values"
+        elif kind == "expect_column_values_to_be_unique" and _has_duplicates(pa.chunked_array(self.id_chunks[column])):
+            yield f"{kind} on {column!r}: duplicate values"
 
 
-@dataclass
-class Keys:
-    """One partition's row ids and labels, as read (any Arrow types), for the snapshot's rules."""
-
-    uri: str
-    ids: list[pa.Array] = field(default_factory=list)
-    labels: list[pa.Array] = field(default_factory=list)
+def _has_duplicates(values: pa.ChunkedArray) -> bool:
+    valid = len(values) - values.null_count
+    return bool(pc.count_distinct(values, mode="only_valid").as_py() != valid)
 
 
 def snapshot_failures(parts: list[Keys], id_column: str, label_column: str | None) -> list[dict[str, Any]]:
