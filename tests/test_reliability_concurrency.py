@@ -24,6 +24,7 @@ def _lenient_protocol(path: Path) -> Path:
     """The digits protocol with a gate a 3-epoch MLP passes, so both runs reach the registry."""
     protocol = yaml.safe_load((ROOT / "include/protocols/digits-v1.yaml").read_text())
     protocol["gate"]["margin"] = 1.0
+    protocol["training"]["epochs"] = 3  # the runs' budget: a run off the protocol's budget is never promoted
     protocol["metrics"]["guards"] = {name: 100.0 for name in protocol["metrics"].get("guards", {})}
     path.write_text(yaml.safe_dump(protocol))
     return path
