@@ -201,6 +201,12 @@ def test_preprocess_refuses_float_ids_naming_file_and_column(store: str) -> None
     assert not list(storage.list_objects(f"{store}/datasets/"))
 
 
+def test_preprocess_keys_the_split_by_the_protocols_id_column(store: str) -> None:
+    config = load_config(resolve("include/configs/digits.yaml"), ["dataset.id_column=label"])
+    with pytest.raises(errors.BadInput, match="dataset.id_column is 'label' but the protocol .* 'row_id'"):
+        preprocess.run(config, PROTOCOL, store, f"{store}/runs/none/validation/result.json")
+
+
 def test_excluded_row_ids_must_be_quoted_and_survive_a_yaml_round_trip() -> None:
     raw = yaml.safe_load(resolve("include/protocols/digits-v1.yaml").read_text())
     with pytest.raises(ProtocolError, match="excluded_row_ids entries must be quoted strings, got 8"):

@@ -279,6 +279,12 @@ def _process_all(jobs: list[_Job]) -> Iterator[dict[str, Any]]:
 
 def run(config: PipelineConfig, protocol: Protocol, store: str, validation_uri: str) -> dict[str, Any]:
     started = time.perf_counter()
+    if config.dataset.id_column != protocol.id_column:
+        # The protocol fixes which column keys the split; hashing another one would be another split.
+        raise PreprocessError(
+            f"dataset.id_column is {config.dataset.id_column!r} but the protocol {protocol.name} keys its split "
+            f"by split.id_column {protocol.id_column!r}: make them name the same column"
+        )
     validation = storage.get_json(validation_uri)
     if validation.get("verdict") != "passed":
         raise PreprocessError(f"{validation_uri} is not a passed validation; refusing to build a dataset")

@@ -244,7 +244,8 @@ def run(
     """Validate the snapshot of raw partitions dated before `end`.
 
     With require_new, a run whose interval holds no partition ends before any work (NoNewData):
-    a scheduled night without new data must not retrain on yesterday's snapshot.
+    a scheduled night without new data must not retrain on yesterday's snapshot. A snapshot with
+    no partition at all is bad input (BadInput, naming the prefix listed), never a skip.
 
     Returns the locations of the result and Data Docs, the partitions that were validated (with
     their ETags, so preprocess reads exactly these bytes) and how many are new in [start, end).
