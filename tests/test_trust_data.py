@@ -203,7 +203,7 @@ def test_preprocess_refuses_float_ids_naming_file_and_column(store: str) -> None
 
 def test_preprocess_keys_the_split_by_the_protocols_id_column(store: str) -> None:
     config = load_config(resolve("include/configs/digits.yaml"), ["dataset.id_column=label"])
-    with pytest.raises(errors.BadInput, match="dataset.id_column is 'label' but the protocol .* 'row_id'"):
+    with pytest.raises(errors.BadInput, match=r"dataset\.id_column is 'label' but the protocol .* 'row_id'"):
         preprocess.run(config, PROTOCOL, store, f"{store}/runs/none/validation/result.json")
 
 
