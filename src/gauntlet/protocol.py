@@ -736,9 +736,7 @@ def _primary_text(protocol: Protocol, row: Mapping[str, float], name: str, ok: b
     return f"{primary} change vs {name} is {diff:.{d}f} ({ci}), {why}"
 
 
-def _judge(
-    protocol: Protocol, result: Mapping[str, Mapping[str, float]], name: str, with_guards: bool
-) -> _Verdict:
+def _judge(protocol: Protocol, result: Mapping[str, Mapping[str, float]], name: str, with_guards: bool) -> _Verdict:
     """The primary rule (and, with_guards, the guards) against one reference."""
     primary = protocol.primary_metric
     guards = protocol.guards if with_guards else {}
@@ -767,7 +765,12 @@ def _judge(
     elif guards and primary_ok:
         # The non-inferiority text already ends in a clause, hence the comma there.
         text += f"{' and' if protocol.gate_mode == 'superiority' else ', and'} no guard regressed"
-    details = {"metric": primary, "higher_is_better": higher, "passed": primary_ok, **{k: float(v) for k, v in row.items()}}
+    details = {
+        "metric": primary,
+        "higher_is_better": higher,
+        "passed": primary_ok,
+        **{k: float(v) for k, v in row.items()},
+    }
     return _Verdict(name, primary_ok and not regressions, text, details, guard_details)
 
 
