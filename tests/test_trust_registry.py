@@ -323,6 +323,35 @@ def test_re_registering_says_already_registered_with_this_runs_verdict(
     assert registry.get_version(registry.root(store, MODEL), 1)["airflow_run_id"] == "night-1"
 
 
+def test_a_manual_promotion_of_an_off_protocol_version_is_refused(store: str) -> None:
+    """`register --force` keeps an off-protocol run for the record; `registry promote` must not crown it."""
+    reg = registry.root(store, MODEL)
+    lineage = {**_lineage("night-1"), "experiment": {"off_protocol_reason": "it ran 3 epochs, the protocol fixes 30"}}
+    registry.register(reg, "off", lineage)
+    with pytest.raises(registry.RegistryError, match="off-protocol"):
+        registry.promote(reg, 1, "by hand")
+    assert registry.get_alias(reg) == (None, None)
+
+
+def test_the_run_summary_says_already_registered() -> None:
+    from gauntlet.cli import render_summary
+
+    text = render_summary(
+        {
+            "run_id": "r",
+            "register": {
+                "registered": True,
+                "already_registered_as": 4,
+                "version": 4,
+                "champion": False,
+                "reason": "Failed: worse than the anchor.",
+                "version_uri": "s3://b/registry/m/versions/000004.json",
+            },
+        }
+    )
+    assert "already registered as v4" in text and "Failed: worse than the anchor." in text
+
+
 def test_a_retried_register_task_still_reports_its_promotion(store: str) -> None:
     """The first try promoted and died before its outputs were kept: the retry owes the Asset event."""
     report = _synthetic_report(store, "retry", passed=True)

@@ -25,7 +25,6 @@ from gauntlet.config import (
     config_file,
     load_config,
     protocol_file,
-    resolve,
 )
 from gauntlet.logs import get_logger, setup_logging
 
@@ -104,7 +103,7 @@ def cmd_register(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_registry(args: argparse.Namespace) -> dict[str, Any]:
     from gauntlet import registry
 
-    config = load_config(resolve(args.config), args.set)
+    config = load_config(config_file(args.config), args.set)
     reg = registry.root(args.store, config.model.name)
     if args.action == "list":
         alias, _ = registry.get_alias(reg)
@@ -119,7 +118,7 @@ def cmd_registry(args: argparse.Namespace) -> dict[str, Any]:
                 f"{v['dataset_version']:16}  {v['registered_at'][:19]}"
             )
         return {"versions": [v["version"] for v in versions], "champion": champ}
-    if args.action in ("show", "promote") and args.version is None:
+    if args.action == "promote" and args.version is None:
         raise ValueError(f"registry {args.action} needs a version number, e.g. `registry {args.action} 3`")
     if args.action == "show":  # a version (if given), then the champion's history
         if args.version is not None:
@@ -243,7 +242,12 @@ def render_summary(steps: dict[str, Any]) -> str:
             + f" (total {sum(timed.values()):.1f}s)"
         )
     if r:
-        if r["registered"]:
+        if r.get("already_registered_as") is not None:
+            lines.append(
+                f"register   : already registered as v{r['already_registered_as']}"
+                f"{' — champion' if r['champion'] else ''}; this run's gate: {r['reason']}"
+            )
+        elif r["registered"]:
             lines.append(
                 f"register   : version {r['version']}{' — champion' if r['champion'] else ''}; {r['version_uri']}"
             )

@@ -304,8 +304,15 @@ def _await_claim(registry: str, uri: str, mine: dict[str, Any]) -> tuple[dict[st
 
 
 def promote(registry: str, version: int, reason: str, alias: str = CHAMPION) -> None:
-    """Point an alias at a version, retrying if another writer moves it meanwhile."""
-    get_version(registry, version)  # must exist
+    """Point an alias at a version, retrying if another writer moves it meanwhile.
+
+    A version trained off its protocol's budget (registered with --force) is kept for the record
+    but never becomes champion: its numbers were not earned under the fixed protocol.
+    """
+    record = get_version(registry, version)  # must exist
+    off_protocol = (record.get("experiment") or {}).get("off_protocol_reason")
+    if off_protocol:
+        raise RegistryError(f"v{version} is off-protocol ({off_protocol}); it is kept but never promoted")
     for _ in range(_MAX_RACE_RETRIES):
         current, _ = get_alias(registry, alias)
         expected = None if current is None else current["version"]

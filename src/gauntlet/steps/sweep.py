@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gauntlet import experiments, plots, storage
-from gauntlet.config import ConfigError, load_config, resolve
+from gauntlet.config import ConfigError, config_file, load_config
 from gauntlet.logs import get_logger
 from gauntlet.reports import test_set_of, why_not_comparable
 
@@ -44,7 +44,7 @@ def plan(grid: list[dict[str, Any]], dates: list[str], default_config: str) -> d
     for entry, name in zip(grid, names, strict=True):
         config_path = str(entry.get("config") or default_config)
         overrides = _overrides(entry)
-        load_config(resolve(config_path), [f"{k}={v}" for k, v in overrides.items()])  # fail early
+        load_config(config_file(config_path), [f"{k}={v}" for k, v in overrides.items()])  # fail early
         for day in snapshots:
             pairs.append(
                 {
