@@ -16,22 +16,19 @@ from sklearn import metrics as skm
 from sklearn.preprocessing import label_binarize
 
 from gauntlet.hashing import content_hash
-from gauntlet.protocol import (
+from gauntlet.protocol import Protocol, load_protocol, protocol_from_bytes
+from gauntlet.scoring.bootstrap import bootstrap_metric_samples, paired_bootstrap
+from gauntlet.scoring.gate import decide
+from gauntlet.scoring.metrics import (
     METRICS,
-    Protocol,
-    bootstrap_metric_samples,
     calibration_bins,
     compute_metrics,
-    decide,
     ece,
     error_rate,
     higher_is_better,
-    load_protocol,
     log_loss,
     macro_average_precision,
-    paired_bootstrap,
     per_class_table,
-    protocol_from_bytes,
     roc_auc,
 )
 from gauntlet.splits import assign_splits, split_of

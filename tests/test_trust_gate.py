@@ -20,10 +20,12 @@ import torch
 import yaml
 from pipeline_support import shared_dataset
 
-from gauntlet import anchor, experiments, registry, reports, storage
+from gauntlet import anchor, experiments, registry, storage
 from gauntlet.errors import BadInput
 from gauntlet.hashing import content_hash, sha256_bytes
-from gauntlet.protocol import Protocol, decide, off_protocol_reason
+from gauntlet.protocol import Protocol, off_protocol_reason
+from gauntlet.scoring import compare as reports
+from gauntlet.scoring.gate import decide
 from gauntlet.training.data import load_preprocessor, load_split
 from gauntlet.training.model import build_model, bundle_bytes
 

@@ -21,7 +21,8 @@ from typing import Any
 
 from gauntlet import registry
 from gauntlet.logs import get_logger
-from gauntlet.protocol import Protocol, higher_is_better, off_protocol_reason
+from gauntlet.protocol import Protocol, off_protocol_reason
+from gauntlet.scoring.metrics import higher_is_better
 
 log = get_logger("gauntlet.anchor")
 

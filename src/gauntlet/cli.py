@@ -157,10 +157,10 @@ def cmd_ledger(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_compare(args: argparse.Namespace) -> dict[str, Any]:
-    from gauntlet import reports
+    from gauntlet.scoring import compare
 
-    result = reports.compare_reports(storage.get_json(args.report_a), storage.get_json(args.report_b))
-    print(reports.comparison_text(result))
+    result = compare.compare_reports(storage.get_json(args.report_a), storage.get_json(args.report_b))
+    print(compare.comparison_text(result))
     return result
 
 

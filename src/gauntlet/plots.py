@@ -19,7 +19,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 
-from gauntlet.protocol import ECE_BINS, calibration_bins
+from gauntlet.scoring.metrics import ECE_BINS, calibration_bins
 
 FIGSIZE = (6.0, 5.0)
 DPI = 100

@@ -25,26 +25,31 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from gauntlet import anchor, experiments, ledger, plots, registry, reports, storage
+from gauntlet import anchor, experiments, ledger, plots, registry, storage
 from gauntlet.errors import BadInput
 from gauntlet.hashing import code_version, content_hash
 from gauntlet.logs import get_logger
-from gauntlet.protocol import (
-    Protocol,
-    compute_metrics,
-    decide,
-    off_protocol_reason,
-    paired_bootstrap,
-    per_class_table,
-    slice_metrics,
-)
-from gauntlet.reports import ProtocolMismatch
+from gauntlet.protocol import Protocol, off_protocol_reason
+from gauntlet.scoring import compare
+from gauntlet.scoring.bootstrap import paired_bootstrap
+from gauntlet.scoring.compare import ProtocolMismatch
+from gauntlet.scoring.gate import decide
+from gauntlet.scoring.metrics import compute_metrics, per_class_table, slice_metrics
 from gauntlet.training.data import Split, load_split
 from gauntlet.training.model import load_bundle, predict_proba
 
 log = get_logger("gauntlet.evaluate")
 # The modules that shape an evaluation's figures and verdict: part of its key, so a change re-scores.
-EVALUATE_CODE = ("steps/evaluate.py", "protocol.py", "anchor.py", "training/model.py", "training/data.py")
+EVALUATE_CODE = (
+    "steps/evaluate.py",
+    "protocol.py",
+    "anchor.py",
+    "scoring/metrics.py",
+    "scoring/bootstrap.py",
+    "scoring/gate.py",
+    "training/model.py",
+    "training/data.py",
+)
 
 
 class EvaluationError(RuntimeError):
@@ -156,7 +161,7 @@ def explain_evaluation_miss(against_prefix: str, parts: dict[str, str]) -> str |
 
 def _split_problem(dataset_uri: str, protocol: Protocol) -> tuple[list[str], Any]:
     recorded = storage.read_manifest(dataset_uri).get("protocol_split")
-    return reports.split_difference(recorded, reports.protocol_split(protocol)), recorded
+    return compare.split_difference(recorded, compare.protocol_split(protocol)), recorded
 
 
 def _retrain_command(champ: dict[str, Any], dataset_uri: str) -> str:
@@ -204,14 +209,14 @@ def _champion_reference(
             "champion v%d was trained under another split (%s); comparing against its config re-trained "
             "under this protocol: experiment %s",
             champ["version"],
-            reports.describe_split(recorded),
+            compare.describe_split(recorded),
             stand_in["key"],
         )
         return stand_in
     raise BadInput(
         f"champion v{champ['version']} was trained on dataset {champ['dataset_version']} ({champ['dataset_uri']}), "
-        f"split with {reports.describe_split(recorded)}; protocol {protocol.name} ({protocol.id}) splits with "
-        f"{reports.describe_split(reports.protocol_split(protocol))} (differs in {', '.join(differs)}), so rows the "
+        f"split with {compare.describe_split(recorded)}; protocol {protocol.name} ({protocol.id}) splits with "
+        f"{compare.describe_split(compare.protocol_split(protocol))} (differs in {', '.join(differs)}), so rows the "
         "champion trained on are test rows here and its score would be inflated: it is not compared. Re-train "
         f"the champion's config (lineage of v{champ['version']}: `registry show {champ['version']}`) under this "
         "protocol on the candidate's dataset, then evaluate again (the re-trained model stands in for it):\n  "
@@ -225,8 +230,8 @@ def _require_own_split(what: str, dataset_uri: str, protocol: Protocol) -> None:
     if differs:
         raise BadInput(
             f"{what} was trained on dataset {dataset_uri}, built with "
-            f"{reports.describe_split(recorded)}; protocol {protocol.name} ({protocol.id}) splits with "
-            f"{reports.describe_split(reports.protocol_split(protocol))}: its test rows are not this protocol's. "
+            f"{compare.describe_split(recorded)}; protocol {protocol.name} ({protocol.id}) splits with "
+            f"{compare.describe_split(compare.protocol_split(protocol))}: its test rows are not this protocol's. "
             "Run preprocess and train under this protocol, then evaluate that experiment"
         )
 
@@ -386,7 +391,7 @@ def _evaluate(
             for column in protocol.slices
         }
 
-        def compare(other: str) -> dict[str, dict[str, float]]:
+        def versus(other: str) -> dict[str, dict[str, float]]:
             return paired_bootstrap(
                 test.labels,
                 probas["candidate"],
@@ -397,9 +402,9 @@ def _evaluate(
                 protocol.confidence,
             )
 
-        vs_baseline = compare("baseline")
-        vs_champion = compare(champion_label) if champion_label else None
-        vs_anchor = compare(anchor_label) if anchor_label and not anchor_is_champion else None
+        vs_baseline = versus("baseline")
+        vs_champion = versus(champion_label) if champion_label else None
+        vs_anchor = versus(anchor_label) if anchor_label and not anchor_is_champion else None
         gate = decide(
             protocol,
             vs_champion,
@@ -485,7 +490,7 @@ def _evaluate(
             "protocol_name": protocol.name,
             "dataset_version": record["dataset_version"],
             # The rows every model here was scored on: reports compare only on equal test sets.
-            "test_set_id": reports.test_set_id(test.ids.tolist()),
+            "test_set_id": compare.test_set_id(test.ids.tolist()),
             "test_rows": len(test.labels),
             "excluded_rows": len(protocol.excluded_row_ids),
             "evaluation_key": out_prefix.rsplit("/", 1)[-1],

@@ -21,7 +21,7 @@ from typing import Any
 from gauntlet import experiments, plots, storage
 from gauntlet.config import ConfigError, config_file, load_config
 from gauntlet.logs import get_logger
-from gauntlet.reports import test_set_of, why_not_comparable
+from gauntlet.scoring.compare import test_set_of, why_not_comparable
 
 log = get_logger("gauntlet.sweep")
 
@@ -133,7 +133,7 @@ def _markdown(rows: list[dict[str, Any]], metrics: list[str]) -> str:
 
 
 def _identity(row: dict[str, Any]) -> dict[str, Any]:
-    """What reports.why_not_comparable needs of a row: protocol and test-set identity."""
+    """What compare.why_not_comparable needs of a row: protocol and test-set identity."""
     return {k: row.get(k) for k in ("experiment_key", "protocol_id", "test_set_id", "dataset_version")}
 
 

@@ -19,12 +19,13 @@ import sys
 import time
 from typing import Any
 
-from gauntlet import experiments, lease, reports, storage
+from gauntlet import experiments, lease, storage
 from gauntlet.config import PipelineConfig
 from gauntlet.errors import BadInput
 from gauntlet.hashing import TRAINING_CODE, code_version
 from gauntlet.logs import get_logger
 from gauntlet.protocol import Protocol, off_protocol_reason
+from gauntlet.scoring import compare
 from gauntlet.training import credentials
 
 log = get_logger("gauntlet.train")
@@ -130,11 +131,11 @@ def run_horovod(workers: int, worker_args: list[str]) -> float:
 def _require_protocol_split(dataset_uri: str, manifest: dict[str, Any], protocol: Protocol) -> None:
     """Refuse a dataset split under another protocol's split: its dev and test rows are not this protocol's."""
     recorded = manifest.get("protocol_split")
-    differs = reports.split_difference(recorded, reports.protocol_split(protocol))
+    differs = compare.split_difference(recorded, compare.protocol_split(protocol))
     if differs:
         raise BadInput(
-            f"dataset {dataset_uri} was split with {reports.describe_split(recorded)}, but protocol {protocol.name} "
-            f"({protocol.id}) splits with {reports.describe_split(reports.protocol_split(protocol))} (differs in "
+            f"dataset {dataset_uri} was split with {compare.describe_split(recorded)}, but protocol {protocol.name} "
+            f"({protocol.id}) splits with {compare.describe_split(compare.protocol_split(protocol))} (differs in "
             f"{', '.join(differs)}): a model trained on it would be scored on rows it trained on. Run preprocess "
             "under this protocol (same --protocol) and train on the dataset it commits"
         )

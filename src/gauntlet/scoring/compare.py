@@ -1,9 +1,11 @@
-"""Comparing evaluation reports, only ever within one protocol version and one test set.
+"""Whether two results may be compared: one protocol version, one test set, one split.
 
 A report's numbers mean something only under the protocol it was scored under (its split,
 exclusions, metrics and budget) and on the rows it was scored on. Anything that puts two reports
 side by side (the CLI, sweeps, dashboards) goes through `compare_reports` (or `why_not_comparable`),
-which refuses reports from different protocol versions or different test sets.
+which refuses reports from different protocol versions or different test sets; train and evaluate
+refuse a model whose dataset was split otherwise (`split_difference`). Kept apart from
+scoring.report (which plots), so the train step can use it without loading matplotlib.
 """
 
 from __future__ import annotations
