@@ -1,9 +1,10 @@
 """The pipeline's training loop under torch.distributed DDP (Gloo), for the Horovod comparison.
 
 Launched by `torchrun --standalone --nproc-per-node N benchmarks/ddp_worker.py --dataset URI --params JSON`.
-Same data (load_split from S3), model (build_model), sampler, per-rank batch, optimizer and
-samples/s clock as training/worker.py; only the gradient exchange differs (DDP's bucketed
-allreduce instead of hvd.DistributedOptimizer). Rank 0 prints `DDP_RESULT {json}` last.
+Same data (load_split from S3), model (build_model), sampler, per-rank batch, optimizer, step
+(training.loop.train_epoch) and samples/s clock as training/worker.py; only the gradient exchange
+differs (DDP's bucketed allreduce instead of hvd.DistributedOptimizer). Rank 0 prints
+`DDP_RESULT {json}` last.
 """
 
 from __future__ import annotations
@@ -11,17 +12,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler, TensorDataset
 
 from gauntlet import storage
 from gauntlet.training.data import batch_loader, load_preprocessor, load_split
+from gauntlet.training.loop import train_epoch
 from gauntlet.training.model import build_model
 
 
@@ -51,25 +51,15 @@ def main() -> None:
     loader = batch_loader(dataset, sampler, params["batch_size"])
     curve = []
     for epoch in range(1, params["epochs"] + 1):
-        ddp.train()
         sampler.set_epoch(epoch)
-        tick = time.perf_counter()
-        loss_sum, seen = 0.0, 0
-        for xb, yb in loader:
-            optimizer.zero_grad()
-            loss = F.cross_entropy(ddp(xb), yb)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.item() * len(yb)
-            seen += len(yb)
-        train_time = time.perf_counter() - tick
-        totals = torch.tensor([loss_sum, float(seen)], dtype=torch.float64)
-        dist.all_reduce(totals)
+        totals = train_epoch(ddp, optimizer, loader, torch.device("cpu"))
+        sums = torch.tensor([totals.loss_sum, float(totals.seen)], dtype=torch.float64)
+        dist.all_reduce(sums)
         curve.append(
             {
                 "epoch": epoch,
-                "train_loss": totals[0].item() / totals[1].item(),
-                "samples_per_s": totals[1].item() / train_time,
+                "train_loss": sums[0].item() / sums[1].item(),
+                "samples_per_s": sums[1].item() / totals.seconds,
             }
         )
     if rank == 0:

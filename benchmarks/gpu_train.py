@@ -2,7 +2,7 @@
 fraction of step time spent waiting for input, and allreduce bandwidth from the Horovod Timeline.
 
 The step is the pipeline's own (training/model.py's build_model, SGD with momentum wrapped in
-hvd.DistributedOptimizer, cross-entropy), on a wide MLP sized for a GPU and digits-shaped input.
+hvd.DistributedOptimizer, training.loop.train_epoch), on a wide MLP sized for a GPU and digits-shaped input.
 Two input paths are compared: the worker's (training.data.batch_loader: one gather per batch, from
 pinned memory on a GPU) and a DataLoader collating rows one by one (the worker's until that one
 starved small models), to show the input path's share of a step. `horovodrun -np <GPUs>` starts the
@@ -24,7 +24,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -109,10 +108,25 @@ def allreduce_bandwidth(timeline_path: Path, tensor_bytes: dict[str, int], ranks
     }
 
 
+def _train_steps(model: Any, optimizer: Any, loader: Any, device: Any, steps: int) -> tuple[float, float, float]:
+    """`steps` steps of the pipeline's train_epoch under bf16 autocast, over as many passes of the
+    loader as that takes: rows, seconds, and seconds spent waiting for input."""
+    import torch
+
+    from gauntlet.training.loop import train_epoch
+
+    seen = seconds = waited = 0.0
+    done = 0
+    while done < steps:
+        totals = train_epoch(model, optimizer, loader, device, autocast=torch.bfloat16, max_steps=steps - done)
+        done += totals.steps
+        seen, seconds, waited = seen + totals.seen, seconds + totals.seconds, waited + totals.input_seconds
+    return seen, seconds, waited
+
+
 def worker(args: argparse.Namespace) -> None:
     import horovod.torch as hvd
     import torch
-    import torch.nn.functional as F
     from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
     from gauntlet.training.data import batch_loader
@@ -123,7 +137,7 @@ def worker(args: argparse.Namespace) -> None:
     if cuda:
         torch.cuda.set_device(hvd.local_rank())
     device = torch.device("cuda", hvd.local_rank()) if cuda else torch.device("cpu")
-    cfg = dict(GPU if cuda and not args.quick else CPU)
+    cfg: dict[str, Any] = dict(GPU if cuda and not args.quick else CPU)
     torch.manual_seed(0)
     rows = cfg["batch_size"] * 8
     features = torch.randint(0, 17, (rows, 64)).float()
@@ -144,32 +158,8 @@ def worker(args: argparse.Namespace) -> None:
     flops = model_flops_per_sample(model)
     results: dict[str, Any] = {}
     for name, loader in loaders.items():
-        waited = stepped = 0.0
-        seen = 0
-        done = 0
-        while done < cfg["steps"]:
-            batches = iter(loader)
-            while done < cfg["steps"]:
-                tick = time.perf_counter()
-                try:
-                    xb, yb = next(batches)
-                except StopIteration:
-                    break
-                xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-                got = time.perf_counter()
-                optimizer.zero_grad()
-                with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
-                    loss = F.cross_entropy(model(xb), yb)
-                loss.backward()
-                optimizer.step()
-                if cuda:
-                    torch.cuda.synchronize()
-                end = time.perf_counter()
-                done += 1
-                if done > cfg["warmup"]:
-                    waited += got - tick
-                    stepped += end - tick
-                    seen += len(yb)
+        _train_steps(model, optimizer, loader, device, cfg["warmup"])  # allocation, first allreduces: not timed
+        seen, stepped, waited = _train_steps(model, optimizer, loader, device, cfg["steps"] - cfg["warmup"])
         samples_per_s = hvd.allreduce(torch.tensor(seen / stepped), op=hvd.Sum, name=f"sps.{name}").item()
         results[name] = {
             "samples_per_s": samples_per_s,

@@ -49,7 +49,7 @@ MODELS = {
 }
 FULL = {"rows": 16_000, "epochs": 3, "rounds": 3, "ceiling_steps": 40, "models": ["cnn", "mlp"]}
 QUICK = {"rows": 4_000, "epochs": 2, "rounds": 1, "ceiling_steps": 10, "models": ["cnn"]}
-# The worker without its CPU thread scheduling (training/worker.py's _HorovodThreads): the plain recipe.
+# The worker without its CPU thread scheduling (training/cpu_tuning.py): the plain recipe.
 PLAIN_RECIPE = {"GAUNTLET_RANK_THREAD_SCHEDULING": "off"}
 
 
@@ -112,7 +112,8 @@ def run_ddp(dataset: str, ranks: int, p: dict[str, Any]) -> float:
 
 
 _CEILING = """
-import json, sys, time, torch, torch.nn.functional as F
+import json, sys, torch
+from gauntlet.training.loop import train_epoch
 from gauntlet.training.model import build_model
 torch.set_num_threads(1)
 spec, batch, steps = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
@@ -120,19 +121,17 @@ pre = {"features": list(range(64)), "mean": [0.0] * 64, "scale": [1.0] * 64}
 model = build_model(spec, pre, 10)
 opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 x, y = torch.rand(batch, 64), torch.randint(0, 10, (batch,))
-for i in range(steps + 2):
-    if i == 2:
-        tick = time.perf_counter()
-    opt.zero_grad()
-    F.cross_entropy(model(x), y).backward()
-    opt.step()
-print(batch * steps / (time.perf_counter() - tick))
+cpu = torch.device("cpu")
+train_epoch(model, opt, [(x, y)] * 2, cpu)  # warm-up
+totals = train_epoch(model, opt, [(x, y)] * steps, cpu)
+print(totals.seen / totals.seconds)
 """
 
 
 def compute_ceiling(p: dict[str, Any], processes: int, steps: int) -> float:
-    """Samples/s of `processes` independent single-thread copies of the step, no communication at all:
-    what this machine's cores give two ranks before any allreduce (shared caches, memory, neighbours)."""
+    """Samples/s of `processes` independent single-thread copies of the worker's step (train_epoch), with
+    no communication at all: what this machine's cores give two ranks before any allreduce (shared
+    caches, memory, neighbours)."""
     args = [sys.executable, "-c", _CEILING, json.dumps(p["model"]), str(p["batch_size"]), str(steps)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
     running = [subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env) for _ in range(processes)]

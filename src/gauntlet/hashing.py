@@ -86,4 +86,13 @@ def code_version(modules: tuple[str, ...] | None = None, root: Path | None = Non
 # rows and splits come from preprocess, the raw-data reader, the split rule and the hashes under
 # it; the protocol's gate and metrics do not change a dataset, so their wording keeps versions.
 DATASET_CODE = ("steps/preprocess.py", "rawdata.py", "splits.py", "hashing.py")
-TRAINING_CODE = ("steps/train.py", "training/worker.py", "training/model.py", "training/data.py")
+TRAINING_CODE = (
+    "steps/train.py",
+    "training/worker.py",
+    "training/loop.py",
+    "training/checkpoint.py",
+    "training/cpu_tuning.py",
+    "training/faults.py",
+    "training/model.py",
+    "training/data.py",
+)
