@@ -40,7 +40,8 @@ def sha256_u64(texts: Iterable[str], prefix: str = "") -> NDArray[np.uint64]:
     """The first 8 bytes of sha256(prefix + text), big-endian, for many texts at once.
 
     The same number as int(sha256_bytes(...)[:16], 16), without a hex string and an int parse per
-    text: frozen splits hash every row id, and at 10 M rows that parse was a third of the work.
+    text: frozen splits hash every row id, and that parse was a large share of the work
+    (docs/benchmarks.md, data path).
     """
     head = prefix.encode()
     return sha256_u64_of_bytes([head + text.encode() for text in texts])
