@@ -36,7 +36,7 @@ from gauntlet.protocol import Protocol
 log = get_logger("gauntlet.preprocess")
 SPLITS = ("train", "dev", "test")
 # Rows per Arrow batch: ~70 MB of int64 pixels; with the float32 copy and the split chunks a
-# worker peaks near 300 MB whatever the partition's size.
+# worker's peak memory is a few times that, whatever the partition's size.
 BATCH_ROWS = 131_072
 
 
@@ -81,7 +81,7 @@ class _Moments:
         """Merge in one batch, given feature by feature (the columns of an Arrow table, no copy).
 
         Per column, a two-pass mean and a dot product of its deviations: one float64 temporary the
-        size of a column, where stacking the batch into a matrix first took 10x as long.
+        size of a column, where stacking the batch into a matrix first was far slower (docs/benchmarks.md).
         """
         if not columns or not len(columns[0]):
             return
@@ -199,7 +199,7 @@ def _process_partition(job: _Job) -> dict[str, Any]:
                 if schema is None:
                     features = feature_columns(batch.schema.names, job.feature_prefix)
                     schema = _output_schema(job, features)
-                # Per row, Python only calls sha256: the step's costliest loop (~0.7 µs a row).
+                # Per row, Python only calls sha256: the step's costliest loop.
                 split_names = splits.splits_of_text(ids, job.protocol)
                 table = pa.Table.from_arrays(
                     [
@@ -257,9 +257,8 @@ def worker_count(partitions: int) -> int:
 def _process_all(jobs: list[_Job]) -> Iterator[dict[str, Any]]:
     """Each partition's result, in partition order, from `worker_count` threads.
 
-    Threads, not processes: on 2 cores, 10 M rows took 20.5 s in two threads, 22.7 s in two spawned
-    processes (which also pay ~0.5 s each to start) and 23.3 s in one thread; 1 M rows 2.2 s in two
-    threads, 2.7 s in one.
+    Threads, not processes: two threads beat both one thread and two spawned processes, which also
+    pay for their start-up (docs/benchmarks.md, data path).
     """
     workers = worker_count(len(jobs))
     if workers == 1:
