@@ -1,0 +1,248 @@
+"""The store's layout: the one place that knows the store root and builds every S3 path.
+
+Everything under one root (`$GAUNTLET_STORE`, default `s3://gauntlet`)::
+
+    <raw_prefix>/date=YYYY-MM-DD/part-00000.{parquet,csv}   raw partitions, landed upstream
+    runs/<run_id>/validation/result.json, docs/             one orchestrator run's validation
+    runs/<run_id>/steps/<step>.json                         each step's outputs, for `summary`
+    datasets/<dataset>/<version>/                           a committed dataset (MANIFEST.json last)
+    experiments/<key>/                                      RECORD.json (last), LEASE.json, model.pt,
+                                                            worker.json, curve.jsonl, checkpoints/
+    evaluations/<protocol>/<key>/<against>/<eval key>/      report.{json,md,html}, plots, MANIFEST.json
+    registry/<model>/                                       versions/, by-experiment/, aliases/, events/
+    quarantine/<dataset>/<id>/                              rows a suite held back from one file
+    ledgers/<dataset>/ledger.json                           suspected label errors
+    sweeps/<run_id>/                                        comparison.{md,json,html}, learning_curves.png
+
+Functions take the store root (or the prefix of one output, e.g. an experiment's URI, which steps
+pass between them) and return URIs; nothing here speaks to S3. `storage.join` is the URI joiner.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+
+from gauntlet.storage import join
+
+STORE_ENV = "GAUNTLET_STORE"
+DEFAULT_STORE = "s3://gauntlet"
+
+RECORD_NAME = "RECORD.json"
+LEASE_NAME = "LEASE.json"
+REPORT_NAME = "report.json"
+
+# Top-level folders whose next segment is an orchestrator run's id.
+_RUN_FOLDERS = ("runs", "sweeps")
+
+
+# --- the root ------------------------------------------------------------------------------------
+
+
+def store_root(store: str | None = None) -> str:
+    """`store` when given, else $GAUNTLET_STORE, else the default root."""
+    return store or os.environ.get(STORE_ENV) or DEFAULT_STORE
+
+
+def configured_store() -> str | None:
+    """The root $GAUNTLET_STORE names, or None when it is unset (a step process then picks its own)."""
+    return os.environ.get(STORE_ENV) or None
+
+
+def run_id_under(store: str, uri: str) -> str | None:
+    """The run id of an object under runs/<run_id>/ or sweeps/<run_id>/, or None for any other object."""
+    root = store.rstrip("/") + "/"
+    parts = uri[len(root) :].split("/") if uri.startswith(root) else []
+    return parts[1] if len(parts) > 1 and parts[0] in _RUN_FOLDERS and parts[1] else None
+
+
+# --- raw data ------------------------------------------------------------------------------------
+
+
+def raw_root(store: str, raw_prefix: str) -> str:
+    """Where a dataset's raw partitions land (the config's `dataset.raw_prefix`)."""
+    return join(store, raw_prefix)
+
+
+def raw_partition_uri(store: str, raw_prefix: str, day: dt.date, fmt: str = "parquet") -> str:
+    return join(raw_root(store, raw_prefix), f"date={day.isoformat()}", f"part-00000.{fmt}")
+
+
+# --- one orchestrator run ------------------------------------------------------------------------
+
+
+def runs_root(store: str) -> str:
+    return join(store, "runs")
+
+
+def run_prefix(store: str, run_id: str) -> str:
+    return join(runs_root(store), run_id)
+
+
+def step_outputs_uri(store: str, run_id: str, step: str) -> str:
+    """The outputs a step of a run returned, kept for `gauntlet summary`."""
+    return join(run_prefix(store, run_id), "steps", f"{step}.json")
+
+
+def run_of_step_outputs(store: str, uri: str, step: str) -> str | None:
+    """The run id when `uri` is `step_outputs_uri(store, <run id>, step)`, else None."""
+    run_id = run_id_under(store, uri)
+    return run_id if run_id and uri == step_outputs_uri(store, run_id, step) else None
+
+
+def validation_prefix(store: str, run_id: str) -> str:
+    return join(run_prefix(store, run_id), "validation")
+
+
+def validation_result_uri(store: str, run_id: str) -> str:
+    return join(validation_prefix(store, run_id), "result.json")
+
+
+def data_docs_prefix(store: str, run_id: str) -> str:
+    return join(validation_prefix(store, run_id), "docs")
+
+
+def data_docs_uri(store: str, run_id: str, relative: str = "index.html") -> str:
+    """One file of a run's Data Docs (`relative` to the docs folder); the index by default."""
+    return join(data_docs_prefix(store, run_id), relative)
+
+
+# --- datasets, quarantine, ledgers ---------------------------------------------------------------
+
+
+def dataset_prefix(store: str, dataset: str, version: str) -> str:
+    return join(store, "datasets", dataset, version)
+
+
+def quarantine_prefix(store: str, dataset: str, quarantine_id: str) -> str:
+    return join(store, "quarantine", dataset, quarantine_id)
+
+
+def ledger_uri(store: str, dataset: str) -> str:
+    return join(store, "ledgers", dataset, "ledger.json")
+
+
+# --- experiments ---------------------------------------------------------------------------------
+
+
+def experiments_root(store: str) -> str:
+    return join(store, "experiments")
+
+
+def experiment_uri(store: str, key: str) -> str:
+    return join(experiments_root(store), key)
+
+
+def record_uri(experiment: str) -> str:
+    """The experiment's RECORD.json, written last: without it the experiment does not exist."""
+    return join(experiment, RECORD_NAME)
+
+
+def lease_uri(experiment: str) -> str:
+    return join(experiment, LEASE_NAME)
+
+
+def model_uri(experiment: str) -> str:
+    return join(experiment, "model.pt")
+
+
+def worker_report_uri(experiment: str) -> str:
+    """What rank 0 of the training job reports: curve, digests, world size, device."""
+    return join(experiment, "worker.json")
+
+
+def curve_uri(experiment: str) -> str:
+    return join(experiment, "curve.jsonl")
+
+
+def checkpoints_prefix(experiment: str) -> str:
+    return join(experiment, "checkpoints")
+
+
+def checkpoint_uri(experiment: str, epoch: int) -> str:
+    return join(checkpoints_prefix(experiment), f"epoch-{epoch:04d}.pt")
+
+
+def latest_checkpoint_uri(experiment: str) -> str:
+    """The pointer to the newest checkpoint, written after it."""
+    return join(checkpoints_prefix(experiment), "latest.json")
+
+
+# --- evaluations ---------------------------------------------------------------------------------
+
+
+def evaluations_of(store: str, protocol_id: str, experiment_key: str, against: str) -> str:
+    """Every evaluation of one experiment against one set of references, under one protocol."""
+    return join(store, "evaluations", protocol_id, experiment_key, against)
+
+
+def evaluation_prefix(store: str, protocol_id: str, experiment_key: str, against: str, evaluation_key: str) -> str:
+    return join(evaluations_of(store, protocol_id, experiment_key, against), evaluation_key)
+
+
+def report_uri(evaluation: str) -> str:
+    return join(evaluation, REPORT_NAME)
+
+
+def report_html_uri(evaluation: str) -> str:
+    return join(evaluation, "report.html")
+
+
+# --- the registry --------------------------------------------------------------------------------
+
+
+def registry_root(store: str, model: str) -> str:
+    return join(store, "registry", model)
+
+
+def versions_prefix(registry: str) -> str:
+    return join(registry, "versions")
+
+
+def version_uri(registry: str, version: int) -> str:
+    return join(versions_prefix(registry), f"{version:06d}.json")
+
+
+def claim_uri(registry: str, experiment_key: str) -> str:
+    """The claim that makes registering one experiment twice a no-op."""
+    return join(registry, "by-experiment", f"{experiment_key}.json")
+
+
+def alias_uri(registry: str, alias: str) -> str:
+    return join(registry, "aliases", f"{alias}.json")
+
+
+def events_prefix(registry: str) -> str:
+    return join(registry, "events")
+
+
+def event_uri(registry: str, name: str) -> str:
+    return join(events_prefix(registry), f"{name}.json")
+
+
+# --- sweeps --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """Where a sweep's comparison goes: one table in three formats and the learning curves."""
+
+    table: str
+    json: str
+    html: str
+    plot: str
+
+
+def sweep_prefix(store: str, run_id: str) -> str:
+    return join(store, "sweeps", run_id)
+
+
+def sweep_report(store: str, run_id: str) -> SweepReport:
+    prefix = sweep_prefix(store, run_id)
+    return SweepReport(
+        table=join(prefix, "comparison.md"),
+        json=join(prefix, "comparison.json"),
+        html=join(prefix, "comparison.html"),
+        plot=join(prefix, "learning_curves.png"),
+    )
