@@ -59,3 +59,40 @@ def move(reg: str, protocol: Protocol, version: int, expected: int | None, reaso
     else:
         log.info("anchor of protocol %s moved meanwhile; left as another run set it", protocol.id)
     return moved
+
+
+def settle(
+    reg: str,
+    protocol: Protocol,
+    champ: dict[str, Any] | None,
+    champion_scores: dict[str, float] | None,
+    held: dict[str, Any] | None,
+    held_scores: dict[str, float] | None,
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The anchor a candidate is judged against, after moving it to the champion where that is due.
+
+    `champion_scores` and `held_scores` are the champion's and the current anchor's metrics on the
+    candidate's test rows (champion_scores None when a re-trained stand-in was scored in the
+    champion's place: its figures are not the champion's). Returns the anchor's version record and
+    what this evaluation did to it (alias, moved, moved_from, reason).
+    """
+    info: dict[str, Any] = {"alias": alias_name(protocol.id), "moved": False, "moved_from": None}
+    if champ is None or champion_scores is None or not eligible(champ, protocol):
+        return held, info
+    primary = protocol.primary_metric
+    if held is None:
+        reason = f"v{champ['version']} is the first model promoted under protocol {protocol.id}"
+    elif held["version"] == champ["version"] or held_scores is None:
+        return held, info
+    elif beats(protocol, champion_scores, held_scores):
+        reason = (
+            f"champion v{champ['version']} beats anchor v{held['version']} on {primary} on the same test rows "
+            f"({champion_scores[primary]:.4f} vs {held_scores[primary]:.4f})"
+        )
+    else:
+        return held, info
+    expected = None if held is None else held["version"]
+    if move(reg, protocol, champ["version"], expected, reason):
+        info.update(moved=True, moved_from=expected, reason=reason)
+        return champ, info
+    return current(reg, protocol), info

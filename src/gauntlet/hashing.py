@@ -97,3 +97,17 @@ TRAINING_CODE = (
     "training/model.py",
     "training/data.py",
 )
+# An evaluation's figures and verdict: the evaluate step, the protocol's budget rule, the anchor,
+# the scoring that shapes a score (metrics, bootstrap, gate, the references) and the model code.
+# scoring/report.py only renders them, so rewording a table does not re-score every candidate.
+EVALUATE_CODE = (
+    "steps/evaluate.py",
+    "protocol.py",
+    "anchor.py",
+    "scoring/metrics.py",
+    "scoring/bootstrap.py",
+    "scoring/gate.py",
+    "scoring/references.py",
+    "training/model.py",
+    "training/data.py",
+)

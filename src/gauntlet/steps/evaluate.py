@@ -7,126 +7,46 @@ on every metric, and the protocol's gate decides in one sentence whether the can
 champion: it must hold against all of them. A champion trained under another split is never scored
 on these rows (they include rows it trained on). The report (JSON, Markdown, HTML) and its PNGs are
 committed under evaluations/<protocol id>/<experiment key>/<comparison>/<evaluation key>/ with a
-manifest written last; the evaluation key hashes the evaluate code and the library versions.
+manifest written last; the evaluation key hashes the evaluate and scoring code and the library versions.
+
+`run` reads as the work it does: plan (what is compared, or the earlier result) -> score -> compare
+-> decide -> report -> commit.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import html
-import json
-import shlex
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
-from gauntlet import anchor, experiments, ledger, plots, registry, storage
-from gauntlet.errors import BadInput
-from gauntlet.hashing import code_version, content_hash
+from gauntlet import anchor, experiments, layout, ledger, registry, storage
+from gauntlet.hashing import EVALUATE_CODE, code_version, content_hash
 from gauntlet.logs import get_logger
 from gauntlet.protocol import Protocol, off_protocol_reason
-from gauntlet.scoring import compare
+from gauntlet.scoring import gate
 from gauntlet.scoring.bootstrap import paired_bootstrap
-from gauntlet.scoring.compare import ProtocolMismatch
-from gauntlet.scoring.gate import decide
+from gauntlet.scoring.compare import ProtocolMismatch, test_set_id
 from gauntlet.scoring.metrics import compute_metrics, per_class_table, slice_metrics
+from gauntlet.scoring.references import baseline_proba, champion_model_bytes, champion_stand_in, require_own_split
+from gauntlet.scoring.report import evaluation_tables, write_evaluation_figures, write_evaluation_report
 from gauntlet.training.data import Split, load_split
 from gauntlet.training.model import load_bundle, predict_proba
 
 log = get_logger("gauntlet.evaluate")
-# The modules that shape an evaluation's figures and verdict: part of its key, so a change re-scores.
-EVALUATE_CODE = (
-    "steps/evaluate.py",
-    "protocol.py",
-    "anchor.py",
-    "scoring/metrics.py",
-    "scoring/bootstrap.py",
-    "scoring/gate.py",
-    "training/model.py",
-    "training/data.py",
-)
+Comparison = dict[str, dict[str, float]]  # paired_bootstrap's result: metric -> a, b, diff, low, high
 
 
 class EvaluationError(RuntimeError):
     """The candidate cannot be evaluated under this protocol; the message says why."""
 
 
-def baseline_proba(protocol: Protocol, train: Split, test: Split, n_classes: int) -> np.ndarray:
-    """The simple model every candidate must beat: standardised logistic regression."""
-    settings = protocol.baseline
-    model = make_pipeline(
-        StandardScaler(),
-        LogisticRegression(
-            C=float(settings.get("C", 1.0)), max_iter=int(settings.get("max_iter", 500)), random_state=protocol.seed
-        ),
-    )
-    model.fit(train.features, train.labels)
-    proba = np.zeros((len(test.labels), n_classes))
-    proba[:, model.classes_] = model.predict_proba(test.features)
-    return proba
-
-
 def _without_excluded(split: Split, protocol: Protocol) -> Split:
     keep = ~np.isin(split.ids, np.array(protocol.excluded_row_ids, dtype=str))
     return Split(split.ids[keep], split.features[keep], split.labels[keep], split.frame[keep].reset_index(drop=True))
-
-
-def comparison_table(metrics: dict[str, dict[str, float]], names: list[str]) -> str:
-    """Markdown table: one row per model, one column per metric."""
-    header = "| model | " + " | ".join(names) + " |"
-    rule = "|---|" + "---|" * len(names)
-    rows = [f"| {model} | " + " | ".join(f"{values[n]:.4f}" for n in names) + " |" for model, values in metrics.items()]
-    return "\n".join([header, rule, *rows])
-
-
-def interval_table(comparisons: dict[str, dict[str, dict[str, float]]], names: list[str], confidence: float) -> str:
-    header = f"| comparison | metric | difference | {confidence:.0%} CI |"
-    rows = [header, "|---|---|---|---|"]
-    for label, result in comparisons.items():
-        for name in names:
-            r = result[name]
-            rows.append(f"| {label} | {name} | {r['diff']:+.4f} | [{r['low']:+.4f}, {r['high']:+.4f}] |")
-    return "\n".join(rows)
-
-
-def _html_page(report: dict[str, Any], markdown_tables: list[str]) -> str:
-    def md_to_html(table: str) -> str:
-        lines = [line for line in table.splitlines() if not line.startswith("|---")]
-        cells = [[html.escape(c.strip()) for c in line.strip("|").split("|")] for line in lines]
-        head = "".join(f"<th>{c}</th>" for c in cells[0])
-        body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in cells[1:])
-        return f"<table><tr>{head}</tr>{body}</table>"
-
-    images = "".join(
-        f'<figure><a href="{name}"><img src="{name}" alt="{name}"></a><figcaption>{name}</figcaption></figure>'
-        for name in report["plots"]
-    )
-    return (
-        "<!doctype html><meta charset='utf-8'><title>gauntlet evaluation</title>"
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}figure{display:inline-block}</style>"
-        f"<h1>Evaluation of experiment {html.escape(report['experiment_key'])}</h1>"
-        f"<p>Protocol <code>{html.escape(report['protocol_id'])}</code> ({html.escape(report['protocol_name'])}), "
-        f"dataset <code>{html.escape(report['dataset_version'])}</code>, {report['test_rows']} test rows.</p>"
-        + (
-            f"<p>Champion v{report['champion_version']} (registered under protocol "
-            f"<code>{html.escape(str(report['champion_registered_protocol_id']))}</code>) was re-scored under "
-            "this protocol.</p>"
-            if report["champion_version"] is not None
-            else ""
-        )
-        + f"<p><b>{html.escape(report['gate']['reason'])}</b></p>"
-        + "<pre>"
-        + html.escape(_references_text(report))
-        + "</pre>"
-        + "".join(md_to_html(t) for t in markdown_tables)
-        + images
-    )
 
 
 def evaluation_key_parts() -> dict[str, str]:
@@ -147,7 +67,7 @@ def explain_evaluation_miss(against_prefix: str, parts: dict[str, str]) -> str |
     """Why earlier evaluations of this candidate against these references are not reused, or None."""
     earlier: list[dict[str, str]] = []
     for obj in storage.list_objects(against_prefix + "/"):
-        if not obj["key"].endswith("/report.json"):
+        if not obj["key"].endswith("/" + layout.REPORT_NAME):
             continue
         earlier.append(storage.get_json(obj["uri"]).get("evaluation_key_parts") or {})
     if not earlier:
@@ -159,88 +79,90 @@ def explain_evaluation_miss(against_prefix: str, parts: dict[str, str]) -> str |
     return "an earlier evaluation differs in: " + ", ".join(changed)
 
 
-def _split_problem(dataset_uri: str, protocol: Protocol) -> tuple[list[str], Any]:
-    recorded = storage.read_manifest(dataset_uri).get("protocol_split")
-    return compare.split_difference(recorded, compare.protocol_split(protocol)), recorded
+@dataclass
+class Plan:
+    """What one evaluation compares, fixed before any model is scored."""
+
+    protocol: Protocol
+    store: str
+    record: dict[str, Any]  # the candidate's experiment record
+    experiment_uri: str
+    reg: str
+    champ: dict[str, Any] | None
+    stand_in: dict[str, Any] | None  # the champion's config re-trained under this split, scored in its place
+    anchor: dict[str, Any] | None  # the anchor version before this evaluation
+    key_parts: dict[str, str]
+    out_prefix: str
+
+    @property
+    def champion_label(self) -> str | None:
+        if self.champ is None:
+            return None
+        if self.stand_in is not None:
+            return f"champion v{self.champ['version']} re-trained ({self.stand_in['key'][:12]})"
+        return f"champion v{self.champ['version']}"
+
+    @property
+    def off_protocol(self) -> str | None:
+        return self.record.get("off_protocol_reason") or off_protocol_reason(self.record["params"], self.protocol)
 
 
-def _retrain_command(champ: dict[str, Any], dataset_uri: str) -> str:
-    """The train command that re-trains a registered version's config (from its lineage) on a dataset."""
-    params = champ.get("params", {})
-    sets = [f"model.{k}={json.dumps(v, separators=(',', ':'))}" for k, v in sorted(params.get("model", {}).items())]
-    sets += [f"training.{k}={json.dumps(params[k])}" for k in _RETRAIN_KEYS if params.get(k) is not None]
-    options = " ".join(f"--set {shlex.quote(s)}" for s in sets)
-    return f"python -m gauntlet --protocol PROTOCOL_FILE {options} train --dataset {shlex.quote(dataset_uri)}"
+@dataclass
+class Scores:
+    """Every model's probabilities and metrics on the test rows, and the anchor settled on them."""
+
+    test: Split
+    manifest: dict[str, Any]  # the dataset's manifest
+    names: list[str]
+    probas: dict[str, np.ndarray]  # by model label: candidate, baseline, champion ..., anchor ...
+    metrics: dict[str, dict[str, float]]
+    slices: dict[str, dict[str, dict[str, Any]]]
+    anchor: dict[str, Any] | None
+    anchor_info: dict[str, Any]
+    anchor_is_champion: bool
+
+    @property
+    def anchor_label(self) -> str | None:
+        return _anchor_label(self.anchor)
+
+    @property
+    def anchor_record(self) -> dict[str, Any]:
+        return {
+            **self.anchor_info,
+            "version": self.anchor["version"] if self.anchor else None,
+            "is_champion": self.anchor_is_champion,
+            "experiment_key": self.anchor["experiment_key"] if self.anchor else None,
+        }
 
 
-# Training params a re-train copies from the champion; epochs, patience and seed are the protocol's.
-_RETRAIN_KEYS = ("batch_size", "lr", "momentum", "weight_decay", "workers", "threads_per_worker", "schedule")
+def _anchor_label(version: dict[str, Any] | None) -> str | None:
+    return f"anchor v{version['version']}" if version else None
 
 
-def _retrained_champion(
-    store: str, protocol: Protocol, champ: dict[str, Any], record: dict[str, Any]
-) -> dict[str, Any] | None:
-    """The champion's config re-trained under this protocol on the candidate's dataset, if it was."""
-    wanted = {k: v for k, v in champ.get("params", {}).items() if k in ("model", *_RETRAIN_KEYS)}
-    matches = [
-        r
-        for r in experiments.list_records(store, protocol.id)
-        if r["dataset_version"] == record["dataset_version"]
-        and off_protocol_reason(r["params"], protocol) is None
-        and all(r["params"].get(k) == v for k, v in wanted.items())
-    ]
-    return matches[-1] if matches else None
-
-
-def _champion_reference(
-    store: str, protocol: Protocol, champ: dict[str, Any], record: dict[str, Any]
-) -> dict[str, Any] | None:
-    """None when the champion itself may be scored on the candidate's test rows; else its re-trained stand-in.
-
-    A champion trained under another split has seen some of these test rows: it is never scored on
-    them. Its config re-trained under this split stands in for it; without one, BadInput says how.
-    """
-    differs, recorded = _split_problem(champ["dataset_uri"], protocol)
-    if not differs:
-        return None
-    stand_in = _retrained_champion(store, protocol, champ, record)
-    if stand_in is not None:
-        log.info(
-            "champion v%d was trained under another split (%s); comparing against its config re-trained "
-            "under this protocol: experiment %s",
-            champ["version"],
-            compare.describe_split(recorded),
-            stand_in["key"],
-        )
-        return stand_in
-    raise BadInput(
-        f"champion v{champ['version']} was trained on dataset {champ['dataset_version']} ({champ['dataset_uri']}), "
-        f"split with {compare.describe_split(recorded)}; protocol {protocol.name} ({protocol.id}) splits with "
-        f"{compare.describe_split(compare.protocol_split(protocol))} (differs in {', '.join(differs)}), so rows the "
-        "champion trained on are test rows here and its score would be inflated: it is not compared. Re-train "
-        f"the champion's config (lineage of v{champ['version']}: `registry show {champ['version']}`) under this "
-        "protocol on the candidate's dataset, then evaluate again (the re-trained model stands in for it):\n  "
-        + _retrain_command(champ, record["dataset_uri"])
-        + f"\n(PROTOCOL_FILE: the file of protocol {protocol.id})"
-    )
-
-
-def _require_own_split(what: str, dataset_uri: str, protocol: Protocol) -> None:
-    differs, recorded = _split_problem(dataset_uri, protocol)
-    if differs:
-        raise BadInput(
-            f"{what} was trained on dataset {dataset_uri}, built with "
-            f"{compare.describe_split(recorded)}; protocol {protocol.name} ({protocol.id}) splits with "
-            f"{compare.describe_split(compare.protocol_split(protocol))}: its test rows are not this protocol's. "
-            "Run preprocess and train under this protocol, then evaluate that experiment"
-        )
+def _is_champion(version: dict[str, Any] | None, champ: dict[str, Any] | None) -> bool:
+    return bool(version and champ and version["version"] == champ["version"])
 
 
 def run(protocol: Protocol, store: str, experiment_uri: str, model_name: str) -> dict[str, Any]:
     started = time.perf_counter()
+    plan = _plan(protocol, store, experiment_uri, model_name)
+    if not isinstance(plan, Plan):
+        return plan  # evaluated before: the earlier outputs
+    with storage.temp_dir() as tmp:
+        scores = _score(plan, Path(tmp) / "data")
+        comparisons = _compare(plan, scores)
+        verdict = _decide(plan, scores, comparisons)
+        report = _report(plan, scores, comparisons, verdict, Path(tmp) / "report")
+        outputs = _commit(plan, report, Path(tmp) / "report")
+    log.info("report: %s (%.1fs)", outputs["report_html_uri"], time.perf_counter() - started)
+    return outputs
+
+
+def _plan(protocol: Protocol, store: str, experiment_uri: str, model_name: str) -> Plan | dict[str, Any]:
+    """The candidate, its references and where the result goes; the earlier outputs if it was evaluated."""
     record = experiments.find_record(experiment_uri)
     if record is None:
-        raise EvaluationError(f"{experiment_uri} has no {experiments.RECORD_NAME}: training did not finish")
+        raise EvaluationError(f"{experiment_uri} has no {layout.RECORD_NAME}: training did not finish")
     if record["protocol_id"] != protocol.id:
         # The experiment key includes the protocol id: training under the new protocol re-scores it.
         raise ProtocolMismatch(
@@ -248,7 +170,7 @@ def run(protocol: Protocol, store: str, experiment_uri: str, model_name: str) ->
             f"({protocol.name}); results under different protocol versions are never compared: run train "
             "under the new protocol to re-score it"
         )
-    reg = registry.root(store, model_name)
+    reg = layout.registry_root(store, model_name)
     champ = registry.champion(reg)
     if champ and champ["experiment_key"] == record["key"]:
         log.info(
@@ -258,11 +180,11 @@ def run(protocol: Protocol, store: str, experiment_uri: str, model_name: str) ->
             champ["evaluation_uri"],
         )
         return {**storage.get_json(champ["evaluation_uri"])["outputs"], "cache_hit": True}
-    _require_own_split(f"experiment {record['key']}", record["dataset_uri"], protocol)
-    stand_in = _champion_reference(store, protocol, champ, record) if champ else None
+    require_own_split(f"experiment {record['key']}", record["dataset_uri"], protocol)
+    stand_in = champion_stand_in(store, protocol, champ, record) if champ else None
     anchor_version = anchor.current(reg, protocol)
     if anchor_version is not None:
-        _require_own_split(f"anchor v{anchor_version['version']}", anchor_version["dataset_uri"], protocol)
+        require_own_split(f"anchor v{anchor_version['version']}", anchor_version["dataset_uri"], protocol)
 
     # Version numbers are per registry, so the model name is part of what this was compared against;
     # the anchor and a re-trained stand-in change the verdict, so they are part of it too.
@@ -272,10 +194,10 @@ def run(protocol: Protocol, store: str, experiment_uri: str, model_name: str) ->
     if stand_in is not None:
         against += f"-retrained-{stand_in['key'][:12]}"
     parts = evaluation_key_parts()
-    against_prefix = storage.join(store, "evaluations", protocol.id, record["key"], against)
-    out_prefix = storage.join(against_prefix, content_hash(parts))
+    against_prefix = layout.evaluations_against(store, protocol.id, record["key"], against)
+    out_prefix = layout.evaluation_prefix(store, protocol.id, record["key"], against, content_hash(parts))
     if storage.is_committed(out_prefix):
-        report = storage.get_json(storage.join(out_prefix, "report.json"))
+        report = storage.get_json(layout.report_uri(out_prefix))
         log.info(
             "cache hit: experiment %s was already evaluated against %s: %s",
             record["key"],
@@ -286,277 +208,163 @@ def run(protocol: Protocol, store: str, experiment_uri: str, model_name: str) ->
         return {**report["outputs"], "cache_hit": True}
     why = explain_evaluation_miss(against_prefix, parts)
     log.info("cache miss: evaluating experiment %s against %s%s", record["key"], against, f"; {why}" if why else "")
-    return _evaluate(
-        protocol, store, record, experiment_uri, reg, champ, stand_in, anchor_version, parts, out_prefix, started
+    return Plan(protocol, store, record, experiment_uri, reg, champ, stand_in, anchor_version, parts, out_prefix)
+
+
+def _score(plan: Plan, data: Path) -> Scores:
+    """Every model on the protocol's test rows: candidate, baseline, champion (or its stand-in), anchor."""
+    protocol, record, champ = plan.protocol, plan.record, plan.champ
+    test, manifest = load_split(record["dataset_uri"], "test", data)
+    train, _ = load_split(record["dataset_uri"], "train", data)
+    test = _without_excluded(test, protocol)
+    missing = [c for c in protocol.slices if c not in test.frame.columns]
+    if missing:  # checked before scoring, so a bad slice column cannot move the anchor first
+        raise EvaluationError(
+            f"protocol slices {missing} are not columns of the test set "
+            f"(columns: {', '.join(map(str, test.frame.columns))})"
+        )
+    names = list(protocol.metric_names)
+    candidate = load_bundle(storage.get_bytes(record["model_uri"], expected_sha256=record["model_sha256"]))
+    probas = {
+        "candidate": predict_proba(candidate, test.features),
+        "baseline": baseline_proba(protocol, train, test, len(manifest["schema"]["classes"])),
+    }
+    champion_label, held = plan.champion_label, plan.anchor
+    if champ and champion_label:
+        probas[champion_label] = predict_proba(load_bundle(champion_model_bytes(champ, plan.stand_in)), test.features)
+    held_label = _anchor_label(held)
+    if held and held_label and not _is_champion(held, champ):
+        probas[held_label] = predict_proba(load_bundle(registry.load_model_bytes(held)), test.features)
+    metrics = {label: compute_metrics(test.labels, p, names) for label, p in probas.items()}
+
+    champion_scores = metrics[champion_label] if champion_label and plan.stand_in is None else None
+    held_scores = metrics.get(held_label) if held_label else None
+    settled, info = anchor.settle(plan.reg, protocol, champ, champion_scores, held, held_scores)
+    if held_label and info["moved"]:
+        # The anchor is now the champion: its comparison is the champion's; drop the old anchor's row.
+        probas.pop(held_label, None)
+        metrics.pop(held_label, None)
+    settled_label = _anchor_label(settled)
+    if settled and settled_label and not _is_champion(settled, champ) and settled_label not in probas:
+        # Another run moved the anchor while this one scored: score the one now in place.
+        probas[settled_label] = predict_proba(load_bundle(registry.load_model_bytes(settled)), test.features)
+        metrics[settled_label] = compute_metrics(test.labels, probas[settled_label], names)
+    slices = {c: slice_metrics(test.labels, probas, test.frame[c].to_numpy(), names) for c in protocol.slices}
+    return Scores(test, manifest, names, probas, metrics, slices, settled, info, _is_champion(settled, champ))
+
+
+def _compare(plan: Plan, scores: Scores) -> dict[str, Comparison]:
+    """candidate - each reference (baseline, champion, anchor), paired on the same bootstrap resamples."""
+    protocol = plan.protocol
+    references = ["baseline"]
+    if plan.champion_label:
+        references.append(plan.champion_label)
+    if scores.anchor_label and not scores.anchor_is_champion:
+        references.append(scores.anchor_label)
+    return {
+        reference: paired_bootstrap(
+            scores.test.labels,
+            scores.probas["candidate"],
+            scores.probas[reference],
+            scores.names,
+            protocol.bootstrap_resamples,
+            protocol.bootstrap_seed,
+            protocol.confidence,
+        )
+        for reference in references
+    }
+
+
+def _decide(plan: Plan, scores: Scores, comparisons: dict[str, Comparison]) -> gate.GateDecision:
+    """The protocol's gate over every comparison; its details carry the anchor into the lineage."""
+    champion, anchor_label = plan.champion_label, scores.anchor_label
+    verdict = gate.decide(
+        plan.protocol,
+        comparisons[champion] if champion else None,
+        comparisons["baseline"],
+        champion_name=champion or "champion",
+        vs_anchor=comparisons.get(anchor_label) if anchor_label else None,
+        anchor_name=anchor_label or "anchor",
+        off_protocol=plan.off_protocol,
     )
+    # The gate's details travel into a registered version's lineage: the anchor goes with them.
+    verdict.details["anchor_record"] = scores.anchor_record
+    return verdict
 
 
-def _resolve_anchor(
-    protocol: Protocol,
-    reg: str,
-    champ: dict[str, Any] | None,
-    stand_in: dict[str, Any] | None,
-    anchor_version: dict[str, Any] | None,
-    metrics: dict[str, dict[str, float]],
-) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-    """The anchor this candidate is judged against, after moving it to the champion where that is due.
-
-    See gauntlet.anchor: the anchor moves only to a champion promoted under this protocol, when
-    there is none yet or the champion beats it on these very test rows.
-    """
-    info: dict[str, Any] = {"alias": anchor.alias_name(protocol.id), "moved": False, "moved_from": None}
-    if champ is None or stand_in is not None or not anchor.eligible(champ, protocol):
-        return anchor_version, info
-    champion_label = f"champion v{champ['version']}"
-    primary = protocol.primary_metric
-    if anchor_version is None:
-        reason = f"v{champ['version']} is the first model promoted under protocol {protocol.id}"
-    elif anchor_version["version"] == champ["version"]:
-        return anchor_version, info
-    elif anchor.beats(protocol, metrics[champion_label], metrics[held := f"anchor v{anchor_version['version']}"]):
-        reason = (
-            f"champion v{champ['version']} beats {held} on {primary} on the same test rows "
-            f"({metrics[champion_label][primary]:.4f} vs {metrics[held][primary]:.4f})"
-        )
-    else:
-        return anchor_version, info
-    expected = None if anchor_version is None else anchor_version["version"]
-    if anchor.move(reg, protocol, champ["version"], expected, reason):
-        info.update(moved=True, moved_from=expected, reason=reason)
-        return champ, info
-    return anchor.current(reg, protocol), info
-
-
-def _evaluate(
-    protocol: Protocol,
-    store: str,
-    record: dict[str, Any],
-    experiment_uri: str,
-    reg: str,
-    champ: dict[str, Any] | None,
-    stand_in: dict[str, Any] | None,
-    anchor_version: dict[str, Any] | None,
-    key_parts: dict[str, str],
-    out_prefix: str,
-    started: float,
+def _report(
+    plan: Plan, scores: Scores, comparisons: dict[str, Comparison], verdict: gate.GateDecision, folder: Path
 ) -> dict[str, Any]:
-    champion_label = f"champion v{champ['version']}" if champ else None
-    if champ and stand_in is not None:
-        champion_label = f"champion v{champ['version']} re-trained ({stand_in['key'][:12]})"
-    anchor_label = f"anchor v{anchor_version['version']}" if anchor_version else None
-    off_protocol = record.get("off_protocol_reason") or off_protocol_reason(record["params"], protocol)
-    with storage.temp_dir() as tmp:
-        work = Path(tmp)
-        test, manifest = load_split(record["dataset_uri"], "test", work / "data")
-        train, _ = load_split(record["dataset_uri"], "train", work / "data")
-        test = _without_excluded(test, protocol)
-        n_classes = len(manifest["schema"]["classes"])
-        names = list(protocol.metric_names)
+    """report.{json,md,html} and the PNGs in `folder`; suspected label errors go to the ledger."""
+    protocol, record, champ, test = plan.protocol, plan.record, plan.champ, scores.test
+    suspects = ledger.suspected_label_errors(test, scores.probas)
+    ledger_uri = ledger.record_suspects(plan.store, protocol, scores.manifest["dataset"], record["key"], suspects)
+    folder.mkdir()
+    figures = write_evaluation_figures(
+        folder,
+        protocol,
+        experiments.list_records(plan.store, protocol.id),
+        test.labels,
+        scores.probas["candidate"],
+        len(scores.manifest["schema"]["classes"]),
+        record["key"],
+    )
+    labelled = {f"candidate - {reference}": result for reference, result in comparisons.items()}
+    per_class = per_class_table(test.labels, scores.probas["candidate"])
+    tables = evaluation_tables(scores.metrics, labelled, scores.names, protocol.confidence, per_class, scores.slices)
+    outputs = {
+        "report_uri": layout.report_uri(plan.out_prefix),
+        "report_html_uri": layout.report_html_uri(plan.out_prefix),
+        "gate_passed": verdict.passed,
+        "gate_reason": verdict.reason,
+        "experiment_key": record["key"],
+        "experiment_uri": plan.experiment_uri,
+        "off_protocol": plan.off_protocol is not None,
+        "cache_hit": False,
+    }
+    report = {
+        "experiment_key": record["key"],
+        "experiment_uri": plan.experiment_uri,
+        "protocol_id": protocol.id,
+        "protocol_name": protocol.name,
+        "dataset_version": record["dataset_version"],
+        # The rows every model here was scored on: reports compare only on equal test sets.
+        "test_set_id": test_set_id(test.ids.tolist()),
+        "test_rows": len(test.labels),
+        "excluded_rows": len(protocol.excluded_row_ids),
+        "evaluation_key": plan.out_prefix.rsplit("/", 1)[-1],
+        "evaluation_key_parts": plan.key_parts,
+        "off_protocol": plan.off_protocol,
+        "champion_version": champ["version"] if champ else None,
+        # The champion is always re-scored here under this protocol, whatever it was registered under.
+        "champion_registered_protocol_id": champ.get("protocol_id") if champ else None,
+        "champion_retrained": (
+            {"experiment_key": plan.stand_in["key"], "experiment_uri": plan.stand_in["uri"]} if plan.stand_in else None
+        ),
+        "anchor": scores.anchor_record,
+        "slices": scores.slices,
+        "metrics": scores.metrics,
+        "comparisons": labelled,
+        "gate": {"passed": verdict.passed, "reason": verdict.reason, "details": verdict.details},
+        "suspected_label_errors": len(suspects),
+        "ledger_uri": ledger_uri,
+        "plots": figures,
+        "tables": tables,
+        "created": dt.datetime.now(dt.UTC).isoformat(),
+        "outputs": outputs,
+    }
+    write_evaluation_report(folder, report)
+    return report
 
-        probas: dict[str, np.ndarray] = {}
-        candidate = load_bundle(storage.get_bytes(record["model_uri"], expected_sha256=record["model_sha256"]))
-        probas["candidate"] = predict_proba(candidate, test.features)
-        probas["baseline"] = baseline_proba(protocol, train, test, n_classes)
-        if champ and champion_label:
-            model_bytes = (
-                registry.load_model_bytes(champ)
-                if stand_in is None
-                else storage.get_bytes(stand_in["model_uri"], expected_sha256=stand_in["model_sha256"])
-            )
-            probas[champion_label] = predict_proba(load_bundle(model_bytes), test.features)
-        if anchor_version and anchor_label and (champ is None or anchor_version["version"] != champ["version"]):
-            probas[anchor_label] = predict_proba(load_bundle(registry.load_model_bytes(anchor_version)), test.features)
-        metrics = {label: compute_metrics(test.labels, p, names) for label, p in probas.items()}
 
-        anchor_version, anchor_info = _resolve_anchor(protocol, reg, champ, stand_in, anchor_version, metrics)
-        if anchor_label and anchor_info["moved"]:
-            # The anchor is now the champion: its comparison is the champion's; drop the old anchor's row.
-            probas.pop(anchor_label, None)
-            metrics.pop(anchor_label, None)
-        anchor_is_champion = bool(anchor_version and champ and anchor_version["version"] == champ["version"])
-        anchor_label = f"anchor v{anchor_version['version']}" if anchor_version else None
-        if anchor_version and anchor_label and not anchor_is_champion and anchor_label not in probas:
-            # Another run moved the anchor while this one scored: score the one now in place.
-            probas[anchor_label] = predict_proba(load_bundle(registry.load_model_bytes(anchor_version)), test.features)
-            metrics[anchor_label] = compute_metrics(test.labels, probas[anchor_label], names)
-
-        missing = [c for c in protocol.slices if c not in test.frame.columns]
-        if missing:
-            raise EvaluationError(
-                f"protocol slices {missing} are not columns of the test set "
-                f"(columns: {', '.join(map(str, test.frame.columns))})"
-            )
-        slices = {
-            column: slice_metrics(test.labels, probas, test.frame[column].to_numpy(), names)
-            for column in protocol.slices
-        }
-
-        def versus(other: str) -> dict[str, dict[str, float]]:
-            return paired_bootstrap(
-                test.labels,
-                probas["candidate"],
-                probas[other],
-                names,
-                protocol.bootstrap_resamples,
-                protocol.bootstrap_seed,
-                protocol.confidence,
-            )
-
-        vs_baseline = versus("baseline")
-        vs_champion = versus(champion_label) if champion_label else None
-        vs_anchor = versus(anchor_label) if anchor_label and not anchor_is_champion else None
-        gate = decide(
-            protocol,
-            vs_champion,
-            vs_baseline,
-            champion_name=champion_label or "champion",
-            vs_anchor=vs_anchor,
-            anchor_name=anchor_label or "anchor",
-            off_protocol=off_protocol,
-        )
-        comparisons = {"candidate - baseline": vs_baseline}
-        if vs_champion is not None:
-            comparisons[f"candidate - {champion_label}"] = vs_champion
-        if vs_anchor is not None:
-            comparisons[f"candidate - {anchor_label}"] = vs_anchor
-
-        suspects = ledger.suspected_label_errors(test, probas)
-        ledger_uri = ledger.record_suspects(store, protocol, manifest["dataset"], record["key"], suspects)
-
-        figures = work / "report"
-        figures.mkdir()
-        curves = {
-            f"{r['key'][:8]} {r['params']['model']['kind']} lr={r['params']['lr']} ep={r['params']['epochs']}": [
-                (row["step"], row["dev_error"]) for row in r["curve"]
-            ]
-            for r in experiments.list_records(store, protocol.id)
-        }
-        plots.learning_curves(
-            curves, figures / "learning_curves.png", f"Learning curves, protocol {protocol.name} ({protocol.id[:8]})"
-        )
-        plots.confusion_matrix(
-            test.labels,
-            probas["candidate"].argmax(axis=1),
-            n_classes,
-            figures / "confusion_matrix.png",
-            f"Candidate {record['key'][:8]} on the test set",
-        )
-        plots.reliability_diagram(
-            test.labels, probas["candidate"], figures / "reliability.png", f"Candidate {record['key'][:8]} calibration"
-        )
-        tables = {
-            "metrics": comparison_table(metrics, names),
-            "intervals": interval_table(comparisons, names, protocol.confidence),
-            "per_class": comparison_table(
-                {
-                    f"class {r['class']}": {k: float(v) for k, v in r.items() if k != "class"}
-                    for r in per_class_table(test.labels, probas["candidate"])
-                },
-                ["support", "precision", "recall", "error_rate"],
-            ),
-        }
-        for column, groups in slices.items():
-            tables[f"slice_{column}"] = comparison_table(
-                {
-                    f"{column}={value} {model} (n={group['rows']})": values
-                    for value, group in groups.items()
-                    for model, values in group["metrics"].items()
-                },
-                names,
-            )
-        anchor_record = {
-            **anchor_info,
-            "version": anchor_version["version"] if anchor_version else None,
-            "is_champion": anchor_is_champion,
-            "experiment_key": anchor_version["experiment_key"] if anchor_version else None,
-        }
-        # The gate's details travel into a registered version's lineage: the anchor goes with them.
-        gate.details["anchor_record"] = anchor_record
-        report_uri = storage.join(out_prefix, "report.json")
-        outputs = {
-            "report_uri": report_uri,
-            "report_html_uri": storage.join(out_prefix, "report.html"),
-            "gate_passed": gate.passed,
-            "gate_reason": gate.reason,
-            "experiment_key": record["key"],
-            "experiment_uri": experiment_uri,
-            "off_protocol": off_protocol is not None,
-            "cache_hit": False,
-        }
-        report = {
-            "experiment_key": record["key"],
-            "experiment_uri": experiment_uri,
-            "protocol_id": protocol.id,
-            "protocol_name": protocol.name,
-            "dataset_version": record["dataset_version"],
-            # The rows every model here was scored on: reports compare only on equal test sets.
-            "test_set_id": compare.test_set_id(test.ids.tolist()),
-            "test_rows": len(test.labels),
-            "excluded_rows": len(protocol.excluded_row_ids),
-            "evaluation_key": out_prefix.rsplit("/", 1)[-1],
-            "evaluation_key_parts": key_parts,
-            "off_protocol": off_protocol,
-            "champion_version": champ["version"] if champ else None,
-            # The champion is always re-scored here under this protocol, whatever it was registered under.
-            "champion_registered_protocol_id": champ.get("protocol_id") if champ else None,
-            "champion_retrained": (
-                {"experiment_key": stand_in["key"], "experiment_uri": stand_in["uri"]} if stand_in else None
-            ),
-            "anchor": anchor_record,
-            "slices": slices,
-            "metrics": metrics,
-            "comparisons": comparisons,
-            "gate": {"passed": gate.passed, "reason": gate.reason, "details": gate.details},
-            "suspected_label_errors": len(suspects),
-            "ledger_uri": ledger_uri,
-            "plots": sorted(p.name for p in figures.glob("*.png")),
-            "tables": tables,
-            "created": dt.datetime.now(dt.UTC).isoformat(),
-            "outputs": outputs,
-        }
-        (figures / "report.json").write_text(json.dumps(report, indent=2, default=float))
-        (figures / "report.md").write_text(
-            "\n\n".join([f"# Evaluation of {record['key']}", gate.reason, _references_text(report), *tables.values()])
-            + "\n"
-        )
-        (figures / "report.html").write_text(_html_page(report, list(tables.values())))
-        storage.commit_directory(figures, out_prefix, {"kind": "evaluation", "experiment": record["key"]})
-
+def _commit(plan: Plan, report: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """Commit the report folder (manifest last) and say what was decided."""
+    storage.commit_directory(folder, plan.out_prefix, {"kind": "evaluation", "experiment": plan.record["key"]})
+    protocol, tables = plan.protocol, report["tables"]
     print(
-        f"\nEvaluation under protocol {protocol.name} ({protocol.id}), {len(test.labels)} test rows:\n"
+        f"\nEvaluation under protocol {protocol.name} ({protocol.id}), {report['test_rows']} test rows:\n"
         f"{tables['metrics']}\n\n{tables['intervals']}\n",
         flush=True,
     )
-    log.info("gate: %s", gate.reason)
-    log.info("report: %s (%.1fs)", outputs["report_html_uri"], time.perf_counter() - started)
-    return outputs
-
-
-def _references_text(report: dict[str, Any]) -> str:
-    """One line per reference the candidate was judged against: champion, baseline, anchor."""
-    lines = ["The candidate was judged against:", "- baseline: the protocol's logistic regression"]
-    if report["champion_version"] is None:
-        lines.append("- champion: none yet")
-    else:
-        retrained = report["champion_retrained"]
-        lines.append(
-            f"- champion: v{report['champion_version']}"
-            + (f", re-trained under this split as experiment {retrained['experiment_key']}" if retrained else "")
-        )
-    a = report["anchor"]
-    if a["version"] is None:
-        lines.append("- anchor: none yet (set when a model promoted under this protocol is champion)")
-    else:
-        lines.append(
-            f"- anchor: v{a['version']}"
-            + (" (the champion itself)" if a["is_champion"] else "")
-            + (
-                (f"; moved here from v{a['moved_from']}" if a["moved_from"] else "; set")
-                + f" by this evaluation: {a['reason']}"
-                if a["moved"]
-                else ""
-            )
-        )
-    if report["off_protocol"]:
-        lines.append(f"- off-protocol: {report['off_protocol']}")
-    return "\n".join(lines)
+    log.info("gate: %s", report["gate"]["reason"])
+    return dict(report["outputs"])
