@@ -26,7 +26,7 @@ from faulty_s3_proxy import FaultPlan, FaultyS3Proxy, Request
 from testkit import ROOT
 
 from gauntlet import demo, storage
-from gauntlet.cli import safe_run_id
+from gauntlet.runids import safe_run_id
 
 LOGICAL_DATE = "2026-11-08T02:00:00+00:00"
 FAULT_RATE = 0.15

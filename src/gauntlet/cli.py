@@ -11,7 +11,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from gauntlet.config import (
     protocol_file,
 )
 from gauntlet.logs import get_logger, setup_logging
+from gauntlet.runids import safe_run_id
 
 log = get_logger("gauntlet.cli")
 OUTPUT_MARKER = "GAUNTLET_OUTPUTS "
@@ -34,11 +34,6 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_NOTHING_TO_DO = 99
 STEP_COMMANDS = ("validate", "preprocess", "train", "evaluate", "register")
-
-
-def safe_run_id(run_id: str) -> str:
-    """Airflow run ids contain ':' and '+'; keep S3 keys to a portable character set."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", run_id).strip("_")
 
 
 def _date(text: str) -> dt.date:

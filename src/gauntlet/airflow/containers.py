@@ -9,7 +9,7 @@ from __future__ import annotations
 import glob
 import os
 
-from gauntlet.airflow.operator import s3_environment
+from gauntlet.airflow.connection import s3_environment
 
 RUNTIMES = ("local", "docker", "kubernetes")
 RUNTIME_VARIABLE = "gauntlet_runtime"

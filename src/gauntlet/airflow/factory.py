@@ -12,8 +12,6 @@ from airflow.sdk import BaseOperator
 from gauntlet.airflow import containers
 from gauntlet.airflow.operator import GauntletStepOperator
 
-RUNTIMES = containers.RUNTIMES
-
 
 def runtime() -> str:
     """The runtime GAUNTLET_RUNTIME names (checked at parse time); the Airflow Variable

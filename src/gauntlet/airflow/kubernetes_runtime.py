@@ -9,7 +9,6 @@ step asks for `nvidia.com/gpu` and lands on GPU nodes when GPUs per pod are conf
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -17,27 +16,20 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.providers.cncf.kubernetes.secret import Secret
 from kubernetes.client import models as k8s
 
-from gauntlet.airflow import containers
+from gauntlet.airflow import containers, kubernetes_settings
+from gauntlet.airflow.kubernetes_settings import (
+    CONTAINER_SECURITY,
+    GAUNTLET_UID,
+    GPU_TOLERATIONS,
+    POD_SECURITY,
+    gpu_node_selector,
+    plain_environment,
+    s3_secret_name,
+)
+from gauntlet.airflow.mpijob import mpijob_operator
 
 XCOM_FILE = "/airflow/xcom/return.json"
-GAUNTLET_UID = 10001
-DEFAULT_GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
 EXIT_NOTHING_TO_DO = 99
-# Settings that are not secret and may appear in a pod spec.
-PLAIN_AWS_SETTINGS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION", "AWS_REGION")
-
-
-def s3_secret_name() -> str | None:
-    """The Kubernetes Secret holding AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; empty for pod identity."""
-    return os.environ.get("GAUNTLET_K8S_S3_SECRET", "gauntlet-s3") or None
-
-
-def plain_environment(image: str) -> dict[str, str]:
-    aws = containers.aws_environment()
-    return {
-        **{k: v for k, v in aws.items() if k in PLAIN_AWS_SETTINGS},
-        **containers.settings_environment(containers.image_digest_of(image)),
-    }
 
 
 def gpu_resources(gpus: int) -> k8s.V1ResourceRequirements:
@@ -49,19 +41,6 @@ def gpu_resources(gpus: int) -> k8s.V1ResourceRequirements:
     )
 
 
-def gpu_node_selector() -> dict[str, str]:
-    """Where GPU pods may run (JSON in GAUNTLET_K8S_GPU_NODE_SELECTOR, else NVIDIA's feature label)."""
-    text = os.environ.get("GAUNTLET_K8S_GPU_NODE_SELECTOR")
-    return dict(json.loads(text)) if text else dict(DEFAULT_GPU_NODE_SELECTOR)
-
-
-GPU_TOLERATIONS = [k8s.V1Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")]
-POD_SECURITY = k8s.V1PodSecurityContext(
-    run_as_non_root=True, run_as_user=GAUNTLET_UID, run_as_group=GAUNTLET_UID, fs_group=GAUNTLET_UID
-)
-CONTAINER_SECURITY = k8s.V1SecurityContext(
-    allow_privilege_escalation=False, capabilities=k8s.V1Capabilities(drop=["ALL"])
-)
 CONTAINER_SECURITY_SIDECAR = k8s.V1SecurityContext(
     run_as_user=GAUNTLET_UID,
     run_as_non_root=True,
@@ -79,8 +58,8 @@ def pod_operator(task_id: str, step: str, arguments: list[str]) -> KubernetesPod
     return KubernetesPodOperator(
         task_id=task_id,
         name=f"gauntlet-{step}",
-        namespace=os.environ.get("GAUNTLET_K8S_NAMESPACE", "gauntlet"),
-        kubernetes_conn_id=os.environ.get("GAUNTLET_K8S_CONN_ID", "kubernetes_default"),
+        namespace=kubernetes_settings.namespace(),
+        kubernetes_conn_id=kubernetes_settings.connection_id(),
         image=image,
         image_pull_policy="IfNotPresent",
         # The image's entry point is `python -m gauntlet`; global options go before the step name.
@@ -112,8 +91,6 @@ def train_nodes() -> int:
 def run_step(task_id: str, step: str, arguments: list[str], context: Any) -> dict[str, Any]:
     """Run the step as a pod, or the train step as an MPIJob when it spans several nodes."""
     if step == "train" and train_nodes() > 1:
-        from gauntlet.airflow.mpijob import mpijob_operator
-
         gpus = containers.gpus_for(step, "kubernetes")
         attempt = f"{context['dag'].dag_id}/{context['run_id']}/{getattr(context.get('ti'), 'try_number', 1)}"
         job = mpijob_operator(
@@ -122,8 +99,8 @@ def run_step(task_id: str, step: str, arguments: list[str], context: Any) -> dic
             attempt,
             train_nodes(),
             gpus,
-            os.environ.get("GAUNTLET_K8S_NAMESPACE", "gauntlet"),
-            os.environ.get("GAUNTLET_K8S_CONN_ID", "kubernetes_default"),
+            kubernetes_settings.namespace(),
+            kubernetes_settings.connection_id(),
         )
         return job.execute(context)
     result = pod_operator(task_id, step, arguments).execute(context)

@@ -17,6 +17,8 @@ from urllib.parse import urlencode
 from airflow.sdk import BaseOperatorLink
 
 from gauntlet import storage
+from gauntlet.airflow.connection import s3_environment
+from gauntlet.runids import safe_run_id
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
@@ -66,8 +68,6 @@ def presign_for_user(uri: str, store: str | None = None) -> str:
     store = (store or os.environ.get("GAUNTLET_STORE", DEFAULT_STORE)).rstrip("/") + "/"
     if not uri.startswith(store) or ".." in uri:
         raise PermissionError(f"{uri} is not under the pipeline's store {store}")
-    from gauntlet.airflow.operator import s3_environment
-
     # The API server may lack the steps' AWS settings: they can live in the Airflow connection.
     os.environ.update(s3_environment())
     return storage.presigned_url(uri, int(os.environ.get("GAUNTLET_LINK_EXPIRY_S", "300")))
@@ -98,8 +98,6 @@ class DataDocsLink(StepOutputLink):
         found = super().target(operator)
         if found or not getattr(operator, "cli_run_id", ""):
             return found
-        from gauntlet.cli import safe_run_id
-
         store = os.environ.get("GAUNTLET_STORE", DEFAULT_STORE)
         return storage.join(store, "runs", safe_run_id(operator.cli_run_id), "validation", "docs", "index.html")
 

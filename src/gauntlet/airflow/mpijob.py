@@ -22,7 +22,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from gauntlet.airflow import containers
-from gauntlet.airflow.kubernetes_runtime import (
+from gauntlet.airflow.kubernetes_settings import (
     CONTAINER_SECURITY,
     GAUNTLET_UID,
     GPU_TOLERATIONS,

@@ -14,38 +14,16 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk import BaseHook, BaseOperator
+from airflow.sdk import BaseOperator
 
+from gauntlet.airflow import containers
+from gauntlet.airflow.connection import s3_environment
 from gauntlet.airflow.links import links_for
 from gauntlet.airflow.params import cli_options
 
 OUTPUT_MARKER = "GAUNTLET_OUTPUTS "
 EXIT_BAD_INPUT = 2
 EXIT_NOTHING_TO_DO = 99
-S3_CONN_ID = os.environ.get("GAUNTLET_S3_CONN_ID", "gauntlet_s3")
-
-
-def s3_environment(conn_id: str = S3_CONN_ID) -> dict[str, str]:
-    """AWS settings from an Airflow connection, if one is defined; else the standard chain applies.
-
-    Values go to the child process's environment only: never into arguments, XCom or logs.
-    """
-    try:
-        conn = BaseHook.get_connection(conn_id)
-    except Exception:  # no such connection: the environment's own AWS settings are used
-        return {}
-    env: dict[str, str] = {}
-    if conn.login:
-        env["AWS_ACCESS_KEY_ID"] = conn.login
-        env["AWS_SECRET_ACCESS_KEY"] = conn.password or ""
-    extra = conn.extra_dejson
-    if extra.get("endpoint_url"):
-        env["AWS_ENDPOINT_URL"] = extra["endpoint_url"]
-    if extra.get("region_name"):
-        env["AWS_DEFAULT_REGION"] = extra["region_name"]
-    if extra.get("aws_session_token"):
-        env["AWS_SESSION_TOKEN"] = extra["aws_session_token"]
-    return env
 
 
 def parse_outputs(lines: Sequence[str]) -> dict[str, Any]:
@@ -113,8 +91,6 @@ class GauntletStepOperator(BaseOperator):
         return [*options, *args]
 
     def execute(self, context: Any) -> Any:
-        from gauntlet.airflow import containers
-
         runtime = containers.runtime_at_execution()
         self.log.info("runtime: %s", runtime)
         if runtime == "docker":
