@@ -11,9 +11,7 @@ test rows): each row names its group, and the notes under the table say why grou
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import html
 import json
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from gauntlet import experiments, plots, storage
 from gauntlet.config import ConfigError, config_file, load_config
 from gauntlet.logs import get_logger
 from gauntlet.scoring.compare import test_set_of, why_not_comparable
+from gauntlet.scoring.report import sweep_html
 
 log = get_logger("gauntlet.sweep")
 
@@ -165,20 +164,6 @@ def mark_comparable_groups(rows: list[dict[str, Any]]) -> list[str]:
     return notes
 
 
-def _html(title: str, markdown: str, plot_png: bytes, notes: str = "") -> str:
-    """A self-contained page: the plot is inlined, so one presigned link shows everything."""
-    rows = [line.strip("|").split("|") for line in markdown.splitlines() if not line.startswith("|---")]
-    head = "".join(f"<th>{html.escape(c.strip())}</th>" for c in rows[0])
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in row) + "</tr>" for row in rows[1:])
-    return (
-        "<!doctype html><meta charset='utf-8'><title>gauntlet sweep</title><style>body{font-family:sans-serif;"
-        "margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px}</style>"
-        f"<h1>{html.escape(title)}</h1><table><tr>{head}</tr>{body}</table>"
-        f"<pre>{html.escape(notes)}</pre>"
-        f"<img alt='learning curves' src='data:image/png;base64,{base64.b64encode(plot_png).decode()}'>"
-    )
-
-
 def report(
     store: str,
     run_id: str,
@@ -217,7 +202,7 @@ def report(
     )
     storage.put_bytes(
         storage.join(prefix, "comparison.html"),
-        _html(title, table, plot_png, notes_text).encode(),
+        sweep_html(title, table, plot_png, notes_text).encode(),
         content_type="text/html",
     )
     storage.put_json(
