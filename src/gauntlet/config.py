@@ -14,7 +14,6 @@ from typing import Any
 import yaml
 
 from gauntlet.errors import BadInput
-from gauntlet.hashing import content_hash
 
 # The demo's config, used wherever a run names none (CLI, trigger forms, the champion asset).
 DEFAULT_CONFIG = "include/configs/digits.yaml"
@@ -82,15 +81,6 @@ class PipelineConfig:
     training: TrainingConfig
     protocol: str
     raw: dict[str, Any] = field(repr=False, compare=False)
-
-    @property
-    def id(self) -> str:
-        return content_hash(self.raw)
-
-    def experiment_params(self) -> dict[str, Any]:
-        """The part of the config that changes what a trained model is (worker count excluded:
-        the global batch is what matters, and it is recorded separately)."""
-        return {"dataset": self.raw["dataset"], "model": self.raw["model"], "training": self.raw["training"]}
 
 
 def store_prefix(text: str, where: str) -> str:
