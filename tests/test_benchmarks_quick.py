@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from corpus import BAD_DAY, GOOD_DAY, cases, frames, parquet
 
-from gauntlet import fastchecks, rawdata, storage
+from gauntlet import errors, fastchecks, rawdata, storage
 from gauntlet.config import load_config, resolve
 from gauntlet.hashing import sha256_u64
 from gauntlet.splits import unit_hash
@@ -40,7 +40,7 @@ def _verdict(files: dict[str, bytes]) -> bool:
             checker.start_partition(name)
             for batch in rawdata.iter_batches(name, data, batch_rows=64):  # several batches per file
                 checker.add(batch)
-    except rawdata.RawDataError:
+    except errors.RawDataError:
         return False
     return checker.verdict()[0]
 
@@ -116,7 +116,7 @@ def test_vectorised_validate_leaves_a_failure_to_gx(store: str) -> None:
     config = load_config(
         resolve("include/configs/digits.yaml"), [f"dataset.raw_prefix={prefix}", "dataset.validation=vectorised"]
     )
-    with pytest.raises(validate.ValidationFailed, match="expect_column_values_to_be_in_set"):
+    with pytest.raises(errors.ValidationFailed, match="expect_column_values_to_be_in_set"):
         validate.run(config, store, dt.date(2026, 11, 7), dt.date(2026, 11, 8), "vec-bad")
 
 

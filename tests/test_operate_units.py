@@ -13,7 +13,7 @@ import requests
 from testkit import ROOT, run_cli
 
 from gauntlet import storage
-from gauntlet.config import ConfigError
+from gauntlet.errors import ConfigError
 from gauntlet.steps import sweep
 
 

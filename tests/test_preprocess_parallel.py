@@ -9,7 +9,7 @@ import os
 import pandas as pd
 import pytest
 
-from gauntlet import storage
+from gauntlet import errors, storage
 from gauntlet.config import load_config, resolve
 from gauntlet.protocol import load_protocol
 from gauntlet.splits import split_of
@@ -54,7 +54,7 @@ def test_two_workers_commit_the_same_bytes_as_one(seeded_store: str, monkeypatch
 
 def test_worker_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GAUNTLET_PREPROCESS_WORKERS", "many")
-    with pytest.raises(preprocess.PreprocessError, match="GAUNTLET_PREPROCESS_WORKERS"):
+    with pytest.raises(errors.PreprocessError, match="GAUNTLET_PREPROCESS_WORKERS"):
         preprocess.worker_count(4)
     monkeypatch.setenv("GAUNTLET_PREPROCESS_WORKERS", "3")
     assert preprocess.worker_count(8) == 3 and preprocess.worker_count(2) == 2  # never more than partitions

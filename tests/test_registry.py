@@ -17,7 +17,7 @@ import torch
 from pipeline_support import MLP, evaluate, log_of, shared_dataset, train
 from testkit import ROOT, run_cli
 
-from gauntlet import experiments, registry, storage
+from gauntlet import errors, experiments, layout, registry, storage
 from gauntlet.training.model import load_bundle
 
 pytestmark = pytest.mark.slow
@@ -73,7 +73,7 @@ def test_two_concurrent_cli_registrations_get_distinct_versions(two_reports: tup
     ]
     results = [p.communicate(timeout=300) for p in processes]
     assert [p.returncode for p in processes] == [0, 0], results
-    reg = registry.root(store, "concurrent")
+    reg = layout.registry_root(store, "concurrent")
     versions = registry.list_versions(reg)
     assert sorted(v["version"] for v in versions) == [1, 2]
     assert {v["experiment_key"] for v in versions} == {r["experiment_key"] for r in reports}
@@ -86,7 +86,7 @@ def test_racing_registrations_end_with_distinct_versions_and_one_consistent_cham
     two_reports: tuple[str, str, list[Any]],
 ) -> None:
     store, _, reports = two_reports
-    reg = registry.root(store, "race")
+    reg = layout.registry_root(store, "race")
     records = [experiments.find_record(r["experiment_uri"]) for r in reports]
     barrier = threading.Barrier(len(records))
     outcome: dict[int, tuple[int, bool]] = {}
@@ -122,7 +122,7 @@ def test_promote_rollback_and_missing_version_through_the_cli(two_reports: tuple
     name = ["--set", "model.name=manual"]
     for i, r in enumerate(reports):
         run_cli(store, "--run-id", f"m{i}", *name, "register", "--report", r["report_uri"], "--force")
-    reg = registry.root(store, "manual")
+    reg = layout.registry_root(store, "manual")
     run_cli(store, *name, "registry", "promote", "1", "--reason", "first")
     run_cli(store, *name, "registry", "promote", "2", "--reason", "second")
     listing, out = run_cli(store, *name, "registry", "list")
@@ -153,7 +153,7 @@ def test_tampered_model_is_refused_by_evaluate_and_registry(s3_endpoint: str) ->
     # An experiment of its own, since this test damages its model.
     _, trained = train(store, dataset, *ONE_EPOCH, "--set", "training.lr=0.02")
     record = experiments.find_record(trained["experiment_uri"])
-    reg = registry.root(store, "tamper")
+    reg = layout.registry_root(store, "tamper")
     version, _ = registry.register(reg, record["key"], _lineage(record))
     load_bundle(registry.load_model_bytes(version))  # intact: loads
 
@@ -161,7 +161,7 @@ def test_tampered_model_is_refused_by_evaluate_and_registry(s3_endpoint: str) ->
     data[len(data) // 2] ^= 0xFF
     storage.put_bytes(record["model_uri"], bytes(data))
 
-    with pytest.raises(storage.IntegrityError, match="sha256 does not match"):
+    with pytest.raises(errors.IntegrityError, match="sha256 does not match"):
         registry.load_model_bytes(version)
     process, _ = evaluate(store, trained["experiment_uri"], *ONE_EPOCH, "--set", "model.name=tamper", check=False)
     assert process.returncode != 0

@@ -15,7 +15,7 @@ import pytest
 from corpus import BAD_DAY, GOOD_DAY, ROWS, Case, cases, frames, parquet
 from testkit import run_cli
 
-from gauntlet import rawdata, storage
+from gauntlet import errors, storage
 from gauntlet.config import load_config, resolve
 from gauntlet.protocol import load_protocol
 from gauntlet.steps import preprocess, validate
@@ -53,7 +53,7 @@ def test_bad_input_case(case: Case, store: str) -> None:
     protocol = load_protocol(resolve(config.protocol))
 
     if case.expect == "no_new_data":
-        with pytest.raises(validate.NoNewData) as error:
+        with pytest.raises(errors.NoNewData) as error:
             _validate(config, store, run_id, require_new=True)
     elif case.expect == "vanished":
         outputs = _validate(config, store, run_id)
@@ -62,7 +62,7 @@ def test_bad_input_case(case: Case, store: str) -> None:
         with pytest.raises(FileNotFoundError) as error:
             preprocess.run(config, protocol, store, outputs["result_uri"])
     elif case.expect == "fail":
-        with pytest.raises((validate.ValidationFailed, rawdata.RawDataError)) as error:
+        with pytest.raises((errors.ValidationFailed, errors.RawDataError)) as error:
             _validate(config, store, run_id)
     else:
         outputs = _validate(config, store, run_id)

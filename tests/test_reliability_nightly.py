@@ -25,7 +25,7 @@ import pytest
 from faulty_s3_proxy import FaultPlan, FaultyS3Proxy, Request
 from testkit import ROOT
 
-from gauntlet import demo, storage
+from gauntlet import demo, errors, storage
 from gauntlet.runids import safe_run_id
 
 LOGICAL_DATE = "2026-11-08T02:00:00+00:00"
@@ -229,7 +229,7 @@ def test_a_tampered_model_is_refused_and_never_unpickled(night: dict[str, Any], 
     payload = io.BytesIO()
     torch.save({"state_dict": _Exploit(marker), "spec": {}}, payload)  # a model file carrying code
     storage.put_bytes(version["model_uri"], payload.getvalue())
-    with pytest.raises(storage.IntegrityError):
+    with pytest.raises(errors.IntegrityError):
         registry.load_model_bytes(version)
     with pytest.raises(pickle.UnpicklingError):  # even bytes that got past the hash: weights_only refuses
         load_bundle(storage.get_bytes(version["model_uri"]))

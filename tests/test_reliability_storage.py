@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from faulty_s3_proxy import FaultPlan, FaultyS3Proxy, Request
 
-from gauntlet import lease, storage
+from gauntlet import errors, lease, storage
 from gauntlet.hashing import sha256_file
 
 MiB = 1024 * 1024
@@ -56,7 +56,7 @@ def test_multipart_upload_that_cannot_finish_is_aborted(
     through_proxy: FaultyS3Proxy, store: str, tmp_path: Path
 ) -> None:
     through_proxy.plan.rate = 1.0  # every part fails, every attempt
-    with pytest.raises(storage.StorageError):
+    with pytest.raises(errors.StorageError):
         storage.upload_file(_big_file(tmp_path / "big.bin"), f"{store}/experiments/x/big.bin")
     bucket = store[5:]
     assert not storage.exists(f"{store}/experiments/x/big.bin")

@@ -21,8 +21,9 @@ from corpus import frames, parquet
 
 from gauntlet import errors, storage
 from gauntlet.config import PipelineConfig, load_config, resolve
+from gauntlet.errors import RowIdError
 from gauntlet.protocol import Protocol, ProtocolError, load_protocol, protocol_from_bytes
-from gauntlet.splits import RowIdError, assign_splits, canonical_id, canonical_id_array, split_of
+from gauntlet.splits import assign_splits, canonical_id, canonical_id_array, split_of
 from gauntlet.steps import preprocess, validate
 
 GOOD, OTHER = frames()
@@ -71,7 +72,7 @@ def test_an_id_landed_again_on_a_later_day_fails_the_run(store: str, engine: str
     relanded.loc[50, "pixel_10"] = 1_000  # a row-level failure: quarantined, not failed
     second = _land(store, prefix, DAY2, parquet(relanded))
 
-    with pytest.raises(validate.ValidationFailed) as failure:
+    with pytest.raises(errors.ValidationFailed) as failure:
         validate.run(_config(prefix, engine), store, DAY2, END, f"relanded-{engine}")
 
     message = str(failure.value)
@@ -94,7 +95,7 @@ def test_an_integer_id_and_its_text_are_one_row(store: str) -> None:
     texts = OTHER.iloc[:20].assign(row_id=[str(i) for i in range(19, 39)])
     _land(store, prefix, DAY2, texts.to_csv(index=False).encode(), "csv")
     with pytest.raises(
-        validate.ValidationFailed, match=r"1 row ids appear in more than one partition of the snapshot, e\.g\. '19' in "
+        errors.ValidationFailed, match=r"1 row ids appear in more than one partition of the snapshot, e\.g\. '19' in "
     ):
         validate.run(_config(prefix), store, DAY2, END, "int-and-text")
 
@@ -180,7 +181,7 @@ def test_float_ids_fail_validation_naming_the_column(store: str, engine: str) ->
     _land(store, prefix, DAY1, parquet(GOOD))
     floats = OTHER.assign(row_id=np.arange(len(OTHER), dtype=np.float64) + 1000)
     bad = _land(store, prefix, DAY2, parquet(floats))
-    with pytest.raises(validate.ValidationFailed) as failure:
+    with pytest.raises(errors.ValidationFailed) as failure:
         validate.run(_config(prefix, engine), store, DAY2, END, f"float-ids-{engine}")
     message = str(failure.value)
     assert f"{bad}: expect_column_values_to_be_in_type_list on column 'row_id'" in message

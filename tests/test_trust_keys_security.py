@@ -23,9 +23,9 @@ import pytest
 from pipeline_support import MLP, build_dataset, log_of, train
 from testkit import ROOT, run_cli
 
-from gauntlet import experiments, storage
-from gauntlet.config import ConfigError, load_config, resolve
-from gauntlet.errors import BadInput
+from gauntlet import experiments, layout, storage
+from gauntlet.config import load_config, resolve
+from gauntlet.errors import BadInput, ConfigError
 from gauntlet.hashing import DATASET_CODE, code_version
 
 PROTOCOLS = sorted(f"include/protocols/{p.name}" for p in (ROOT / "include/protocols").glob("*.y*ml"))
@@ -282,7 +282,7 @@ def test_training_keeps_aws_keys_off_every_command_line(seeded_store: str, tmp_p
         "the ranks were not pointed at the credentials file"
     )
     assert not list(scratch.glob("gauntlet-aws-*")), "the credentials file outlived the training"
-    record = storage.get_json(experiments.record_uri(out["experiment_uri"]))
+    record = storage.get_json(layout.record_uri(out["experiment_uri"]))
     assert record["key_parts"]["runtime"] == experiments.runtime()
 
     # The same run on another device class is another experiment, and the miss says why.

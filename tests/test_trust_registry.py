@@ -26,7 +26,7 @@ import pytest
 from faulty_s3_proxy import FaultPlan, FaultyS3Proxy, Request
 from testkit import run_cli
 
-from gauntlet import lease, ledger, registry, storage
+from gauntlet import errors, layout, lease, ledger, registry, storage
 from gauntlet.protocol import load_protocol
 from gauntlet.steps import register as register_step
 
@@ -86,9 +86,9 @@ def test_a_conditional_write_whose_answer_was_lost_is_its_own_success(
     assert storage.get_json_with_etag(uri) == ({"n": 1}, etag)
     etag2 = storage.put_json(uri, {"n": 2}, if_match=etag)
     assert storage.get_json_with_etag(uri) == ({"n": 2}, etag2)
-    with pytest.raises(storage.PreconditionFailed):  # a real conflict is still one
+    with pytest.raises(errors.PreconditionFailed):  # a real conflict is still one
         storage.put_json(uri, {"n": 3}, if_match=etag)
-    with pytest.raises(storage.PreconditionFailed):
+    with pytest.raises(errors.PreconditionFailed):
         storage.put_json(uri, {"n": 4}, if_none_match=True)
     assert storage.get_json(uri) == {"n": 2}
 
@@ -101,7 +101,7 @@ def test_registry_through_lost_answers_one_version_per_experiment_and_every_prom
     proxy_for: Callable[[FaultPlan], FaultyS3Proxy], store: str
 ) -> None:
     proxy = _lose_first_puts(proxy_for)
-    reg = registry.root(store, MODEL)
+    reg = layout.registry_root(store, MODEL)
     for i in range(3):
         version, created = registry.register(reg, f"exp{i}", _lineage(f"run-{i}"))
         assert (version["version"], created) == (i + 1, True)
@@ -113,7 +113,7 @@ def test_registry_through_lost_answers_one_version_per_experiment_and_every_prom
 
     assert [v["version"] for v in registry.list_versions(reg)] == [1, 2, 3]
     for i in range(3):
-        assert storage.get_json(registry.claim_uri(reg, f"exp{i}"))["version"] == i + 1
+        assert storage.get_json(layout.claim_uri(reg, f"exp{i}"))["version"] == i + 1
     kinds = Counter(e["event"] for e in registry.events(reg))
     assert kinds == {"registered": 3, "promoted": 3, "rolled_back": 1}, kinds
     assert [h["version"] for h in registry.alias_history(reg)] == [1, 2, 3, 2]
@@ -132,7 +132,7 @@ def test_register_step_end_to_end_through_lost_answers(
     assert _lost_then_412(proxy, "by-experiment/e2e.json") and _lost_then_412(proxy, "aliases/champion.json")
     _, again = run_cli(store, "--run-id", "night-1", *args, env=env)  # Airflow retries the task
     assert (again["version"], again["created"], again["promoted"]) == (1, False, True), again
-    reg = registry.root(store, MODEL)
+    reg = layout.registry_root(store, MODEL)
     assert [v["version"] for v in registry.list_versions(reg)] == [1]
     assert Counter(e["event"] for e in registry.events(reg)) == {"registered": 1, "promoted": 1}
 
@@ -165,7 +165,7 @@ def test_a_renewal_that_failed_after_landing_does_not_lose_the_lease(
     assert held is not None
     monkeypatch.setenv("GAUNTLET_S3_MAX_ATTEMPTS", "1")
     proxy = proxy_for(FaultPlan(rate=1.0, only=lambda r: r.method == "PUT", kinds=("lost_put",)))
-    with pytest.raises(storage.StorageError):
+    with pytest.raises(errors.StorageError):
         held.renew()
     proxy.plan.rate = 0.0
     assert held.renew(), "the lease still names this owner: it is ours"
@@ -190,12 +190,12 @@ def test_ledger_records_suspects_through_lost_answers(
 def test_a_claim_left_by_a_crashed_registration_is_finished_by_the_next(
     proxy_for: Callable[[FaultPlan], FaultyS3Proxy], store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    reg = registry.root(store, MODEL)
+    reg = layout.registry_root(store, MODEL)
     monkeypatch.setenv("GAUNTLET_S3_MAX_ATTEMPTS", "2")
     proxy_for(FaultPlan(rate=1.0, only=lambda r: "/versions/" in r.key and r.method == "PUT", kinds=("5xx",)))
-    with pytest.raises(storage.StorageError):  # the claim is written, the version never is
+    with pytest.raises(errors.StorageError):  # the claim is written, the version never is
         registry.register(reg, "crashed", _lineage("try-1"))
-    claim = storage.get_json(registry.claim_uri(reg, "crashed"))
+    claim = storage.get_json(layout.claim_uri(reg, "crashed"))
     assert "version" not in claim and claim["run_id"] == "try-1"
 
     monkeypatch.setenv("GAUNTLET_S3_MAX_ATTEMPTS", "10")
@@ -205,21 +205,21 @@ def test_a_claim_left_by_a_crashed_registration_is_finished_by_the_next(
     version, created = registry.register(reg, "crashed", _lineage("try-2"))
     assert (version["version"], created) == (1, True)
     assert time.monotonic() - started < 20, "took the abandoned claim over once it was older than the TTL"
-    claim = storage.get_json(registry.claim_uri(reg, "crashed"))
+    claim = storage.get_json(layout.claim_uri(reg, "crashed"))
     assert claim["version"] == 1 and claim["run_id"] == "try-2" and claim["taken_over_from"]
 
 
 def test_a_crash_after_the_version_was_written_gives_no_second_version(
     store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    reg = registry.root(store, MODEL)
+    reg = layout.registry_root(store, MODEL)
     old = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).isoformat()
-    storage.put_json(registry.claim_uri(reg, "half"), {"experiment": "half", "claimed_at": old, "owner": "dead"})
-    storage.put_json(registry.version_uri(reg, 1), {**_lineage("try-1"), "version": 1, "experiment_key": "half"})
+    storage.put_json(layout.claim_uri(reg, "half"), {"experiment": "half", "claimed_at": old, "owner": "dead"})
+    storage.put_json(layout.version_uri(reg, 1), {**_lineage("try-1"), "version": 1, "experiment_key": "half"})
     version, created = registry.register(reg, "half", _lineage("try-2"))
     assert (version["version"], created, version["airflow_run_id"]) == (1, False, "try-1")
     assert [v["version"] for v in registry.list_versions(reg)] == [1]
-    assert storage.get_json(registry.claim_uri(reg, "half"))["version"] == 1
+    assert storage.get_json(layout.claim_uri(reg, "half"))["version"] == 1
     assert [(e["event"], e.get("recovered")) for e in registry.events(reg)] == [("registered", True)]
 
 
@@ -227,13 +227,13 @@ def test_a_crash_after_the_version_was_written_gives_no_second_version(
 
 
 def test_rollbacks_walk_back_through_the_history_and_show_prints_it(store: str) -> None:
-    reg = registry.root(store, MODEL)
+    reg = layout.registry_root(store, MODEL)
     for i in range(3):
         registry.register(reg, f"exp{i}", _lineage(f"run-{i}"))
         registry.promote(reg, i + 1, f"promote v{i + 1}")
     assert registry.rollback(reg, "v3 is bad") == 2
     assert registry.rollback(reg, "v2 is bad too") == 1, "a second rollback goes further back, not to v3"
-    with pytest.raises(registry.RegistryError, match="no earlier version"):
+    with pytest.raises(errors.RegistryError, match="no earlier version"):
         registry.rollback(reg, "nothing before v1")
     registry.promote(reg, 3, "v3 fixed")
     assert registry.rollback(reg, "still bad") == 1
@@ -257,7 +257,7 @@ def test_rollbacks_walk_back_through_the_history_and_show_prints_it(store: str) 
 
 def test_rollback_of_an_alias_written_before_history_was_kept(store: str) -> None:
     """Old aliases hold only `previous`; the history is rebuilt from the event log."""
-    reg = registry.root(store, MODEL)
+    reg = layout.registry_root(store, MODEL)
     for i in range(3):
         registry.register(reg, f"exp{i}", _lineage(f"run-{i}"))
     for version, previous in ((1, None), (2, 1), (3, 2)):
@@ -318,17 +318,17 @@ def test_re_registering_says_already_registered_with_this_runs_verdict(
     assert (second["gate_passed"], second["reason"], second["report_uri"]) == (False, failed["reason"], failed_report)
     assert "experiment again is already registered as v1" in caplog.text
     assert second["champion"], "v1 is still champion; the repeat did not move it"
-    repeats = [e for e in registry.events(registry.root(store, MODEL)) if e["event"] == "already_registered"]
+    repeats = [e for e in registry.events(layout.registry_root(store, MODEL)) if e["event"] == "already_registered"]
     assert [(e["run_id"], e["gate_passed"]) for e in repeats] == [("night-2", False)]
-    assert registry.get_version(registry.root(store, MODEL), 1)["airflow_run_id"] == "night-1"
+    assert registry.get_version(layout.registry_root(store, MODEL), 1)["airflow_run_id"] == "night-1"
 
 
 def test_a_manual_promotion_of_an_off_protocol_version_is_refused(store: str) -> None:
     """`register --force` keeps an off-protocol run for the record; `registry promote` must not crown it."""
-    reg = registry.root(store, MODEL)
+    reg = layout.registry_root(store, MODEL)
     lineage = {**_lineage("night-1"), "experiment": {"off_protocol_reason": "it ran 3 epochs, the protocol fixes 30"}}
     registry.register(reg, "off", lineage)
-    with pytest.raises(registry.RegistryError, match="off-protocol"):
+    with pytest.raises(errors.RegistryError, match="off-protocol"):
         registry.promote(reg, 1, "by hand")
     assert registry.get_alias(reg) == (None, None)
 
@@ -360,7 +360,7 @@ def test_a_retried_register_task_still_reports_its_promotion(store: str) -> None
     assert (retried["version"], retried["promoted"], retried["champion"]) == (1, True, True)
     other = register_step.run(store, MODEL, _synthetic_report(store, "retry", passed=True, champion_version=1), "n2")
     assert (other["promoted"], other["champion"]) == (False, True), "another run moved nothing"
-    assert Counter(e["event"] for e in registry.events(registry.root(store, MODEL)))["promoted"] == 1
+    assert Counter(e["event"] for e in registry.events(layout.registry_root(store, MODEL)))["promoted"] == 1
 
 
 # --- the champion Asset ----------------------------------------------------------------------------

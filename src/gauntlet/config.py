@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from gauntlet.errors import BadInput
+from gauntlet.errors import ConfigError
 
 # The demo's config, used wherever a run names none (CLI, trigger forms, the champion asset).
 DEFAULT_CONFIG = "include/configs/digits.yaml"
@@ -22,10 +22,6 @@ DEFAULT_CONFIG = "include/configs/digits.yaml"
 CONFIGS_DIR = "include/configs"
 PROTOCOLS_DIR = "include/protocols"
 EXPECTATIONS_DIR = "include/expectations"
-
-
-class ConfigError(BadInput):
-    """A config file or override is invalid; the message names the field."""
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gauntlet import splits
+from gauntlet.errors import RowIdError
 
 # Expectation type -> the kwargs this engine evaluates exactly; anything else means "ask GX".
 SUPPORTED: dict[str, set[str]] = {
@@ -221,7 +222,7 @@ def snapshot_failures(parts: list[Keys], id_column: str, label_column: str | Non
         try:
             if part.ids:
                 texts[index] = splits.canonical_id_array(pa.chunked_array(part.ids), part.uri)
-        except (splits.RowIdError, pa.ArrowInvalid):  # bad types, or types differing between batches
+        except (RowIdError, pa.ArrowInvalid):  # bad types, or types differing between batches
             continue
     if len(texts) < 2:
         return []

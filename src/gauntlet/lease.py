@@ -20,15 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from gauntlet import storage
+from gauntlet.errors import LeaseTimeout, PreconditionFailed, StorageError
 from gauntlet.logs import get_logger
 
 log = get_logger("gauntlet.lease")
-LEASE_NAME = "LEASE.json"
 T = TypeVar("T")
-
-
-class LeaseTimeout(RuntimeError):
-    """Another process held the lease for longer than this one was willing to wait."""
 
 
 def _settings() -> tuple[float, float, float]:
@@ -59,7 +55,7 @@ class Lease:
                 try:
                     self.etag = storage.put_json(self.uri, _body(self.owner, self.ttl_s, state), if_match=self.etag)
                     return True
-                except storage.PreconditionFailed:
+                except PreconditionFailed:
                     if not self._adopt_own_write():
                         return False
             return False
@@ -90,7 +86,7 @@ class Lease:
                     if not self.renew():
                         log.warning("lease %s was taken over by another process", self.uri)
                         return
-                except storage.StorageError as error:  # one missed beat is fine; the TTL covers it
+                except StorageError as error:  # one missed beat is fine; the TTL covers it
                     log.warning("could not renew lease %s: %s", self.uri, error)
 
         threading.Thread(target=beat, name="lease-heartbeat", daemon=True).start()
@@ -100,7 +96,7 @@ class Lease:
         try:
             if not self._write("released"):
                 log.warning("lease %s had been taken over; not releasing it", self.uri)
-        except storage.StorageError as error:  # the lease expires by itself
+        except StorageError as error:  # the lease expires by itself
             log.warning("could not release lease %s: %s", self.uri, error)
 
 
@@ -112,7 +108,7 @@ def acquire(uri: str, owner: str, ttl_s: float) -> Lease | None:
     """Claim the lease, or take over a released/expired one; None while someone else holds it."""
     try:
         return Lease(uri, owner, storage.put_json(uri, _body(owner, ttl_s, "held"), if_none_match=True), ttl_s)
-    except storage.PreconditionFailed:
+    except PreconditionFailed:
         pass
     try:
         current, etag = storage.get_json_with_etag(uri)
@@ -122,7 +118,7 @@ def acquire(uri: str, owner: str, ttl_s: float) -> Lease | None:
         return None
     try:
         return Lease(uri, owner, storage.put_json(uri, _body(owner, ttl_s, "held"), if_match=etag), ttl_s)
-    except storage.PreconditionFailed:
+    except PreconditionFailed:
         return None  # another claimant took it over first
 
 

@@ -15,16 +15,13 @@ from typing import Any
 import numpy as np
 import yaml
 
-from gauntlet import experiments, storage
+from gauntlet import experiments, layout, storage
+from gauntlet.errors import BadInput, PreconditionFailed, StorageError
 from gauntlet.protocol import Protocol, load_protocol
 from gauntlet.training.data import Split
 
 CONFIDENCE = 0.8
 _RETRIES = 20
-
-
-def ledger_uri(store: str, dataset: str) -> str:
-    return storage.join(store, "ledgers", dataset, "ledger.json")
 
 
 def suspected_label_errors(
@@ -51,7 +48,7 @@ def suspected_label_errors(
 def record_suspects(
     store: str, protocol: Protocol, dataset: str, experiment: str, suspects: list[dict[str, Any]]
 ) -> str:
-    uri = ledger_uri(store, dataset)
+    uri = layout.ledger_uri(store, dataset)
     if not suspects:
         return uri
     for _ in range(_RETRIES):
@@ -72,19 +69,19 @@ def record_suspects(
             else:
                 storage.put_json(uri, ledger, if_match=etag)
             return uri
-        except storage.PreconditionFailed:
+        except PreconditionFailed:
             continue
-    raise storage.StorageError(f"ledger {uri} kept changing; suspects not recorded")
+    raise StorageError(f"ledger {uri} kept changing; suspects not recorded")
 
 
 def confirm(
     store: str, dataset: str, row_id: str, protocol_path: str | Path, output_path: str | Path
 ) -> dict[str, Any]:
     """Confirm a suspect: mark it, write a new protocol excluding it, list experiments to re-score."""
-    uri = ledger_uri(store, dataset)
+    uri = layout.ledger_uri(store, dataset)
     ledger, etag = storage.get_json_with_etag(uri)
     if row_id not in ledger["entries"]:
-        raise ValueError(f"row {row_id} is not in the ledger {uri}")
+        raise BadInput(f"row {row_id} is not in the ledger {uri}")
     old = load_protocol(protocol_path)
     raw = dict(old.raw)
     raw["excluded_row_ids"] = sorted({*old.excluded_row_ids, row_id})

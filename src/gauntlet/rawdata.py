@@ -18,15 +18,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gauntlet import storage
+from gauntlet import layout, storage
+from gauntlet.errors import RawDataError
 
 _DATE_DIR = re.compile(r"/date=([^/]*)/")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _PANDAS_INDEX = re.compile(r"__index_level_\d+__")
-
-
-class RawDataError(ValueError):
-    """A raw partition cannot be read; the message names the file and the problem."""
 
 
 @dataclass(frozen=True)
@@ -40,13 +37,9 @@ class Partition:
         return {"uri": self.uri, "date": self.date.isoformat(), "etag": self.etag, "size": self.size}
 
 
-def raw_root(store: str, raw_prefix: str) -> str:
-    return storage.join(store, raw_prefix)
-
-
 def list_partitions(store: str, raw_prefix: str) -> list[Partition]:
     found = []
-    for obj in storage.list_objects(raw_root(store, raw_prefix) + "/"):
+    for obj in storage.list_objects(layout.raw_root(store, raw_prefix) + "/"):
         match = _DATE_DIR.search(obj["key"] if obj["key"].startswith("/") else "/" + obj["key"])
         name = obj["key"].rsplit("/", 1)[-1]
         if not match or not name.startswith("part-") or not name.endswith((".parquet", ".csv")):

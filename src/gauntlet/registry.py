@@ -1,6 +1,6 @@
 """A model registry kept in S3: numbered versions, aliases, lineage and an event log.
 
-Layout under <store>/registry/<model>/:
+Layout under <store>/registry/<model>/ (the paths come from gauntlet.layout):
   versions/<n>.json          one per registered model, with its full lineage (never rewritten)
   by-experiment/<key>.json   claim that makes registering the same experiment twice a no-op
   aliases/<alias>.json       {"version": n, "history": [...], ...}; `champion` is the one the gate moves
@@ -20,33 +20,14 @@ import time
 import uuid
 from typing import Any
 
-from gauntlet import storage
+from gauntlet import layout, storage
+from gauntlet.errors import ClaimPending, PreconditionFailed, RegistryConflict, RegistryError
 from gauntlet.logs import get_logger
 
 log = get_logger("gauntlet.registry")
 CHAMPION = "champion"
 _MAX_RACE_RETRIES = 20
 _ALIAS_EVENTS = ("alias_set", "promoted", "rolled_back")
-
-
-class RegistryError(RuntimeError):
-    """A registry operation cannot be done; the message says why."""
-
-
-class ClaimPending(RuntimeError):
-    """Another registration of the same experiment is under way; a later retry will find its version."""
-
-
-def root(store: str, model: str) -> str:
-    return storage.join(store, "registry", model)
-
-
-def version_uri(registry: str, version: int) -> str:
-    return storage.join(registry, "versions", f"{version:06d}.json")
-
-
-def claim_uri(registry: str, experiment_key: str) -> str:
-    return storage.join(registry, "by-experiment", f"{experiment_key}.json")
 
 
 def _now() -> str:
@@ -60,7 +41,7 @@ def _claim_ttl_s() -> float:
 def record_event(registry: str, kind: str, **details: Any) -> None:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     storage.put_json(
-        storage.join(registry, "events", f"{stamp}-{uuid.uuid4().hex[:8]}.json"),
+        layout.event_uri(registry, f"{stamp}-{uuid.uuid4().hex[:8]}"),
         {"event": kind, "at": _now(), **details},
         if_none_match=True,
     )
@@ -68,7 +49,7 @@ def record_event(registry: str, kind: str, **details: Any) -> None:
 
 def list_versions(registry: str) -> list[dict[str, Any]]:
     out = []
-    for obj in storage.list_objects(storage.join(registry, "versions") + "/"):
+    for obj in storage.list_objects(layout.versions_prefix(registry) + "/"):
         if obj["key"].endswith(".json"):
             out.append(storage.get_json(obj["uri"]))
     return sorted(out, key=lambda v: v["version"])
@@ -76,7 +57,7 @@ def list_versions(registry: str) -> list[dict[str, Any]]:
 
 def get_version(registry: str, version: int) -> dict[str, Any]:
     try:
-        result: dict[str, Any] = storage.get_json(version_uri(registry, version))
+        result: dict[str, Any] = storage.get_json(layout.version_uri(registry, version))
     except FileNotFoundError as error:
         raise RegistryError(f"{registry} has no version {version}") from error
     return result
@@ -85,7 +66,7 @@ def get_version(registry: str, version: int) -> dict[str, Any]:
 def registered_version(registry: str, experiment_key: str) -> dict[str, Any] | None:
     """The version an experiment was registered as, or None (never claimed, or claimed and not done)."""
     try:
-        claim = storage.get_json(claim_uri(registry, experiment_key))
+        claim = storage.get_json(layout.claim_uri(registry, experiment_key))
     except FileNotFoundError:
         return None
     return None if "version" not in claim else get_version(registry, int(claim["version"]))
@@ -94,7 +75,7 @@ def registered_version(registry: str, experiment_key: str) -> dict[str, Any] | N
 def get_alias(registry: str, alias: str = CHAMPION) -> tuple[dict[str, Any] | None, str | None]:
     """Return (alias object, ETag), or (None, None) when the alias was never set."""
     try:
-        value, etag = storage.get_json_with_etag(storage.join(registry, "aliases", f"{alias}.json"))
+        value, etag = storage.get_json_with_etag(layout.alias_uri(registry, alias))
     except FileNotFoundError:
         return None, None
     return value, etag
@@ -175,13 +156,13 @@ def set_alias(
         **entry,
         "history": [*alias_history(registry, alias, current), entry],
     }
-    uri = storage.join(registry, "aliases", f"{alias}.json")
+    uri = layout.alias_uri(registry, alias)
     try:
         if etag is None:
             storage.put_json(uri, value, if_none_match=True)
         else:
             storage.put_json(uri, value, if_match=etag)
-    except storage.PreconditionFailed:
+    except PreconditionFailed:
         return False
     record_event(registry, event, alias=alias, version=version, previous=current_version, reason=reason, run_id=run_id)
     return True
@@ -206,12 +187,12 @@ def register(registry: str, experiment_key: str, lineage: dict[str, Any]) -> tup
     so the same experiment registered twice (a re-run, a backfill) never gets a second version.
     A claim left without a version by a writer that died is taken over after the claim TTL.
     """
-    uri = claim_uri(registry, experiment_key)
+    uri = layout.claim_uri(registry, experiment_key)
     run_id = lineage.get("airflow_run_id")
     claim = {"experiment": experiment_key, "claimed_at": _now(), "owner": uuid.uuid4().hex, "run_id": run_id}
     try:
         etag = storage.put_json(uri, claim, if_none_match=True)
-    except storage.PreconditionFailed:
+    except PreconditionFailed:
         done, claim, etag = _await_claim(registry, uri, claim)
         if done is not None:
             return done, False
@@ -224,18 +205,18 @@ def register(registry: str, experiment_key: str, lineage: dict[str, Any]) -> tup
         number = _next_version_number(registry)
         record = {**lineage, "version": number, "experiment_key": experiment_key, "registered_at": _now()}
         try:
-            storage.put_json(version_uri(registry, number), record, if_none_match=True)
-        except storage.PreconditionFailed:
+            storage.put_json(layout.version_uri(registry, number), record, if_none_match=True)
+        except PreconditionFailed:
             continue  # another registration took this number: take the next one
         _complete_claim(registry, uri, claim, etag, record, recovered=False)
         return record, True
-    raise RegistryError(f"could not allocate a version number in {registry} after {_MAX_RACE_RETRIES} tries")
+    raise RegistryConflict(f"could not allocate a version number in {registry} after {_MAX_RACE_RETRIES} tries")
 
 
 def _next_version_number(registry: str) -> int:
     versions = [
         int(o["key"].rsplit("/", 1)[-1].split(".")[0])
-        for o in storage.list_objects(storage.join(registry, "versions") + "/")
+        for o in storage.list_objects(layout.versions_prefix(registry) + "/")
     ]
     return max(versions, default=0) + 1
 
@@ -250,7 +231,7 @@ def _complete_claim(
     number = record["version"]
     try:
         storage.put_json(uri, {**claim, "version": number}, if_match=etag)
-    except storage.PreconditionFailed as error:
+    except PreconditionFailed as error:
         # This writer was so slow that its claim was taken over; the taker found this version and
         # completed the claim with it (and logged it), or else the experiment now has two versions.
         current = storage.get_json(uri)
@@ -293,7 +274,7 @@ def _await_claim(registry: str, uri: str, mine: dict[str, Any]) -> tuple[dict[st
             taken = {**mine, "claimed_at": _now(), "taken_over_from": claim.get("owner")}
             try:
                 return None, taken, storage.put_json(uri, taken, if_match=etag)
-            except storage.PreconditionFailed:
+            except PreconditionFailed:
                 continue  # completed, or taken over by another waiter: look again
         if time.monotonic() > deadline:
             raise ClaimPending(f"{uri} was claimed but no version appeared; retry later")
@@ -318,7 +299,7 @@ def promote(registry: str, version: int, reason: str, alias: str = CHAMPION) -> 
         expected = None if current is None else current["version"]
         if set_alias(registry, alias, version, expected, reason, event="promoted"):
             return
-    raise RegistryError(f"alias {alias} kept moving; gave up after {_MAX_RACE_RETRIES} tries")
+    raise RegistryConflict(f"alias {alias} kept moving; gave up after {_MAX_RACE_RETRIES} tries")
 
 
 def rollback(registry: str, reason: str, alias: str = CHAMPION) -> int:
@@ -335,12 +316,12 @@ def rollback(registry: str, reason: str, alias: str = CHAMPION) -> int:
         raise RegistryError(f"alias {alias} has no earlier version to roll back to (it is at v{current['version']})")
     target = positions[-2]
     if not set_alias(registry, alias, target, current["version"], reason, event="rolled_back"):
-        raise RegistryError(f"alias {alias} moved during the rollback; run it again")
+        raise RegistryConflict(f"alias {alias} moved during the rollback; run it again")
     return target
 
 
 def events(registry: str) -> list[dict[str, Any]]:
-    return [storage.get_json(o["uri"]) for o in storage.list_objects(storage.join(registry, "events") + "/")]
+    return [storage.get_json(o["uri"]) for o in storage.list_objects(layout.events_prefix(registry) + "/")]
 
 
 def load_model_bytes(version_record: dict[str, Any]) -> bytes:

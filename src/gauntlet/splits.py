@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numpy.typing import NDArray
 
-from gauntlet.errors import BadInput
+from gauntlet.errors import RowIdError
 from gauntlet.hashing import sha256_bytes, sha256_u64, sha256_u64_of_bytes
 
 if TYPE_CHECKING:  # protocol.py imports nothing from here; keep the import one-way at run time
@@ -26,10 +26,6 @@ if TYPE_CHECKING:  # protocol.py imports nothing from here; keep the import one-
 
 SPLITS = ("train", "dev", "test")
 _EXAMPLES = 3
-
-
-class RowIdError(BadInput):
-    """Row ids of a type that has no exact text form (float, bool, missing); the message names them."""
 
 
 def canonical_id(value: Any, where: str = "row id") -> str:

@@ -29,6 +29,14 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from gauntlet.errors import (
+    BadInput,
+    IntegrityError,
+    NotCommitted,
+    ObjectNotFound,
+    PreconditionFailed,
+    StorageError,
+)
 from gauntlet.hashing import canonical_json, sha256_bytes, sha256_file
 
 MANIFEST_NAME = "MANIFEST.json"
@@ -39,22 +47,6 @@ WRITE_TOKEN_KEY = "gauntlet-write-token"
 _PRECONDITION_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412"}
 
 
-class StorageError(RuntimeError):
-    """An S3 operation failed in a way a person must look at."""
-
-
-class PreconditionFailed(StorageError):
-    """A conditional write lost a race: the object exists, or changed since it was read."""
-
-
-class NotCommitted(StorageError):
-    """A multi-object output has no manifest, so it does not exist yet (or was abandoned)."""
-
-
-class IntegrityError(StorageError):
-    """An object's bytes do not match the sha256 its manifest or record promises."""
-
-
 @dataclass(frozen=True)
 class S3Uri:
     bucket: str
@@ -63,10 +55,10 @@ class S3Uri:
     @classmethod
     def parse(cls, uri: str) -> S3Uri:
         if not uri.startswith("s3://"):
-            raise ValueError(f"not an S3 URI (expected s3://bucket/key): {uri!r}")
+            raise BadInput(f"not an S3 URI (expected s3://bucket/key): {uri!r}")
         bucket, _, key = uri[5:].partition("/")
         if not bucket:
-            raise ValueError(f"S3 URI has no bucket: {uri!r}")
+            raise BadInput(f"S3 URI has no bucket: {uri!r}")
         return cls(bucket, key)
 
     def __str__(self) -> str:
@@ -202,7 +194,7 @@ def get_object(uri: str) -> tuple[bytes, str]:
             return response["Body"].read(), str(response["ETag"])
         except ClientError as error:
             if _error_code(error) in {"NoSuchKey", "404"}:
-                raise FileNotFoundError(f"no object at {uri}") from error
+                raise ObjectNotFound(f"no object at {uri}") from error
             raise StorageError(f"cannot read {uri}: {error}") from error
         except BotoCoreError as error:
             # botocore retries a request, not a body cut off half-way: read the object again.
@@ -227,7 +219,7 @@ def download_object(uri: str, path: str | Path) -> str:
             return str(response["ETag"])
         except ClientError as error:
             if _error_code(error) in {"NoSuchKey", "404"}:
-                raise FileNotFoundError(f"no object at {uri}") from error
+                raise ObjectNotFound(f"no object at {uri}") from error
             raise StorageError(f"cannot read {uri}: {error}") from error
         except BotoCoreError as error:
             if attempt == _BODY_READ_ATTEMPTS - 1:
@@ -299,7 +291,7 @@ def download_file(uri: str, path: str | Path, expected_sha256: str | None = None
         client().download_file(loc.bucket, loc.key, str(path))
     except ClientError as error:
         if _error_code(error) in {"404", "NoSuchKey"}:
-            raise FileNotFoundError(f"no object at {uri}") from error
+            raise ObjectNotFound(f"no object at {uri}") from error
         raise StorageError(f"cannot download {uri}: {error}") from error
     except BotoCoreError as error:
         raise StorageError(f"cannot download {uri}: {error}") from error
@@ -398,7 +390,7 @@ def read_committed_file(prefix_uri: str, rel: str) -> bytes:
     """Read one file of a committed output, verified against the manifest."""
     manifest = read_manifest(prefix_uri)
     if rel not in manifest["files"]:
-        raise FileNotFoundError(f"{rel} is not part of {prefix_uri}")
+        raise ObjectNotFound(f"{rel} is not part of {prefix_uri}")
     return get_bytes(join(prefix_uri, rel), manifest["files"][rel]["sha256"])
 
 
@@ -409,11 +401,7 @@ def temp_dir(prefix: str = "gauntlet-") -> tempfile.TemporaryDirectory[str]:
 __all__ = [
     "MANIFEST_NAME",
     "WRITE_TOKEN_KEY",
-    "IntegrityError",
-    "NotCommitted",
-    "PreconditionFailed",
     "S3Uri",
-    "StorageError",
     "canonical_json",
     "client",
     "commit_directory",

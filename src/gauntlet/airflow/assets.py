@@ -9,15 +9,15 @@ and resolves it to the concrete Asset from the register step's outputs when it r
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from airflow.sdk import Asset, AssetAlias, BaseOperator
 
-from gauntlet import storage
-from gauntlet.config import DEFAULT_CONFIG, ConfigError, load_config, resolve
+from gauntlet import layout, storage
+from gauntlet.config import DEFAULT_CONFIG, load_config, resolve
+from gauntlet.errors import ConfigError
+from gauntlet.registry import CHAMPION
 
-DEFAULT_STORE = "s3://gauntlet"
 CHAMPION_ALIAS = "gauntlet.champion"
 
 
@@ -39,14 +39,13 @@ def champion_asset_of(registry_uri: str) -> Asset:
     return Asset(
         name=f"gauntlet.champion.{model}@{storage.S3Uri.parse(registry_uri).bucket}",
         group="model",
-        uri=storage.join(registry_uri, "aliases", "champion.json"),
+        uri=layout.alias_uri(registry_uri, CHAMPION),
     )
 
 
 def champion_asset(config_path: str = DEFAULT_CONFIG) -> Asset:
     """The champion Asset of the config's model in $GAUNTLET_STORE: what a downstream DAG schedules on."""
-    store = os.environ.get("GAUNTLET_STORE", DEFAULT_STORE)
-    return champion_asset_of(storage.join(store, "registry", _model_name(config_path)))
+    return champion_asset_of(layout.registry_root(layout.store_root(), _model_name(config_path)))
 
 
 class PublishChampionOperator(BaseOperator):

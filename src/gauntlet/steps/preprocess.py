@@ -26,9 +26,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from numpy.typing import NDArray
 
-from gauntlet import rawdata, splits, storage
+from gauntlet import layout, rawdata, splits, storage
 from gauntlet.config import PipelineConfig
-from gauntlet.errors import BadInput
+from gauntlet.errors import PreprocessError
 from gauntlet.hashing import DATASET_CODE, code_version, content_hash
 from gauntlet.logs import get_logger
 from gauntlet.protocol import Protocol
@@ -38,11 +38,6 @@ SPLITS = ("train", "dev", "test")
 # Rows per Arrow batch: ~70 MB of int64 pixels; with the float32 copy and the split chunks a
 # worker's peak memory is a few times that, whatever the partition's size.
 BATCH_ROWS = 131_072
-
-
-class PreprocessError(BadInput):
-    """The validated input cannot become a dataset; the message says why. A retry meets the same
-    input (a file changed since validation, mismatched columns, a bad setting), so none is made."""
 
 
 def feature_columns(columns: Iterable[Any], prefix: str) -> list[str]:
@@ -291,7 +286,7 @@ def run(config: PipelineConfig, protocol: Protocol, store: str, validation_uri: 
     if not partitions:
         raise PreprocessError(f"{validation_uri} lists no partitions")
     version = dataset_version(partitions, config, protocol)
-    prefix = storage.join(store, "datasets", config.dataset.name, version)
+    prefix = layout.dataset_prefix(store, config.dataset.name, version)
     if storage.is_committed(prefix):
         manifest = storage.read_manifest(prefix)
         log.info("cache hit: dataset %s already committed at %s (%s)", version, prefix, _counts(manifest))

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gauntlet import experiments, registry, storage
+from gauntlet import experiments, layout, registry, storage
+from gauntlet.errors import RegistryError
 from gauntlet.logs import get_logger
 
 log = get_logger("gauntlet.register")
@@ -20,8 +21,8 @@ def run(store: str, model_name: str, report_uri: str, run_id: str, force: bool =
     report = storage.get_json(report_uri)
     record = experiments.find_record(report["experiment_uri"])
     if record is None:
-        raise registry.RegistryError(f"{report['experiment_uri']} has no record; refusing to register")
-    reg = registry.root(store, model_name)
+        raise RegistryError(f"{report['experiment_uri']} has no record; refusing to register")
+    reg = layout.registry_root(store, model_name)
     gate = report["gate"]
     verdict = {"gate_passed": bool(gate["passed"]), "reason": gate["reason"], "report_uri": report_uri}
     existing = registry.registered_version(reg, record["key"])
@@ -55,7 +56,7 @@ def run(store: str, model_name: str, report_uri: str, run_id: str, force: bool =
         "version": number,
         "champion": champion,
         "promoted": promoted,
-        "version_uri": registry.version_uri(reg, number),
+        "version_uri": layout.version_uri(reg, number),
         "registry_uri": reg,
         **verdict,
     }

@@ -21,9 +21,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from gauntlet import fastchecks, quarantine, rawdata, storage
+from gauntlet import fastchecks, layout, quarantine, rawdata, storage
 from gauntlet.config import PipelineConfig, resolve
-from gauntlet.errors import BadInput, NoNewData, ValidationFailed
+from gauntlet.errors import BadInput, NoNewData, RawDataError, ValidationFailed
 from gauntlet.hashing import content_hash
 from gauntlet.logs import get_logger
 
@@ -144,11 +144,12 @@ def _validate_vectorised(
     suite_spec: dict[str, Any],
     snapshot: list[rawdata.Partition],
     new: list[rawdata.Partition],
-    out_prefix: str,
-) -> tuple[list[dict[str, Any]], str, dict[str, Any]] | None:
+    store: str,
+    run_id: str,
+) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
     """The suite's rules on every row with gauntlet.fastchecks, streamed one Arrow batch at a time.
 
-    Returns (reports, docs URI, engine facts) when the whole snapshot passes, else None: a failure,
+    Returns (reports, engine facts) when the whole snapshot passes, else None: a failure,
     an unreadable file or a rule the engine does not implement leaves the verdict to GX.
     """
     import numpy as np
@@ -174,7 +175,7 @@ def _validate_vectorised(
                     table = pa.Table.from_batches([batch]).append_column("__key", pa.array(rng.random(batch.num_rows)))
                     pool = table if pool is None else pa.concat_tables([pool, table], promote_options="default")
                     pool = pool.take(np.argsort(pool["__key"].to_numpy())[:sample_rows])
-        except rawdata.RawDataError as error:
+        except RawDataError as error:
             log.error("%s", error)
             return None
     passed, problems = checker.verdict()
@@ -190,7 +191,6 @@ def _validate_vectorised(
         log.warning("  %s", problem)
     if not passed:
         return None
-    docs_uri = storage.join(out_prefix, "docs")
     engine: dict[str, Any] = {
         "engine": "vectorised",
         "expectations": len(suite_spec["expectations"]),
@@ -203,14 +203,12 @@ def _validate_vectorised(
             if not ok:
                 log.warning("GX failed %d expectations on the sample that the vectorised checks passed", len(failed))
                 return None
-            for path in sorted(p for p in validator.docs_dir.rglob("*") if p.is_file()):
-                kind = "text/html" if path.suffix == ".html" else "application/octet-stream"
-                storage.upload_file(path, storage.join(docs_uri, path.relative_to(validator.docs_dir).as_posix()), kind)
+            _publish_data_docs(validator.docs_dir, store, run_id)
         engine["gx_sample_rows"] = pool.num_rows
     else:
         # Data Docs come from GX; without a GX sample, the docs link says what checked the data instead.
         storage.put_bytes(
-            storage.join(docs_uri, "index.html"),
+            layout.data_docs_uri(store, run_id),
             (
                 f"<html><body><h1>Suite {suite_spec['name']}: passed</h1><p>{len(suite_spec['expectations'])} "
                 f"expectations evaluated on all {checker.rows} rows of {len(snapshot)} partitions by the vectorised "
@@ -224,7 +222,13 @@ def _validate_vectorised(
         for p, part in zip(snapshot, checker.partitions, strict=True)
     ]
     reports.sort(key=lambda r: (r["date"], r["uri"]))
-    return reports, docs_uri, engine
+    return reports, engine
+
+
+def _publish_data_docs(docs_dir: Path, store: str, run_id: str) -> None:
+    for path in sorted(p for p in docs_dir.rglob("*") if p.is_file()):
+        kind = "text/html" if path.suffix == ".html" else "application/octet-stream"
+        storage.upload_file(path, layout.data_docs_uri(store, run_id, path.relative_to(docs_dir).as_posix()), kind)
 
 
 def _same_columns(frames: list[Any]) -> bool:
@@ -255,7 +259,6 @@ def run(
     all_partitions = rawdata.list_partitions(store, config.dataset.raw_prefix)
     snapshot = rawdata.select(all_partitions, None, end)
     new = rawdata.select(all_partitions, start, end)
-    out_prefix = storage.join(store, "runs", run_id, "validation")
     log.info(
         "validating %d partitions (%d new in [%s, %s)) with suite '%s' (%d expectations)",
         len(snapshot),
@@ -268,20 +271,20 @@ def run(
     if not snapshot:
         # Not a skip: a mistyped prefix would otherwise look like a quiet night, every night.
         raise BadInput(
-            f"no raw partitions under {rawdata.raw_root(store, config.dataset.raw_prefix)}/ dated before {end} "
+            f"no raw partitions under {layout.raw_root(store, config.dataset.raw_prefix)}/ dated before {end} "
             "(looked for date=YYYY-MM-DD/part-*.parquet or .csv): check dataset.raw_prefix"
         )
     if require_new and not new:
         raise NoNewData(
-            f"no new data: no partition landed under {rawdata.raw_root(store, config.dataset.raw_prefix)} "
+            f"no new data: no partition landed under {layout.raw_root(store, config.dataset.raw_prefix)} "
             f"in [{start}, {end}); the snapshot of {len(snapshot)} partitions was already trained on"
         )
 
     if config.dataset.validation == "vectorised":
-        fast = _validate_vectorised(config, suite_spec, snapshot, new, out_prefix)
+        fast = _validate_vectorised(config, suite_spec, snapshot, new, store, run_id)
         if fast is not None:
-            passed, fast_docs, engine = fast
-            return _finish(passed, suite_spec, start, end, new, out_prefix, fast_docs, started, engine, [])
+            passed, engine = fast
+            return _finish(passed, suite_spec, start, end, new, store, run_id, started, engine, [])
         log.info("the vectorised checks did not pass the snapshot: running the GX suite for the evidence")
 
     reports: list[dict[str, Any]] = []
@@ -292,7 +295,7 @@ def run(
             entry: dict[str, Any] = {**partition.as_dict(), "new": partition in new}
             try:
                 frames.append((partition, rawdata.read_partition(partition.uri, config.dataset.id_column)))
-            except rawdata.RawDataError as error:
+            except RawDataError as error:
                 log.error("%s", error)
                 entry.update(
                     success=False,
@@ -358,13 +361,10 @@ def run(
         )
         for item in across:
             log.error("  snapshot: %s on column '%s': %s", item["expectation"], item["column"], item["error"])
-        docs_uri = storage.join(out_prefix, "docs")
         if validator.docs_dir.exists():
-            for path in sorted(p for p in validator.docs_dir.rglob("*") if p.is_file()):
-                kind = "text/html" if path.suffix == ".html" else "application/octet-stream"
-                storage.upload_file(path, storage.join(docs_uri, path.relative_to(validator.docs_dir).as_posix()), kind)
+            _publish_data_docs(validator.docs_dir, store, run_id)
 
-    return _finish(reports, suite_spec, start, end, new, out_prefix, docs_uri, started, {"engine": "gx"}, across)
+    return _finish(reports, suite_spec, start, end, new, store, run_id, started, {"engine": "gx"}, across)
 
 
 def _finish(
@@ -373,8 +373,8 @@ def _finish(
     start: dt.date,
     end: dt.date,
     new: list[rawdata.Partition],
-    out_prefix: str,
-    docs_uri: str,
+    store: str,
+    run_id: str,
     started: float,
     engine: dict[str, Any],
     across: list[dict[str, Any]],
@@ -397,12 +397,12 @@ def _finish(
         "seconds": round(time.perf_counter() - started, 3),
         "engine": engine,
     }
-    result_uri = storage.join(out_prefix, "result.json")
+    result_uri = layout.validation_result_uri(store, run_id)
     storage.put_json(result_uri, result)
     outputs = {
         "verdict": result["verdict"],
         "result_uri": result_uri,
-        "docs_uri": storage.join(docs_uri, "index.html"),
+        "docs_uri": layout.data_docs_uri(store, run_id),
         "rows": result["rows"],
         "partitions": len(reports),
         "new_partitions": len(new),
