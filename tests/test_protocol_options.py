@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import yaml
 
-from gauntlet.protocol import Protocol, ProtocolError, plateaued
-from gauntlet.scoring.compare import ProtocolMismatch, compare_reports
+from gauntlet.errors import ProtocolError, ProtocolMismatch
+from gauntlet.protocol import Protocol, plateaued
+from gauntlet.scoring.compare import compare_reports
 from gauntlet.scoring.metrics import compute_metrics, slice_metrics
 
 RAW = yaml.safe_load((Path(__file__).resolve().parents[1] / "include/protocols/digits-v1.yaml").read_text())

@@ -21,8 +21,8 @@ from corpus import frames, parquet
 
 from gauntlet import errors, storage
 from gauntlet.config import PipelineConfig, load_config, resolve
-from gauntlet.errors import RowIdError
-from gauntlet.protocol import Protocol, ProtocolError, load_protocol, protocol_from_bytes
+from gauntlet.errors import ProtocolError, RowIdError
+from gauntlet.protocol import Protocol, load_protocol, protocol_from_bytes
 from gauntlet.splits import assign_splits, canonical_id, canonical_id_array, split_of
 from gauntlet.steps import preprocess, validate
 

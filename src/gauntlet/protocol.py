@@ -18,15 +18,12 @@ from typing import Any
 import numpy as np
 import yaml
 
+from gauntlet.errors import ProtocolError
 from gauntlet.hashing import content_hash
 from gauntlet.scoring.metrics import METRICS
 
 GATE_MODES = ("superiority", "non_inferiority")
 MIN_BOOTSTRAP_RESAMPLES = 1000
-
-
-class ProtocolError(ValueError):
-    """A protocol file that is malformed; the message names the offending field."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +68,7 @@ class Protocol:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Protocol:
-        """Validate a parsed protocol; raises ProtocolError (a ValueError) naming the bad field."""
+        """Validate a parsed protocol; raises ProtocolError (bad input) naming the bad field."""
         return _parse_protocol(raw)
 
 

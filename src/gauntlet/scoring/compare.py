@@ -13,27 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from gauntlet.errors import BadInput
+from gauntlet.errors import NotComparable, ProtocolMismatch, TestSetMismatch
 from gauntlet.hashing import sha256_bytes
 
 if TYPE_CHECKING:
     from gauntlet.protocol import Protocol
 
 SPLIT_FIELDS = ("id_column", "salt", "test_fraction", "dev_fraction")
-
-
-class NotComparable(BadInput):
-    """Two results were scored under different conditions and must not be compared."""
-
-
-class ProtocolMismatch(NotComparable):
-    """Two results were scored under different protocol versions."""
-
-
-class TestSetMismatch(NotComparable):
-    """Two results were scored on different test rows (another dataset version or other rows)."""
-
-    __test__ = False  # not a pytest class, despite the name
 
 
 def test_set_id(row_ids: Iterable[str]) -> str:

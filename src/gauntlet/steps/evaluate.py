@@ -24,12 +24,13 @@ from typing import Any
 import numpy as np
 
 from gauntlet import anchor, experiments, layout, ledger, registry, storage
+from gauntlet.errors import EvaluationError, ProtocolMismatch
 from gauntlet.hashing import EVALUATE_CODE, code_version, content_hash
 from gauntlet.logs import get_logger
 from gauntlet.protocol import Protocol, off_protocol_reason
 from gauntlet.scoring import gate
 from gauntlet.scoring.bootstrap import paired_bootstrap
-from gauntlet.scoring.compare import ProtocolMismatch, test_set_id
+from gauntlet.scoring.compare import test_set_id
 from gauntlet.scoring.metrics import compute_metrics, per_class_table, slice_metrics
 from gauntlet.scoring.references import baseline_proba, champion_model_bytes, champion_stand_in, require_own_split
 from gauntlet.scoring.report import evaluation_tables, write_evaluation_figures, write_evaluation_report
@@ -38,10 +39,6 @@ from gauntlet.training.model import load_bundle, predict_proba
 
 log = get_logger("gauntlet.evaluate")
 Comparison = dict[str, dict[str, float]]  # paired_bootstrap's result: metric -> a, b, diff, low, high
-
-
-class EvaluationError(RuntimeError):
-    """The candidate cannot be evaluated under this protocol; the message says why."""
 
 
 def _without_excluded(split: Split, protocol: Protocol) -> Split:
