@@ -13,6 +13,7 @@ import requests
 from testkit import ROOT, run_cli
 
 from gauntlet import storage
+from gauntlet.contract import EXIT_NOTHING_TO_DO
 from gauntlet.errors import ConfigError
 from gauntlet.steps import sweep
 
@@ -77,7 +78,7 @@ def test_validate_require_new_exits_99_when_the_interval_is_empty(seeded_store: 
         "--require-new",
         check=False,
     )
-    assert process.returncode == 99, process.stderr
+    assert process.returncode == EXIT_NOTHING_TO_DO, process.stderr
     assert "skip: no new data" in process.stderr and "[2026-11-09, 2026-11-10)" in process.stderr
     assert outputs == {}
 

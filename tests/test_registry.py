@@ -18,6 +18,7 @@ from pipeline_support import MLP, evaluate, log_of, shared_dataset, train
 from testkit import ROOT, run_cli
 
 from gauntlet import errors, experiments, layout, registry, storage
+from gauntlet.contract import EXIT_BAD_INPUT
 from gauntlet.training.model import load_bundle
 
 pytestmark = pytest.mark.slow
@@ -141,11 +142,11 @@ def test_promote_rollback_and_missing_version_through_the_cli(two_reports: tuple
     assert shown == {"version": 1, "champion_history": [1, 2, 1]}
 
     missing, _ = run_cli(store, *name, "registry", "promote", "7", check=False)
-    assert missing.returncode == 2
+    assert missing.returncode == EXIT_BAD_INPUT
     assert "has no version 7" in missing.stderr and "Traceback" not in missing.stderr
     assert registry.get_alias(reg)[0]["version"] == 1
     no_number, _ = run_cli(store, *name, "registry", "promote", check=False)
-    assert no_number.returncode == 2 and "needs a version number" in no_number.stderr
+    assert no_number.returncode == EXIT_BAD_INPUT and "needs a version number" in no_number.stderr
 
 
 def test_tampered_model_is_refused_by_evaluate_and_registry(s3_endpoint: str) -> None:

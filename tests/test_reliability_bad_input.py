@@ -17,6 +17,7 @@ from testkit import run_cli
 
 from gauntlet import errors, storage
 from gauntlet.config import load_config, resolve
+from gauntlet.contract import EXIT_BAD_INPUT
 from gauntlet.protocol import load_protocol
 from gauntlet.steps import preprocess, validate
 
@@ -115,7 +116,7 @@ def test_cli_reports_bad_input_with_exit_code_2(store: str) -> None:
         "2026-11-09",
         check=False,
     )
-    assert process.returncode == 2 and not outputs
+    assert process.returncode == EXIT_BAD_INPUT and not outputs
     assert f"{store}/{prefix}/date={BAD_DAY}/part-00000.parquet" in process.stderr
     assert "missing columns ['label']" in process.stderr and "expect_table_columns_to_match_set" in process.stderr
     assert storage.exists(f"{store}/runs/cli-bad/validation/result.json")

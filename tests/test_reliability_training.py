@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from testkit import ROOT, object_keys, run_cli
 
+from gauntlet.contract import EXIT_FAILED
+
 EPOCHS = 4
 KILL_RANK, KILL_EPOCH, KILL_BATCH = 1, 3, 4
 GLOO_TIMEOUT_S = 20
@@ -112,7 +114,9 @@ def test_rank_killed_mid_epoch_fails_fast_and_retry_resumes_to_the_same_model(
         f"RELIABILITY kill -9 of rank {KILL_RANK} (pid {pid}) in epoch {KILL_EPOCH}: "
         f"train step exited {attempt.returncode} after {kill_to_exit:.1f}s (Gloo timeout {GLOO_TIMEOUT_S}s)"
     )
-    assert attempt.returncode == 1, f"a dead rank is a retryable failure (exit 1), got {attempt.returncode}:\n{log}"
+    assert attempt.returncode == EXIT_FAILED, (
+        f"a dead rank is a retryable failure (exit 1), got {attempt.returncode}:\n{log}"
+    )
     assert "horovodrun exited with" in log
     assert kill_to_exit < KILL_TO_EXIT_LIMIT_S
 

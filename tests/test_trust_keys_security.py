@@ -25,6 +25,7 @@ from testkit import ROOT, run_cli
 
 from gauntlet import experiments, layout, storage
 from gauntlet.config import load_config, resolve
+from gauntlet.contract import EXIT_BAD_INPUT
 from gauntlet.errors import BadInput, ConfigError
 from gauntlet.hashing import DATASET_CODE, code_version
 
@@ -102,7 +103,7 @@ def test_config_error_is_bad_input() -> None:
 
 def _cli_refusal(*args: str) -> str:
     process, _ = run_cli("s3://not-reached", *args, check=False, timeout=120)
-    assert process.returncode == 2, log_of(process)
+    assert process.returncode == EXIT_BAD_INPUT, log_of(process)
     assert "Traceback" not in process.stderr
     return process.stderr
 

@@ -3,7 +3,6 @@ orchestrator would, and list what a store holds."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -11,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-CLI_MARKER = "GAUNTLET_OUTPUTS "
 
 
 def object_keys(store: str, prefix: str = "") -> set[str]:
@@ -32,12 +30,9 @@ def run_cli(
         raise AssertionError(
             f"{' '.join(args)} exited {process.returncode}:\n{process.stdout[-3000:]}\n{process.stderr[-3000:]}"
         )
-    outputs: dict[str, Any] = {}
-    for line in reversed(process.stdout.splitlines()):
-        if line.startswith(CLI_MARKER):
-            outputs = json.loads(line[len(CLI_MARKER) :])
-            break
-    return process, outputs
+    from gauntlet.contract import parse_outputs
+
+    return process, parse_outputs(process.stdout) or {}
 
 
 def airflow_dags_test(

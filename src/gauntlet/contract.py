@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from typing import IO, Any, NotRequired, TypedDict
+from typing import IO, Any, TypedDict
 
 from gauntlet.errors import BadInput, NothingToDo
 
@@ -74,10 +74,11 @@ def last_message(lines: Iterable[Any], prefix: str) -> str | None:
 # --- the outputs of each step ------------------------------------------------------------------
 
 
-class StepOutputs(TypedDict):
+# Optional keys come from `total=False` classes: NotRequired[...] is lost in this module's string annotations.
+class StepOutputs(TypedDict, total=False):
     """What the CLI adds to every step's outputs."""
 
-    step_seconds: NotRequired[float]
+    step_seconds: float
 
 
 class ValidateOutputs(StepOutputs):
@@ -118,7 +119,7 @@ class EvaluateOutputs(StepOutputs):
     cache_hit: bool
 
 
-class RegisterOutputs(StepOutputs):
+class _RegisterVerdict(StepOutputs):
     registered: bool
     champion: bool
     promoted: bool
@@ -127,10 +128,13 @@ class RegisterOutputs(StepOutputs):
     gate_passed: bool
     reason: str
     report_uri: str
+
+
+class RegisterOutputs(_RegisterVerdict, total=False):
     # Only when registered:
-    created: NotRequired[bool]
-    already_registered_as: NotRequired[int | None]
-    version_uri: NotRequired[str]
+    created: bool
+    already_registered_as: int | None
+    version_uri: str
 
 
 STEP_OUTPUTS: dict[str, type[StepOutputs]] = {

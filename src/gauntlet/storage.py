@@ -252,6 +252,8 @@ def exists(uri: str) -> bool:
         if _error_code(error) in {"404", "NoSuchKey", "NotFound"}:
             return False
         raise StorageError(f"cannot stat {uri}: {error}") from error
+    except BotoCoreError as error:  # connection failures that outlasted botocore's retries
+        raise StorageError(f"cannot stat {uri}: {error}") from error
 
 
 def list_objects(prefix_uri: str) -> Iterator[dict[str, Any]]:
@@ -268,7 +270,7 @@ def list_objects(prefix_uri: str) -> Iterator[dict[str, Any]]:
                     "etag": str(item["ETag"]),
                     "last_modified": item["LastModified"].isoformat(),
                 }
-    except ClientError as error:
+    except (ClientError, BotoCoreError) as error:
         raise StorageError(f"cannot list {prefix_uri}: {error}") from error
 
 

@@ -108,7 +108,7 @@ class Stack:
         raise AssertionError("unreachable")
 
     def gauntlet(self, *args: str) -> dict[str, Any]:
-        import json
+        from gauntlet.contract import parse_outputs
 
         process = subprocess.run(
             [self.env["PATH"].split(":")[0] + "/python", "-m", "gauntlet", "--store", self.store, *args],
@@ -119,8 +119,9 @@ class Stack:
             timeout=300,
         )
         assert process.returncode == 0, process.stderr[-2000:]
-        line = next(ln for ln in reversed(process.stdout.splitlines()) if ln.startswith("GAUNTLET_OUTPUTS "))
-        return dict(json.loads(line[len("GAUNTLET_OUTPUTS ") :]))
+        outputs = parse_outputs(process.stdout)
+        assert outputs is not None, f"gauntlet {' '.join(args)} printed no outputs line:\n{process.stdout[-2000:]}"
+        return outputs
 
 
 def base_env() -> dict[str, str]:

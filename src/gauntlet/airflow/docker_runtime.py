@@ -16,9 +16,7 @@ from airflow.providers.docker.operators.docker import DockerOperator
 from docker.types import DeviceRequest
 
 from gauntlet.airflow import containers
-
-EXIT_BAD_INPUT = 2
-EXIT_NOTHING_TO_DO = 99
+from gauntlet.contract import ERROR_PREFIX, EXIT_BAD_INPUT, EXIT_NOTHING_TO_DO, SKIP_PREFIX, last_message
 
 
 class GauntletDockerOperator(DockerOperator):
@@ -79,10 +77,12 @@ def run(operator: GauntletDockerOperator, context: Any) -> list[str]:
     try:
         lines = operator.execute(context)
     except DockerContainerFailedSkipException as skip:
-        raise AirflowSkipException(_last(skip.logs, "skip:") or "nothing to do") from None
+        raise AirflowSkipException(last_message(skip.logs or [], SKIP_PREFIX) or "nothing to do") from None
     except DockerContainerFailedException as failure:
         code = _exit_code(operator)
-        message = f"gauntlet step exited with {code} in its container: {_last(failure.logs, 'error:') or ''}"
+        message = (
+            f"gauntlet step exited with {code} in its container: {last_message(failure.logs or [], ERROR_PREFIX) or ''}"
+        )
         if code == EXIT_BAD_INPUT:
             raise AirflowFailException(message) from None
         raise
@@ -97,7 +97,3 @@ def _exit_code(operator: GauntletDockerOperator) -> int | None:
         return int(state["ExitCode"])
     except Exception:  # the container is gone: the generic failure stands
         return None
-
-
-def _last(lines: Any, prefix: str) -> str | None:
-    return next((str(ln) for ln in reversed(list(lines or [])) if str(ln).startswith(prefix)), None)

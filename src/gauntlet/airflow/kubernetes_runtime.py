@@ -27,9 +27,9 @@ from gauntlet.airflow.kubernetes_settings import (
     s3_secret_name,
 )
 from gauntlet.airflow.mpijob import mpijob_operator
+from gauntlet.contract import EXIT_NOTHING_TO_DO
 
 XCOM_FILE = "/airflow/xcom/return.json"
-EXIT_NOTHING_TO_DO = 99
 
 
 def gpu_resources(gpus: int) -> k8s.V1ResourceRequirements:

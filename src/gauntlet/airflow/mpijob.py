@@ -13,7 +13,6 @@ outputs (its last stdout line) as XCom. A failed job fails the task.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -30,6 +29,7 @@ from gauntlet.airflow.kubernetes_settings import (
     plain_environment,
     s3_secret_name,
 )
+from gauntlet.contract import parse_outputs
 from gauntlet.errors import BadInput
 
 GROUP, VERSION, PLURAL, KIND = "kubeflow.org", "v2beta1", "mpijobs", "MPIJob"
@@ -37,7 +37,6 @@ HOSTFILE = "/etc/mpi/hostfile"
 # sshd cannot bind port 22 as a non-root user; the GPU image's sshd and ssh client use this port.
 SSH_PORT = 2222
 SSH_AUTH_PATH = "/home/gauntlet/.ssh"
-OUTPUT_MARKER = "GAUNTLET_OUTPUTS "
 
 
 def _env_list(env: dict[str, str]) -> list[dict[str, str]]:
@@ -211,10 +210,9 @@ class MPIJobOperator(BaseOperator):
             raise AirflowException(
                 f"MPIJob {namespace}/{name} failed; launcher's last lines:\n" + "\n".join(lines[-15:])
             )
-        for line in reversed(lines):
-            if line.startswith(OUTPUT_MARKER):
-                result: dict[str, Any] = json.loads(line[len(OUTPUT_MARKER) :])
-                return result
+        outputs = parse_outputs(lines)
+        if outputs is not None:
+            return outputs
         raise AirflowException(f"MPIJob {namespace}/{name} succeeded but its launcher printed no outputs")
 
     def _launcher_log(self, hook: Any, name: str, namespace: str) -> list[str]:
