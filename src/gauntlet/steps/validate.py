@@ -110,7 +110,7 @@ class _Validator:
         )
         self.docs_dir = root / "gx" / "uncommitted" / "data_docs" / "local_site"
 
-    def validate(self, frame: Any, partition: str) -> tuple[bool, dict[str, Any], list[dict[str, Any]]]:
+    def validate(self, frame: Any) -> tuple[bool, dict[str, Any], list[dict[str, Any]]]:
         result = self.checkpoint.run(batch_parameters={"dataframe": _gx_frame(frame)}, run_id=None)
         validation = next(iter(result.run_results.values()))
         return bool(result.success), dict(validation.statistics), _failed_expectations(validation)
@@ -199,7 +199,7 @@ def _validate_vectorised(
     if pool is not None and pool.num_rows:
         with tempfile.TemporaryDirectory(prefix="gauntlet-gx-") as tmp:
             validator = _Validator(suite_spec, Path(tmp))
-            ok, _, failed = validator.validate(pool.drop_columns(["__key"]).to_pandas(), "sample")
+            ok, _, failed = validator.validate(pool.drop_columns(["__key"]).to_pandas())
             if not ok:
                 log.warning("GX failed %d expectations on the sample that the vectorised checks passed", len(failed))
                 return None
@@ -318,7 +318,7 @@ def run(
         if frames and not reports and all(len(f) for _, f in frames) and _same_columns([f for _, f in frames]):
             import pandas as pd
 
-            together_ok, stats, _ = validator.validate(pd.concat([f for _, f in frames], ignore_index=True), "snapshot")
+            together_ok, stats, _ = validator.validate(pd.concat([f for _, f in frames], ignore_index=True))
             if together_ok:
                 log.info(
                     "all %d partitions passed together: %d expectations evaluated",
@@ -330,7 +330,7 @@ def run(
             if together_ok:
                 entry.update(success=True, failed=[])
             else:
-                success, stats, failed = validator.validate(frame, partition.uri)
+                success, stats, failed = validator.validate(frame)
                 held = (
                     None
                     if success
