@@ -103,7 +103,7 @@ def commit_training_dataset(store: str, rows: int, seed: int = 0) -> str:
     It is written in the layout preprocess commits, so the worker reads it exactly as in a run;
     labels follow a fixed random linear rule of the pixels, so the model has something to learn.
     """
-    from gauntlet import storage
+    from gauntlet import layout, storage
 
     rng = np.random.default_rng(seed)
     frame = digits_like_frame(rows, 0, rng)
@@ -113,7 +113,7 @@ def commit_training_dataset(store: str, rows: int, seed: int = 0) -> str:
     frame[features] = x
     frame.insert(1, "date", "2026-11-01")
     n_dev = max(rows // 10, 10)
-    prefix = storage.join(store, "datasets", "bench", f"rows-{rows}")
+    prefix = layout.dataset_prefix(store, "bench", f"rows-{rows}")
     with storage.temp_dir() as tmp:
         root = Path(tmp)
         for split, part in (("train", frame.iloc[n_dev:]), ("dev", frame.iloc[:n_dev])):
@@ -149,7 +149,7 @@ def land_raw_partitions(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from gauntlet import storage
+    from gauntlet import layout, storage
 
     rng = np.random.default_rng(seed)
     uris, start = [], 0
@@ -159,7 +159,7 @@ def land_raw_partitions(
         buffer = io.BytesIO()
         pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer, row_group_size=row_group)
         del frame
-        uri = storage.join(store, raw_prefix, f"date=2026-11-{i + 1:02d}", "part-00000.parquet")
+        uri = layout.raw_partition_uri(store, raw_prefix, dt.date(2026, 11, 1) + dt.timedelta(days=i))
         storage.put_bytes(uri, buffer.getvalue())
         uris.append(uri)
     return uris

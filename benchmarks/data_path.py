@@ -59,11 +59,11 @@ def floor(store: str) -> dict[str, float]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from gauntlet import storage
+    from gauntlet import layout, storage
 
     started = time.perf_counter()
     rows, total, squares = 0, np.zeros(64), np.zeros(64)
-    for obj in storage.list_objects(storage.join(store, RAW_PREFIX) + "/"):
+    for obj in storage.list_objects(layout.raw_root(store, RAW_PREFIX) + "/"):
         source = pq.ParquetFile(pa.BufferReader(storage.get_bytes(obj["uri"])))
         for batch in source.iter_batches(batch_size=262_144):
             x = np.column_stack([batch.column(f"pixel_{i}").to_numpy() for i in range(64)]).astype(np.float32)

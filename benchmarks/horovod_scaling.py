@@ -74,10 +74,10 @@ def _throughput(curve: list[dict[str, Any]]) -> float:
 
 
 def run_horovod(store: str, dataset: str, ranks: int, p: dict[str, Any], env: dict[str, str] | None = None) -> float:
-    from gauntlet import storage
+    from gauntlet import layout, storage
     from gauntlet.steps import train
 
-    experiment = storage.join(store, "experiments", f"bench-{uuid.uuid4().hex[:10]}")
+    experiment = layout.experiment_uri(store, f"bench-{uuid.uuid4().hex[:10]}")
     saved = {k: os.environ.get(k) for k in (env or {})}
     os.environ.update(env or {})
     try:
@@ -89,7 +89,7 @@ def run_horovod(store: str, dataset: str, ranks: int, p: dict[str, Any], env: di
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    return _throughput(storage.get_json(storage.join(experiment, "worker.json"))["curve"])
+    return _throughput(storage.get_json(layout.worker_report_uri(experiment))["curve"])
 
 
 def run_ddp(dataset: str, ranks: int, p: dict[str, Any]) -> float:

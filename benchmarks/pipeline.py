@@ -52,7 +52,7 @@ def _seed(store: str) -> None:
 
 
 def overhead(epochs: int | None) -> dict[str, Any]:
-    from gauntlet import storage
+    from gauntlet import layout, storage
 
     store = fresh_store("dag")
     _seed(store)
@@ -78,10 +78,11 @@ def overhead(epochs: int | None) -> dict[str, Any]:
     if done.returncode != 0:
         raise RuntimeError(f"airflow dags test exited {done.returncode}:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
     runs = [
-        o for o in storage.list_objects(storage.join(store, "runs") + "/") if o["key"].endswith("/steps/validate.json")
+        run
+        for o in storage.list_objects(layout.runs_root(store) + "/")
+        if (run := layout.run_of_step_outputs(store, o["uri"], "validate"))
     ]
-    prefix = runs[0]["uri"].rsplit("/", 1)[0]
-    steps = {s: storage.get_json(storage.join(prefix, f"{s}.json"))["step_seconds"] for s in STEPS}
+    steps = {s: storage.get_json(layout.step_outputs_uri(store, runs[0], s))["step_seconds"] for s in STEPS}
     warmup = _execution_api_start_seconds(done.stdout + done.stderr, first_start)
     return {
         "execution_api_start_seconds": warmup,

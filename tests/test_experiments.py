@@ -14,7 +14,7 @@ import pytest
 import yaml
 from pipeline_support import MLP, log_of, shared_dataset, train
 
-from gauntlet import experiments, storage
+from gauntlet import layout, storage
 from gauntlet.hashing import sha256_bytes
 from gauntlet.protocol import load_protocol, plateaued
 
@@ -36,7 +36,7 @@ def test_second_run_is_a_cache_hit_and_a_changed_lr_is_a_miss_naming_it(s3_endpo
     log2 = log_of(second)
     assert out2["cache_hit"] is True, log2
     assert out2["key"] == out1["key"] and out2["experiment_uri"] == out1["experiment_uri"]
-    record_location = experiments.record_uri(out1["experiment_uri"])
+    record_location = layout.record_uri(out1["experiment_uri"])
     hit = [line for line in log2.splitlines() if "cache hit" in line]
     assert hit and record_location in hit[0], log2
     # No training happened: horovodrun was never launched and no epoch was logged.
@@ -44,12 +44,9 @@ def test_second_run_is_a_cache_hit_and_a_changed_lr_is_a_miss_naming_it(s3_endpo
     assert not re.search(r"epoch \d+/", log2)
     assert [
         o["key"]
-        for o in storage.list_objects(storage.join(out1["experiment_uri"], "checkpoints") + "/")
+        for o in storage.list_objects(layout.checkpoints_prefix(out1["experiment_uri"]) + "/")
         if o["key"].endswith(".pt")
-    ] == [
-        storage.S3Uri.parse(storage.join(out1["experiment_uri"], "checkpoints", f"epoch-{e:04d}.pt")).key
-        for e in (1, 2)
-    ]
+    ] == [storage.S3Uri.parse(layout.checkpoint_uri(out1["experiment_uri"], e)).key for e in (1, 2)]
 
     third, out3 = train(seeded_store, dataset, *TWO_EPOCHS, "--set", "training.lr=0.05")
     log3 = log_of(third)
@@ -97,7 +94,7 @@ def test_until_plateau_stops_every_rank_at_the_same_epoch(
     options = ["--protocol", str(protocol_file), *MLP, "--set", "training.schedule=constant"]
 
     process, out = train(seeded_store, dataset, *options)
-    record = storage.get_json(experiments.record_uri(out["experiment_uri"]))
+    record = storage.get_json(layout.record_uri(out["experiment_uri"]))
     errors = [row["dev_error"] for row in record["curve"]]
     assert record["params"]["patience"] == 1 and record["params"]["epochs"] == 40
     assert record["stopped_early"] is True and record["epochs_run"] == len(errors) < 40

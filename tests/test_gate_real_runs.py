@@ -15,7 +15,7 @@ import yaml
 from pipeline_support import MLP, SUPERIORITY, evaluate, log_of, register, shared_dataset, train
 from testkit import ROOT, run_cli
 
-from gauntlet import registry, storage
+from gauntlet import layout, registry, storage
 
 pytestmark = pytest.mark.slow
 CNN: list[str] = []  # the config's CNN, on the protocol's budget
@@ -35,7 +35,7 @@ def test_noise_level_candidate_is_not_promoted_and_clearly_better_one_is(
     protocol_file.write_text(yaml.safe_dump(raw))
     gate = ["--protocol", str(protocol_file), "--set", "model.name=gate-digits"]
     store, dataset = shared_dataset(s3_endpoint)
-    reg = registry.root(store, "gate-digits")
+    reg = layout.registry_root(store, "gate-digits")
 
     # Champion v1: a weak model, forced in and promoted by hand (it cannot pass the gate itself).
     _, weak = train(store, dataset, *gate, *MLP, "--set", "training.epochs=1", "--set", "training.lr=0.002")

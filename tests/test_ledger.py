@@ -16,7 +16,7 @@ import pytest
 from pipeline_support import MLP, build_dataset, evaluate, log_of, train
 from testkit import run_cli
 
-from gauntlet import ledger, storage
+from gauntlet import layout, ledger, storage
 from gauntlet.protocol import load_protocol
 from gauntlet.splits import split_of
 
@@ -30,7 +30,7 @@ TRUE, WRONG = 0, 6
 def mislabel_test_rows(store: str, count: int) -> set[str]:
     """Relabel `count` zeros of the protocol's test split as sixes, in the raw partitions."""
     flipped: set[str] = set()
-    for obj in storage.list_objects(storage.join(store, "raw/digits") + "/"):
+    for obj in storage.list_objects(layout.raw_root(store, "raw/digits") + "/"):
         frame = pd.read_parquet(io.BytesIO(storage.get_bytes(obj["uri"])))
         rows = frame.index[(frame["label"] == TRUE) & frame["row_id"].map(lambda r: split_of(r, V1) == "test")]
         rows = rows[: count - len(flipped)]
@@ -56,7 +56,7 @@ def test_confirmed_label_error_makes_a_new_protocol_that_is_never_mixed_with_the
     old_report = storage.get_json(old_eval["report_uri"])
     assert old_report["protocol_id"] == V1.id
 
-    entries = storage.get_json(ledger.ledger_uri(store, "digits"))["entries"]
+    entries = storage.get_json(layout.ledger_uri(store, "digits"))["entries"]
     caught = flipped & set(entries)
     assert caught, f"none of {sorted(flipped)} in the ledger {sorted(entries)}"
     assert old_report["suspected_label_errors"] == len(entries)
@@ -75,7 +75,7 @@ def test_confirmed_label_error_makes_a_new_protocol_that_is_never_mixed_with_the
     assert new.excluded_row_ids == (row,)
     assert result["rescore"] == [trained["key"]]
     assert f"must be re-scored under it: {trained['key']}" in confirmed.stdout
-    assert storage.get_json(ledger.ledger_uri(store, "digits"))["entries"][row]["status"] == "confirmed"
+    assert storage.get_json(layout.ledger_uri(store, "digits"))["entries"][row]["status"] == "confirmed"
     assert V1.id == load_protocol(ROOT / "include/protocols/digits-v1.yaml").id  # the old file is untouched
 
     # The experiment trained under v1 is not scored under the new version.

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from testkit import airflow_dags_test, object_keys
 
-from gauntlet import demo, registry, storage
+from gauntlet import demo, layout, registry, storage
 
 DAG_ID = "gauntlet_nightly"
 STEPS = ["validate", "preprocess", "train", "evaluate", "register"]
@@ -40,7 +40,7 @@ def test_nightly_dag_runs_all_steps_and_registers_a_champion(airflow_home: dict[
     assert "epoch 30/30 train_loss=" in log and "samples/s=" in log
     assert "| candidate |" in log and "| baseline |" in log and "gate: " in log
 
-    reg = registry.root(seeded_store, "digits-classifier")
+    reg = layout.registry_root(seeded_store, "digits-classifier")
     champion = registry.champion(reg)
     assert champion is not None and champion["version"] == 1
     # Lineage points at objects that exist, and the model matches its recorded sha256.
@@ -59,7 +59,7 @@ def test_bad_data_stops_the_dag_at_validate(airflow_home: dict[str, str], seeded
     frame = demo.digits_frame().iloc[:100].copy()
     frame["label"] = frame["label"].astype("float64")
     frame.loc[[3, 7], "label"] = np.nan
-    demo.write_partition(demo.partition_uri(seeded_store, "raw/digits", pd.Timestamp("2026-11-08").date()), frame)
+    demo.write_partition(layout.raw_partition_uri(seeded_store, "raw/digits", pd.Timestamp("2026-11-08").date()), frame)
     before = object_keys(seeded_store)
     process = airflow_dags_test(airflow_home, DAG_ID, "2026-11-09T02:00:00+00:00", seeded_store)
     states = _task_states(airflow_home)

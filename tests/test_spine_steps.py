@@ -12,7 +12,7 @@ import pytest
 import torch
 from testkit import object_keys, run_cli
 
-from gauntlet import demo, storage
+from gauntlet import demo, layout, storage
 from gauntlet.training.model import load_bundle
 
 
@@ -62,7 +62,7 @@ def _land_bad_partition(store: str, breakage: str) -> None:
         frame = frame.drop(columns=["pixel_10"])
     elif breakage == "wrong dtype":
         frame["pixel_3"] = frame["pixel_3"].astype(str) + "px"
-    demo.write_partition(demo.partition_uri(store, "raw/digits", pd.Timestamp("2026-11-08").date()), frame)
+    demo.write_partition(layout.raw_partition_uri(store, "raw/digits", pd.Timestamp("2026-11-08").date()), frame)
 
 
 @pytest.mark.parametrize(

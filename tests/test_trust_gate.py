@@ -20,7 +20,7 @@ import torch
 import yaml
 from pipeline_support import shared_dataset
 
-from gauntlet import anchor, experiments, registry, storage
+from gauntlet import anchor, experiments, layout, registry, storage
 from gauntlet.errors import BadInput
 from gauntlet.hashing import content_hash, sha256_bytes
 from gauntlet.protocol import Protocol, off_protocol_reason
@@ -88,8 +88,8 @@ def handmade_experiment(
     params = {"model": spec, "epochs": protocol.epochs if epochs is None else epochs, "lr": lr, "name": name}
     parts = {"protocol": protocol.id, "dataset": manifest["version"], "params": params, "code": "handmade"}
     key = content_hash(parts)
-    uri = storage.join(experiments.experiments_root(store), key)
-    storage.put_bytes(storage.join(uri, "model.pt"), data)
+    uri = layout.experiment_uri(store, key)
+    storage.put_bytes(layout.model_uri(uri), data)
     off = off_protocol_reason(params, protocol)
     record = {
         "key": key,
@@ -100,7 +100,7 @@ def handmade_experiment(
         "dataset_version": manifest["version"],
         "protocol_id": protocol.id,
         "code_version": "handmade",
-        "model_uri": storage.join(uri, "model.pt"),
+        "model_uri": layout.model_uri(uri),
         "model_sha256": sha256_bytes(data),
         "curve": [{"step": 1, "dev_error": 0.5}],
         "final": {"dev_error": 0.5},
@@ -109,7 +109,7 @@ def handmade_experiment(
         "off_protocol": off is not None,
         "off_protocol_reason": off,
     }
-    storage.put_json(experiments.record_uri(uri), record)
+    storage.put_json(layout.record_uri(uri), record)
     return uri
 
 
@@ -285,7 +285,7 @@ def test_the_anchor_stops_a_walk_that_each_night_stays_within_the_margin(digits:
     store, dataset, layer = digits
     protocol = protocol_with(**WALK)
     model = "walk-digits"
-    reg = registry.root(store, model)
+    reg = layout.registry_root(store, model)
     best, worse, worst = (
         handmade_experiment(store, dataset, protocol, layer, f"walk-{i}", classes)
         for i, classes in enumerate((BEST, WORSE, WORST))
@@ -329,7 +329,7 @@ def test_the_anchor_moves_to_a_champion_that_beats_it(digits: tuple[str, str, An
     store, dataset, layer = digits
     protocol = protocol_with(**WALK)
     model = "anchor-move-digits"
-    reg = registry.root(store, model)
+    reg = layout.registry_root(store, model)
     weak, strong, other = (
         handmade_experiment(store, dataset, protocol, layer, f"move-{i}", classes)
         for i, classes in enumerate(((0,), (), (1,)))
@@ -351,7 +351,7 @@ def test_a_champion_trained_under_another_split_is_never_scored_on_these_rows(di
     protocol = protocol_with(**WALK)
     old = protocol_with(**{**WALK, "split.salt": "digits-before-resalt"})
     model = "resalted-digits"
-    reg = registry.root(store, model)
+    reg = layout.registry_root(store, model)
     # The champion's dataset was split with the old salt: its manifest says so.
     manifest = storage.read_manifest(dataset)
     old_dataset = storage.join(store, "datasets-under-old-salt", manifest["version"])
@@ -383,7 +383,7 @@ def test_a_champion_trained_under_another_split_is_never_scored_on_these_rows(di
     assert "--set training.lr=0.05" in message and f"--dataset {dataset}" in message
     assert not list(
         storage.list_objects(
-            storage.join(store, "evaluations", protocol.id, experiments.find_record(candidate)["key"]) + "/"
+            layout.experiment_evaluations(store, protocol.id, experiments.find_record(candidate)["key"]) + "/"
         )
     )
 
@@ -408,7 +408,7 @@ def test_an_off_protocol_candidate_is_reported_and_never_promoted(digits: tuple[
     assert not report["gate"]["passed"]
     assert report["gate"]["reason"].startswith("Failed: the run is off-protocol")
     assert "error_rate change vs baseline is" in report["gate"]["reason"]  # it would have passed on protocol
-    assert registered["registered"] is False and registry.get_alias(registry.root(store, model))[0] is None
+    assert registered["registered"] is False and registry.get_alias(layout.registry_root(store, model))[0] is None
     html_page = storage.get_bytes(report["outputs"]["report_html_uri"]).decode()
     assert "off-protocol" in html_page
 

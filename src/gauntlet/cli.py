@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gauntlet import hostinfo, storage
+from gauntlet import hostinfo, layout, storage
 from gauntlet.config import (
     DEFAULT_CONFIG,
     ConfigError,
@@ -99,7 +99,7 @@ def cmd_registry(args: argparse.Namespace) -> dict[str, Any]:
     from gauntlet import registry
 
     config = load_config(config_file(args.config), args.set)
-    reg = registry.root(args.store, config.model.name)
+    reg = layout.registry_root(args.store, config.model.name)
     if args.action == "list":
         alias, _ = registry.get_alias(reg)
         champ = alias["version"] if alias else None
@@ -135,7 +135,7 @@ def cmd_ledger(args: argparse.Namespace) -> dict[str, Any]:
 
     config = load_config(config_file(args.config), args.set)
     if args.action == "list":
-        entries = storage.get_json(ledger.ledger_uri(args.store, config.dataset.name))["entries"]
+        entries = storage.get_json(layout.ledger_uri(args.store, config.dataset.name))["entries"]
         for row_id, entry in sorted(entries.items()):
             print(f"{row_id}  label={entry['label']} predicted={entry['predicted']}  {entry['status']}")
         return {"entries": len(entries)}
@@ -186,19 +186,20 @@ def cmd_sweep_report(args: argparse.Namespace) -> dict[str, Any]:
 def latest_run(store: str) -> str:
     """The run whose validate step started most recently."""
     runs = [
-        o for o in storage.list_objects(storage.join(store, "runs") + "/") if o["key"].endswith("/steps/validate.json")
+        (o["last_modified"], run)
+        for o in storage.list_objects(layout.runs_root(store) + "/")
+        if (run := layout.run_of_step_outputs(store, o["uri"], "validate"))
     ]
     if not runs:
-        raise FileNotFoundError(f"no runs under {storage.join(store, 'runs')}")
-    return str(max(runs, key=lambda o: o["last_modified"])["key"].split("/")[-3])
+        raise FileNotFoundError(f"no runs under {layout.runs_root(store)}")
+    return max(runs, key=lambda found: found[0])[1]
 
 
 def cmd_summary(args: argparse.Namespace) -> dict[str, Any]:
     run_id = latest_run(args.store) if args.run_id == "latest" else safe_run_id(args.run_id)
-    prefix = storage.join(args.store, "runs", run_id, "steps")
     steps = {}
     for step in STEP_COMMANDS:
-        uri = storage.join(prefix, f"{step}.json")
+        uri = layout.step_outputs_uri(args.store, run_id, step)
         steps[step] = storage.get_json(uri) if storage.exists(uri) else None
     print(render_summary({**steps, "run_id": run_id}))
     return {"steps": [s for s, v in steps.items() if v]}
@@ -255,8 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gauntlet", description=__doc__)
     parser.add_argument(
         "--store",
-        default=os.environ.get("GAUNTLET_STORE", "s3://gauntlet"),
-        help="S3 root of all pipeline data (default: $GAUNTLET_STORE or s3://gauntlet)",
+        default=layout.store_root(),
+        help=f"S3 root of all pipeline data (default: ${layout.STORE_ENV} or {layout.DEFAULT_STORE})",
     )
     parser.add_argument("--config", default=os.environ.get("GAUNTLET_CONFIG", DEFAULT_CONFIG))
     parser.add_argument("--protocol", default=None, help="protocol file (default: the config's)")
@@ -343,9 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in STEP_COMMANDS:
         outputs["step_seconds"] = round(time.perf_counter() - started, 2)
     if args.run_id and args.command in STEP_COMMANDS:
-        storage.put_json(
-            storage.join(args.store, "runs", safe_run_id(args.run_id), "steps", f"{args.command}.json"), outputs
-        )
+        storage.put_json(layout.step_outputs_uri(args.store, safe_run_id(args.run_id), args.command), outputs)
     text = json.dumps(outputs, default=str)
     if args.outputs_file:
         with open(args.outputs_file, "w") as handle:

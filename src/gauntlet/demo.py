@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gauntlet import storage
+from gauntlet import layout, storage
 
 
 def digits_frame() -> pd.DataFrame:
@@ -24,10 +24,6 @@ def digits_frame() -> pd.DataFrame:
     frame.insert(0, "label", digits.target.astype(np.int64))
     frame.insert(0, "row_id", [f"digits-{i:05d}" for i in range(len(frame))])
     return frame
-
-
-def partition_uri(store: str, raw_prefix: str, day: dt.date, fmt: str = "parquet") -> str:
-    return storage.join(store, raw_prefix, f"date={day.isoformat()}", f"part-00000.{fmt}")
 
 
 def write_partition(uri: str, frame: pd.DataFrame) -> None:
@@ -47,7 +43,7 @@ def seed(store: str, raw_prefix: str, first_day: dt.date, days: int, seed: int =
     landed = []
     for i, chunk in enumerate(np.array_split(order, days)):
         day = first_day + dt.timedelta(days=i)
-        uri = partition_uri(store, raw_prefix, day)
+        uri = layout.raw_partition_uri(store, raw_prefix, day)
         write_partition(uri, frame.iloc[np.sort(chunk)].reset_index(drop=True))
         landed.append({"date": day.isoformat(), "uri": uri, "rows": len(chunk)})
     return landed

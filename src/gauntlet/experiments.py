@@ -17,13 +17,12 @@ from typing import Any
 
 import yaml
 
-from gauntlet import storage
+from gauntlet import layout, storage
 from gauntlet.config import resolve
 from gauntlet.hashing import content_hash
 from gauntlet.logs import get_logger
 
 log = get_logger("gauntlet.experiments")
-RECORD_NAME = "RECORD.json"
 
 
 def key_parts(
@@ -68,16 +67,8 @@ def experiment_key(parts: dict[str, Any]) -> str:
     return content_hash(parts)
 
 
-def experiments_root(store: str) -> str:
-    return storage.join(store, "experiments")
-
-
-def record_uri(experiment_uri: str) -> str:
-    return storage.join(experiment_uri, RECORD_NAME)
-
-
 def find_record(experiment_uri: str) -> dict[str, Any] | None:
-    uri = record_uri(experiment_uri)
+    uri = layout.record_uri(experiment_uri)
     if not storage.exists(uri):
         return None
     record: dict[str, Any] = storage.get_json(uri)
@@ -88,8 +79,8 @@ def list_records(store: str, protocol_id: str | None = None) -> list[dict[str, A
     """Every complete experiment (optionally under one protocol), oldest first."""
     uris = [
         obj["uri"]
-        for obj in storage.list_objects(experiments_root(store) + "/")
-        if obj["key"].endswith("/" + RECORD_NAME)
+        for obj in storage.list_objects(layout.experiments_root(store) + "/")
+        if obj["key"].endswith("/" + layout.RECORD_NAME)
     ]
     # Reads overlap: a store with thousands of experiments is thousands of small GETs, each mostly
     # round-trip latency (boto3 clients are thread-safe).

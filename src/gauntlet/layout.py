@@ -172,13 +172,18 @@ def latest_checkpoint_uri(experiment: str) -> str:
 # --- evaluations ---------------------------------------------------------------------------------
 
 
-def evaluations_of(store: str, protocol_id: str, experiment_key: str, against: str) -> str:
-    """Every evaluation of one experiment against one set of references, under one protocol."""
-    return join(store, "evaluations", protocol_id, experiment_key, against)
+def experiment_evaluations(store: str, protocol_id: str, experiment_key: str) -> str:
+    """Every evaluation of one experiment under one protocol."""
+    return join(store, "evaluations", protocol_id, experiment_key)
+
+
+def evaluations_against(store: str, protocol_id: str, experiment_key: str, against: str) -> str:
+    """Every evaluation of one experiment against one set of references (`against`), under one protocol."""
+    return join(experiment_evaluations(store, protocol_id, experiment_key), against)
 
 
 def evaluation_prefix(store: str, protocol_id: str, experiment_key: str, against: str, evaluation_key: str) -> str:
-    return join(evaluations_of(store, protocol_id, experiment_key, against), evaluation_key)
+    return join(evaluations_against(store, protocol_id, experiment_key, against), evaluation_key)
 
 
 def report_uri(evaluation: str) -> str:

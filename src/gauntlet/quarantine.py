@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from gauntlet import splits, storage
+from gauntlet import layout, splits, storage
 from gauntlet.hashing import content_hash
 from gauntlet.logs import get_logger
 
@@ -44,9 +44,9 @@ def offending_rows(failed: list[dict[str, Any]], rules: set[str]) -> dict[int, l
     return reasons
 
 
-def quarantine_prefix(store: str, dataset: str, source_uri: str, etag: str, suite_id: str) -> str:
+def quarantine_id(source_uri: str, etag: str, suite_id: str) -> str:
     """Same file bytes under the same suite quarantine the same rows: one place per (file, suite)."""
-    return storage.join(store, "quarantine", dataset, content_hash([source_uri, etag, suite_id]))
+    return content_hash([source_uri, etag, suite_id])
 
 
 def apply(
@@ -89,7 +89,7 @@ def apply(
     bad.insert(0, "_reason", ["; ".join(reasons[row]) for row in rows])
     bad.insert(0, "_row_index", rows)
     bad.insert(0, "_source_uri", partition["uri"])
-    prefix = quarantine_prefix(store, dataset, partition["uri"], partition["etag"], suite_id)
+    prefix = layout.quarantine_prefix(store, dataset, quarantine_id(partition["uri"], partition["etag"], suite_id))
     with storage.temp_dir() as tmp:
         # Offending values may break the column's type (that is why they are here): keep them as text.
         bad.astype(str).to_parquet(Path(tmp) / "rows.parquet", index=False)

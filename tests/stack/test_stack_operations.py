@@ -63,11 +63,11 @@ def land_bad_partition(stack: Stack, prefix: str) -> None:
     """A day of digits with impossible labels and out-of-range pixels on >10% of its rows, under its own prefix."""
     script = f"""
 import datetime as dt
-from gauntlet import demo, rawdata
-good = rawdata.read_partition(demo.partition_uri({stack.store!r}, "raw/digits", dt.date(2026, 11, 1)))
+from gauntlet import demo, layout, rawdata
+good = rawdata.read_partition(layout.raw_partition_uri({stack.store!r}, "raw/digits", dt.date(2026, 11, 1)))
 good.loc[:29, "label"] = 42  # 30 of 257 rows: beyond the share of bad rows quarantine may set aside
 good.loc[:19, "pixel_10"] = 999
-demo.write_partition(demo.partition_uri({stack.store!r}, {prefix!r}, dt.date(2026, 11, 1)), good)
+demo.write_partition(layout.raw_partition_uri({stack.store!r}, {prefix!r}, dt.date(2026, 11, 1)), good)
 """
     python = stack.env["PATH"].split(":")[0] + "/python"
     subprocess.run([python, "-c", script], env=stack.env, cwd=ROOT, check=True, capture_output=True, timeout=120)

@@ -90,7 +90,8 @@ def test_prefixes_hold_their_files() -> None:
     assert layout.data_docs_uri(STORE, "r").startswith(layout.data_docs_prefix(STORE, "r") + "/")
     assert layout.experiment_uri(STORE, "k").startswith(layout.experiments_root(STORE) + "/")
     evaluation = layout.evaluation_prefix(STORE, "p", "k", "a", "e")
-    assert evaluation.startswith(layout.evaluations_of(STORE, "p", "k", "a") + "/")
+    assert evaluation.startswith(layout.evaluations_against(STORE, "p", "k", "a") + "/")
+    assert evaluation.startswith(layout.experiment_evaluations(STORE, "p", "k") + "/")
 
 
 def test_a_run_id_is_read_back_only_from_a_runs_own_folders() -> None:

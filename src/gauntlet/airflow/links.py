@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 from airflow.sdk import BaseOperatorLink
 
-from gauntlet import storage
+from gauntlet import layout, storage
 from gauntlet.airflow.connection import s3_environment
 from gauntlet.runids import safe_run_id
 
@@ -24,15 +24,10 @@ if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
     from airflow.sdk.types import TaskInstanceKey
 
-DEFAULT_STORE = "s3://gauntlet"
-
-
 OPEN_PATH = "/gauntlet/open"
 # The DAGs that write the pipeline's outputs; a link names the one whose task it belongs to.
 PIPELINE_DAGS = ("gauntlet_nightly", "gauntlet_sweep")
 DEFAULT_DAG = "gauntlet_nightly"
-# Prefixes under the store whose next segment is a run's CLI id, `<dag_id>__<run_id>`: one DAG's own.
-_RUN_PREFIXES = ("runs", "sweeps")
 
 
 def browser_url(uri: str, dag_id: str | None = None) -> str:
@@ -53,10 +48,10 @@ def owning_dag(uri: str, dag_id: str | None = None, store: str | None = None) ->
     path, whatever the link says. Shared objects (datasets, experiments, evaluations, the registry)
     are written by every pipeline DAG: they open for a reader of the DAG the link names.
     """
-    store = (store or os.environ.get("GAUNTLET_STORE", DEFAULT_STORE)).rstrip("/") + "/"
-    parts = uri[len(store) :].split("/") if uri.startswith(store) else []
-    if len(parts) > 1 and parts[0] in _RUN_PREFIXES and "__" in parts[1]:
-        dag_id = parts[1].split("__", 1)[0]
+    # A run's CLI id is `<dag_id>__<run_id>`: its folders are that one DAG's own.
+    run_id = layout.run_id_under(layout.store_root(store), uri)
+    if run_id and "__" in run_id:
+        dag_id = run_id.split("__", 1)[0]
     dag_id = dag_id or DEFAULT_DAG
     if dag_id not in PIPELINE_DAGS:
         raise PermissionError(f"{uri} does not belong to a pipeline DAG ({', '.join(PIPELINE_DAGS)}), but {dag_id!r}")
@@ -65,7 +60,7 @@ def owning_dag(uri: str, dag_id: str | None = None, store: str | None = None) ->
 
 def presign_for_user(uri: str, store: str | None = None) -> str:
     """The redirect target for an authenticated click: only objects under the pipeline's store."""
-    store = (store or os.environ.get("GAUNTLET_STORE", DEFAULT_STORE)).rstrip("/") + "/"
+    store = layout.store_root(store).rstrip("/") + "/"
     if not uri.startswith(store) or ".." in uri:
         raise PermissionError(f"{uri} is not under the pipeline's store {store}")
     # The API server may lack the steps' AWS settings: they can live in the Airflow connection.
@@ -98,8 +93,7 @@ class DataDocsLink(StepOutputLink):
         found = super().target(operator)
         if found or not getattr(operator, "cli_run_id", ""):
             return found
-        store = os.environ.get("GAUNTLET_STORE", DEFAULT_STORE)
-        return storage.join(store, "runs", safe_run_id(operator.cli_run_id), "validation", "docs", "index.html")
+        return layout.data_docs_uri(layout.store_root(), safe_run_id(operator.cli_run_id))
 
 
 class DatasetLink(StepOutputLink):
@@ -111,7 +105,7 @@ class DatasetLink(StepOutputLink):
 class ExperimentLink(StepOutputLink):
     name = "Experiment record"
     output_key = "experiment_uri"
-    suffix = "RECORD.json"
+    suffix = layout.RECORD_NAME
 
 
 class ReportLink(StepOutputLink):

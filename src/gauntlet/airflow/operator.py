@@ -16,6 +16,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from gauntlet import layout
 from gauntlet.airflow import containers
 from gauntlet.airflow.connection import s3_environment
 from gauntlet.airflow.links import links_for
@@ -71,7 +72,7 @@ class GauntletStepOperator(BaseOperator):
     def step_arguments(self, context: Any) -> list[str]:
         """The CLI's arguments (after `python -m gauntlet`): the same in every runtime."""
         options = cli_options({**dict(context["params"]), **dict(self.options or {})})
-        store = os.environ.get("GAUNTLET_STORE")
+        store = layout.configured_store()  # unset: the step process picks its own root
         if store:
             options += ["--store", store]
         self.cli_run_id = f"{context['dag'].dag_id}__{context['run_id']}"

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gauntlet import experiments, plots, storage
+from gauntlet import experiments, layout, plots, storage
 from gauntlet.config import ConfigError, config_file, load_config
 from gauntlet.logs import get_logger
 from gauntlet.scoring.compare import test_set_of, why_not_comparable
@@ -184,7 +184,7 @@ def report(
     notes_text = "\n".join(
         ["Test metrics are comparable only between rows of one group (same protocol and test set):", *notes]
     )
-    prefix = storage.join(store, "sweeps", run_id)
+    uris = layout.sweep_report(store, run_id)
     title = f"Sweep {run_id}: {len(pairs)} pairs"
     with storage.temp_dir() as tmp:
         work = Path(tmp)
@@ -193,28 +193,28 @@ def report(
             work / "learning_curves.png",
             f"Sweep of {len(pairs)} pairs",
         )
-        storage.upload_file(work / "learning_curves.png", storage.join(prefix, "learning_curves.png"), "image/png")
+        storage.upload_file(work / "learning_curves.png", uris.plot, "image/png")
         plot_png = (work / "learning_curves.png").read_bytes()
     storage.put_bytes(
-        storage.join(prefix, "comparison.md"),
+        uris.table,
         (f"# {title}\n\n{table}\n\n{notes_text}\n").encode(),
         content_type="text/markdown",
     )
     storage.put_bytes(
-        storage.join(prefix, "comparison.html"),
+        uris.html,
         sweep_html(title, table, plot_png, notes_text).encode(),
         content_type="text/html",
     )
     storage.put_json(
-        storage.join(prefix, "comparison.json"),
+        uris.json,
         {"run_id": run_id, "rows": [{k: v for k, v in r.items() if k != "curve"} for r in rows], "notes": notes},
     )
     ok = [r for r in rows if r["status"] == "ok"]
     outputs = {
-        "table_uri": storage.join(prefix, "comparison.md"),
-        "json_uri": storage.join(prefix, "comparison.json"),
-        "html_uri": storage.join(prefix, "comparison.html"),
-        "plot_uri": storage.join(prefix, "learning_curves.png"),
+        "table_uri": uris.table,
+        "json_uri": uris.json,
+        "html_uri": uris.html,
+        "plot_uri": uris.plot,
         "pairs": len(pairs),
         "experiments": len({r["experiment_key"] for r in ok}),
         "trained": sum(1 for r in ok if not r["cache_hit"]),

@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Any
 
-from gauntlet import experiments, lease, storage
+from gauntlet import experiments, layout, lease, storage
 from gauntlet.config import PipelineConfig
 from gauntlet.errors import BadInput
 from gauntlet.hashing import TRAINING_CODE, code_version
@@ -154,7 +154,7 @@ def run(
         protocol.id, dataset_manifest["version"], params, code_version(TRAINING_CODE), experiments.runtime()
     )
     key = experiments.experiment_key(parts)
-    experiment_uri = storage.join(experiments.experiments_root(store), key)
+    experiment_uri = layout.experiment_uri(store, key)
 
     record = experiments.find_record(experiment_uri)
     if record is not None:
@@ -162,7 +162,7 @@ def run(
             "cache hit: experiment %s already ran (finished %s); record at %s; not training again",
             key,
             record["finished"],
-            experiments.record_uri(experiment_uri),
+            layout.record_uri(experiment_uri),
         )
         return _outputs(experiment_uri, record, cache_hit=True)
     explanation = experiments.explain_miss(parts, experiments.list_records(store))
@@ -171,7 +171,7 @@ def run(
     # An overlapping run (a backfill beside the nightly run) may be training this very key: one
     # holds the lease and trains, the other waits for its RECORD instead of writing the same prefix.
     claim, record = lease.claim_or_wait(
-        storage.join(experiment_uri, lease.LEASE_NAME),
+        layout.lease_uri(experiment_uri),
         lambda: experiments.find_record(experiment_uri),
         lease.new_owner(key),
     )
@@ -202,7 +202,7 @@ def _train(
     )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_seconds = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    worker = storage.get_json(storage.join(experiment_uri, "worker.json"))
+    worker = storage.get_json(layout.worker_report_uri(experiment_uri))
     hardware = experiments.hardware()
     gpu_seconds = wall * worker["world_size"] if worker["device"] == "cuda" else 0.0
     final = worker["curve"][-1]
@@ -228,7 +228,7 @@ def _train(
         "curve": worker["curve"],
         "final": {k: final[k] for k in ("train_loss", "train_error", "dev_loss", "dev_error")},
         "samples_per_s": sum(r["samples_per_s"] for r in worker["curve"]) / len(worker["curve"]),
-        "model_uri": storage.join(experiment_uri, "model.pt"),
+        "model_uri": layout.model_uri(experiment_uri),
         "model_sha256": worker["model_sha256"],
         "rank_parameter_digests": worker["rank_parameter_digests"],
         "resumed_from_epoch": worker.get("resumed_from_epoch"),
@@ -239,10 +239,10 @@ def _train(
         "off_protocol_reason": off_protocol_reason(params, protocol),
     }
     try:
-        storage.put_json(experiments.record_uri(experiment_uri), record, if_none_match=True)
+        storage.put_json(layout.record_uri(experiment_uri), record, if_none_match=True)
     except storage.PreconditionFailed:
         log.info("experiment %s was recorded by a concurrent run first; keeping theirs", key)
-        record = storage.get_json(experiments.record_uri(experiment_uri))
+        record = storage.get_json(layout.record_uri(experiment_uri))
     log.info(
         "experiment %s recorded: dev_error=%.4f, %.1fs wall, %.1f CPU-s, $%.6f, %d ranks",
         key,

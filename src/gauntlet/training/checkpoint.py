@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from gauntlet import storage
+from gauntlet import layout, storage
 from gauntlet.hashing import sha256_bytes
 
 
@@ -26,16 +26,16 @@ def save(
 ) -> None:
     """Write epoch `epoch`'s checkpoint, then the curve, then the pointer to it."""
     payload = _payload(model, optimizer, schedule, epoch, curve)
-    uri = storage.join(experiment, "checkpoints", f"epoch-{epoch:04d}.pt")
+    uri = layout.checkpoint_uri(experiment, epoch)
     storage.put_bytes(uri, payload)
     # The curve and the pointer are written after the checkpoint, so they never name a missing one.
     storage.put_bytes(
-        storage.join(experiment, "curve.jsonl"),
+        layout.curve_uri(experiment),
         "".join(json.dumps(row) + "\n" for row in curve).encode(),
         content_type="application/x-ndjson",
     )
     storage.put_json(
-        storage.join(experiment, "checkpoints", "latest.json"),
+        layout.latest_checkpoint_uri(experiment),
         {"epoch": epoch, "uri": uri, "sha256": sha256_bytes(payload)},
     )
 
@@ -81,7 +81,7 @@ def _payload(
 
 
 def _load_latest(experiment: str) -> dict[str, Any] | None:
-    pointer_uri = storage.join(experiment, "checkpoints", "latest.json")
+    pointer_uri = layout.latest_checkpoint_uri(experiment)
     if not storage.exists(pointer_uri):
         return None
     pointer = storage.get_json(pointer_uri)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DistributedSampler, TensorDataset
 
-from gauntlet import storage
+from gauntlet import layout, storage
 from gauntlet.hashing import sha256_bytes
 from gauntlet.logs import get_logger, setup_logging
 from gauntlet.protocol import plateaued
@@ -226,9 +226,9 @@ def _save_model(
         raise RuntimeError(f"ranks disagree on the final weights: {digests}")
     spec = {"model": params["model"], "preprocessor": data.preprocessor, "n_classes": data.n_classes}
     model_bytes = bundle_bytes(model, spec)
-    storage.put_bytes(storage.join(experiment, "model.pt"), model_bytes)
+    storage.put_bytes(layout.model_uri(experiment), model_bytes)
     storage.put_json(
-        storage.join(experiment, "worker.json"),
+        layout.worker_report_uri(experiment),
         {
             "curve": curve,
             "rank_parameter_digests": digests,
