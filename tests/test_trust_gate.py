@@ -21,7 +21,7 @@ import yaml
 from pipeline_support import shared_dataset
 
 from gauntlet import anchor, experiments, layout, registry, storage
-from gauntlet.errors import BadInput
+from gauntlet.errors import BadInput, TestSetMismatch
 from gauntlet.hashing import content_hash, sha256_bytes
 from gauntlet.protocol import Protocol, off_protocol_reason
 from gauntlet.scoring import compare as reports
@@ -236,19 +236,17 @@ def _report(key: str, **fields: Any) -> dict[str, Any]:
 def test_reports_compare_only_on_one_test_set() -> None:
     same = reports.compare_reports(_report("k1", dataset_version="d1"), _report("k2", dataset_version="d1"))
     assert same["test_set"] == "dataset version d1"
-    with pytest.raises(
-        reports.TestSetMismatch, match=r"k1 was scored on dataset version d1 .* k2 on dataset version d2"
-    ):
+    with pytest.raises(TestSetMismatch, match=r"k1 was scored on dataset version d1 .* k2 on dataset version d2"):
         reports.compare_reports(_report("k1", dataset_version="d1"), _report("k2", dataset_version="d2"))
     # The test rows' hash decides when both reports have one, whatever the dataset versions.
-    with pytest.raises(reports.TestSetMismatch, match=r"test rows aaaa .* test rows bbbb"):
+    with pytest.raises(TestSetMismatch, match=r"test rows aaaa .* test rows bbbb"):
         reports.compare_reports(
             _report("k1", dataset_version="d1", test_set_id="aaaa"),
             _report("k2", dataset_version="d1", test_set_id="bbbb"),
         )
-    with pytest.raises(reports.TestSetMismatch, match="do not both name their test set"):
+    with pytest.raises(TestSetMismatch, match="do not both name their test set"):
         reports.compare_reports(_report("k1"), _report("k2", dataset_version="d1"))
-    assert isinstance(reports.TestSetMismatch("x"), BadInput)
+    assert isinstance(TestSetMismatch("x"), BadInput)
     assert reports.test_set_id(["b", "a"]) == reports.test_set_id(["a", "b"]) != reports.test_set_id(["a"])
 
 

@@ -1,8 +1,9 @@
 """`python -m gauntlet <command>`: one entry point for every step, on a laptop, in Docker or a pod.
 
 Each step command takes S3 locations and config, calls one plain function, and prints its outputs
-as the last stdout line (`GAUNTLET_OUTPUTS {...}`) for the orchestrator. Errors a person can fix
-exit non-zero with one clear message; exit code 99 means "nothing to do" (no new data).
+as the last stdout line (`GAUNTLET_OUTPUTS {...}`) for the orchestrator. An error exits with the code
+its class in `gauntlet.errors` stands for (`gauntlet.contract`: 2 bad input, never retried; 1 a
+retryable failure; 99 nothing to do), with one clear message on stderr.
 """
 
 from __future__ import annotations
@@ -17,22 +18,21 @@ from collections.abc import Callable
 from typing import Any
 
 from gauntlet import hostinfo, layout, storage
-from gauntlet.config import (
-    DEFAULT_CONFIG,
-    ConfigError,
-    PipelineConfig,
-    config_file,
-    load_config,
-    protocol_file,
+from gauntlet.config import DEFAULT_CONFIG, PipelineConfig, config_file, load_config, protocol_file
+from gauntlet.contract import (
+    ERROR_PREFIX,
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    SKIP_PREFIX,
+    exit_code,
+    outputs_json,
+    write_outputs,
 )
+from gauntlet.errors import BadInput, NothingToDo, ObjectNotFound, Retryable
 from gauntlet.logs import get_logger, setup_logging
 from gauntlet.runids import safe_run_id
 
 log = get_logger("gauntlet.cli")
-OUTPUT_MARKER = "GAUNTLET_OUTPUTS "
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_NOTHING_TO_DO = 99
 STEP_COMMANDS = ("validate", "preprocess", "train", "evaluate", "register")
 
 
@@ -114,7 +114,7 @@ def cmd_registry(args: argparse.Namespace) -> dict[str, Any]:
             )
         return {"versions": [v["version"] for v in versions], "champion": champ}
     if args.action == "promote" and args.version is None:
-        raise ValueError(f"registry {args.action} needs a version number, e.g. `registry {args.action} 3`")
+        raise BadInput(f"registry {args.action} needs a version number, e.g. `registry {args.action} 3`")
     if args.action == "show":  # a version (if given), then the champion's history
         if args.version is not None:
             version = registry.get_version(reg, args.version)
@@ -127,7 +127,7 @@ def cmd_registry(args: argparse.Namespace) -> dict[str, Any]:
         return {"champion": args.version}
     if args.action == "rollback":
         return {"champion": registry.rollback(reg, args.reason)}
-    raise ValueError(args.action)
+    raise BadInput(f"unknown registry action {args.action!r}")
 
 
 def cmd_ledger(args: argparse.Namespace) -> dict[str, Any]:
@@ -140,7 +140,7 @@ def cmd_ledger(args: argparse.Namespace) -> dict[str, Any]:
             print(f"{row_id}  label={entry['label']} predicted={entry['predicted']}  {entry['status']}")
         return {"entries": len(entries)}
     if not args.row_id or not args.output:
-        raise ValueError("ledger confirm needs a row id and --output PATH for the new protocol file")
+        raise BadInput("ledger confirm needs a row id and --output PATH for the new protocol file")
     result = ledger.confirm(
         args.store, config.dataset.name, args.row_id, protocol_file(args.protocol or config.protocol), args.output
     )
@@ -191,7 +191,7 @@ def latest_run(store: str) -> str:
         if (run := layout.run_of_step_outputs(store, o["uri"], "validate"))
     ]
     if not runs:
-        raise FileNotFoundError(f"no runs under {layout.runs_root(store)}")
+        raise ObjectNotFound(f"no runs under {layout.runs_root(store)}")
     return max(runs, key=lambda found: found[0])[1]
 
 
@@ -322,32 +322,25 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     args = build_parser().parse_args(argv)
     if args.command in ("validate", "register", "summary", "sweep-report") and not args.run_id:
-        print(f"error: {args.command} needs --run-id", file=sys.stderr)
+        print(f"{ERROR_PREFIX} {args.command} needs --run-id", file=sys.stderr)
         return EXIT_BAD_INPUT
-    from gauntlet.errors import NoNewData, ValidationFailed
-    from gauntlet.registry import RegistryError
-
     if args.command in ("validate", "preprocess", "train", "evaluate", "register"):
         log.info("gauntlet %s on %s", args.command, hostinfo.describe())
     started = time.perf_counter()
     try:
-        outputs = args.func(args)
-    except NoNewData as error:
-        print(f"skip: {error}", file=sys.stderr)
-        return EXIT_NOTHING_TO_DO
-    except (ValidationFailed, ConfigError, ValueError, FileNotFoundError, RegistryError, storage.StorageError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT if not isinstance(error, storage.StorageError) else EXIT_FAILED
-    except RuntimeError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_FAILED
+        outputs = dict(args.func(args))
+    except Exception as error:  # the exit code follows the error's base class in gauntlet.errors alone
+        if not isinstance(error, (BadInput, NothingToDo, Retryable)):
+            log.exception("unexpected error in %s", args.command)  # a bug or an unforeseen failure: keep the trace
+        prefix = SKIP_PREFIX if isinstance(error, NothingToDo) else ERROR_PREFIX
+        print(f"{prefix} {error}", file=sys.stderr)
+        return exit_code(error)
     if args.command in STEP_COMMANDS:
         outputs["step_seconds"] = round(time.perf_counter() - started, 2)
     if args.run_id and args.command in STEP_COMMANDS:
         storage.put_json(layout.step_outputs_uri(args.store, safe_run_id(args.run_id), args.command), outputs)
-    text = json.dumps(outputs, default=str)
     if args.outputs_file:
         with open(args.outputs_file, "w") as handle:
-            handle.write(text)
-    print(OUTPUT_MARKER + text, flush=True)
-    return 0
+            handle.write(outputs_json(outputs))
+    write_outputs(outputs, sys.stdout)
+    return EXIT_OK

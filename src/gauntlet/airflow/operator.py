@@ -21,18 +21,16 @@ from gauntlet.airflow import containers
 from gauntlet.airflow.connection import s3_environment
 from gauntlet.airflow.links import links_for
 from gauntlet.airflow.params import cli_options
-
-OUTPUT_MARKER = "GAUNTLET_OUTPUTS "
-EXIT_BAD_INPUT = 2
-EXIT_NOTHING_TO_DO = 99
-
-
-def parse_outputs(lines: Sequence[str]) -> dict[str, Any]:
-    for line in reversed(lines):
-        if line.startswith(OUTPUT_MARKER):
-            result: dict[str, Any] = json.loads(line[len(OUTPUT_MARKER) :])
-            return result
-    return {}
+from gauntlet.contract import (
+    ERROR_PREFIX,
+    EXIT_BAD_INPUT,
+    EXIT_NOTHING_TO_DO,
+    EXIT_OK,
+    OUTPUTS_MARKER,
+    SKIP_PREFIX,
+    last_message,
+    parse_outputs,
+)
 
 
 class GauntletStepOperator(BaseOperator):
@@ -98,7 +96,7 @@ class GauntletStepOperator(BaseOperator):
             from gauntlet.airflow import docker_runtime
 
             operator = docker_runtime.docker_operator(self.task_id, self.step, self.step_arguments(context))
-            return self._outputs(parse_outputs(docker_runtime.run(operator, context)))
+            return self._outputs(parse_outputs(docker_runtime.run(operator, context)) or {})
         if runtime == "kubernetes":
             from gauntlet.airflow import kubernetes_runtime
 
@@ -131,20 +129,20 @@ class GauntletStepOperator(BaseOperator):
             for raw in process.stdout:
                 line = raw.rstrip("\n")
                 lines.append(line)
-                if not line.startswith(OUTPUT_MARKER):
+                if not line.startswith(OUTPUTS_MARKER):
                     self.log.info("%s", line)
             code = process.wait()
         if code == EXIT_NOTHING_TO_DO:
-            raise AirflowSkipException(next((ln for ln in reversed(lines) if ln.startswith("skip:")), "nothing to do"))
+            raise AirflowSkipException(last_message(lines, SKIP_PREFIX) or "nothing to do")
         if code == EXIT_BAD_INPUT:
             # Bad data or config: retrying cannot help, so fail without retries.
             raise AirflowFailException(_error_message(lines, code))
-        if code != 0:
+        if code != EXIT_OK:
             raise AirflowException(_error_message(lines, code))
-        return self._outputs(parse_outputs(lines))
+        return self._outputs(parse_outputs(lines) or {})
 
 
 def _error_message(lines: list[str], code: int) -> str:
-    errors = [ln for ln in lines if ln.startswith("error:")]
+    errors = [ln for ln in lines if ln.startswith(ERROR_PREFIX)]
     detail = "\n".join(lines[lines.index(errors[-1]) :]) if errors else "\n".join(lines[-10:])
     return f"gauntlet step exited with {code}: {detail}"

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from gauntlet import experiments, layout, plots, storage
-from gauntlet.config import ConfigError, config_file, load_config
+from gauntlet.config import config_file, load_config
+from gauntlet.errors import BadInput, ConfigError
 from gauntlet.logs import get_logger
 from gauntlet.scoring.compare import test_set_of, why_not_comparable
 from gauntlet.scoring.report import sweep_html
@@ -173,7 +174,7 @@ def report(
 ) -> dict[str, Any]:
     """One comparison of the sweep's pairs, in the plan's order; a pair without a record is listed as missing."""
     if len(trained) != len(pairs) or len(evaluated) != len(pairs):
-        raise ValueError(f"{len(pairs)} pairs but {len(trained)} train and {len(evaluated)} evaluate outputs")
+        raise BadInput(f"{len(pairs)} pairs but {len(trained)} train and {len(evaluated)} evaluate outputs")
     rows = [_row(p, t, e) for p, t, e in zip(pairs, trained, evaluated, strict=True)]
     # Test metrics side by side mean something only under one protocol version, on one test set.
     notes = mark_comparable_groups(rows)

@@ -21,7 +21,7 @@ from typing import Any
 
 from gauntlet import experiments, layout, lease, storage
 from gauntlet.config import PipelineConfig
-from gauntlet.errors import BadInput
+from gauntlet.errors import BadInput, PreconditionFailed, TrainingFailed
 from gauntlet.hashing import TRAINING_CODE, code_version
 from gauntlet.logs import get_logger
 from gauntlet.protocol import Protocol, off_protocol_reason
@@ -34,10 +34,6 @@ log = get_logger("gauntlet.train")
 _RANK_PREFIX = re.compile(r"^\[(\d+)\]<(stdout|stderr)>:(.*)$")
 # A dead rank must end the job, not hang it: Gloo gives up on a silent peer after this long.
 DEFAULT_GLOO_TIMEOUT_S = 60
-
-
-class TrainingFailed(RuntimeError):
-    """The Horovod job exited non-zero; the message carries the last lines it printed."""
 
 
 def training_params(config: PipelineConfig, protocol: Protocol, workers: int | None = None) -> dict[str, Any]:
@@ -240,7 +236,7 @@ def _train(
     }
     try:
         storage.put_json(layout.record_uri(experiment_uri), record, if_none_match=True)
-    except storage.PreconditionFailed:
+    except PreconditionFailed:
         log.info("experiment %s was recorded by a concurrent run first; keeping theirs", key)
         record = storage.get_json(layout.record_uri(experiment_uri))
     log.info(
