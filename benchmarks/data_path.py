@@ -27,6 +27,7 @@ if __package__ in (None, ""):
 import numpy as np
 
 from benchmarks.common import ROOT, fresh_store, interleaved, land_raw_partitions, load_average, median, s3_server
+from gauntlet.contract import parse_outputs
 from gauntlet.steps import preprocess
 
 RAW_PREFIX = "raw/digits"
@@ -92,7 +93,7 @@ def _run(args: list[str]) -> dict[str, Any]:
     if done.returncode != 0:
         raise RuntimeError(f"{args} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
     lines = done.stdout.splitlines()
-    outputs = json.loads(next(x for x in reversed(lines) if x.startswith("GAUNTLET_OUTPUTS "))[17:])
+    outputs = parse_outputs(lines) or {}
     peak_kb = int(next(x for x in reversed(lines) if x.startswith("PEAK_RSS_KB "))[12:])
     return {"seconds": outputs["step_seconds"], "peak_rss_mb": peak_kb / 1024, "outputs": outputs}
 

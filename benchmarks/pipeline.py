@@ -30,6 +30,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import BIN, ROOT, fresh_store, load_average, s3_server
+from gauntlet.contract import parse_outputs
 
 LOGICAL_DATE = "2026-11-08T02:00:00+00:00"
 STEPS = ("validate", "preprocess", "train", "evaluate", "register")
@@ -140,7 +141,7 @@ def _cli(store: str, *args: str) -> tuple[float, dict[str, Any]]:
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"{args} exited {done.returncode}:\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
-    outputs = json.loads(next(x for x in reversed(done.stdout.splitlines()) if x.startswith("GAUNTLET_OUTPUTS "))[17:])
+    outputs = parse_outputs(done.stdout) or {}
     return seconds, outputs
 
 

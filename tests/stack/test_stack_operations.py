@@ -18,6 +18,8 @@ import pytest
 import requests
 from stack_support import ROOT, Stack
 
+from gauntlet.contract import OUTPUTS_MARKER
+
 pytestmark = [pytest.mark.slow, pytest.mark.stack]
 NIGHTLY = "gauntlet_nightly"
 SWEEP = "gauntlet_sweep"
@@ -170,7 +172,7 @@ def test_nightly_with_params_through_rest_api(local_stack: Stack) -> None:
         text=True,
         check=True,
     )
-    version = json.loads(shown.stdout[: shown.stdout.index("GAUNTLET_OUTPUTS")])
+    version = json.loads(shown.stdout[: shown.stdout.index(OUTPUTS_MARKER)])
     assert version["experiment_key"] == trained["key"]
     assert version["params"]["epochs"] == 25 and version["params"]["workers"] == 3 and version["params"]["lr"] == 0.01
 
