@@ -17,6 +17,7 @@ from pipeline_support import MLP, build_dataset, evaluate, log_of, train
 from testkit import run_cli
 
 from gauntlet import layout, ledger, storage
+from gauntlet.contract import EXIT_BAD_INPUT
 from gauntlet.protocol import load_protocol
 from gauntlet.splits import split_of
 
@@ -80,7 +81,7 @@ def test_confirmed_label_error_makes_a_new_protocol_that_is_never_mixed_with_the
 
     # The experiment trained under v1 is not scored under the new version.
     refused, _ = evaluate(store, trained["experiment_uri"], "--protocol", str(new_file), *MODEL, check=False)
-    assert refused.returncode == 2
+    assert refused.returncode == EXIT_BAD_INPUT
     assert f"trained under protocol {V1.id}, not {new.id}" in refused.stderr
     assert "never compared" in refused.stderr and "Traceback" not in refused.stderr
 
@@ -96,7 +97,7 @@ def test_confirmed_label_error_makes_a_new_protocol_that_is_never_mixed_with_the
 
     # Reports under different versions cannot be put side by side; under one version they can.
     mixed, _ = run_cli(store, "compare", old_eval["report_uri"], new_eval["report_uri"], check=False)
-    assert mixed.returncode == 2
+    assert mixed.returncode == EXIT_BAD_INPUT
     assert f"under protocol {V1.id}" in mixed.stderr and f"under protocol {new.id}" in mixed.stderr
     assert "never compared" in mixed.stderr
     _, compared = run_cli(store, "compare", old_eval["report_uri"], old_eval["report_uri"])

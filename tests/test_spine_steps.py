@@ -13,6 +13,7 @@ import torch
 from testkit import object_keys, run_cli
 
 from gauntlet import demo, layout, storage
+from gauntlet.contract import EXIT_BAD_INPUT
 from gauntlet.training.model import load_bundle
 
 
@@ -81,7 +82,7 @@ def test_bad_data_fails_validate_naming_the_problem_and_leaves_nothing(
     process, outputs = run_cli(
         seeded_store, "--run-id", "bad", "validate", "--start", "2026-11-08", "--end", "2026-11-09", check=False
     )
-    assert process.returncode == 2, process.stderr[-2000:]
+    assert process.returncode == EXIT_BAD_INPUT, process.stderr[-2000:]
     assert outputs == {}
     message = process.stderr[process.stderr.index("error: validation failed") :]
     assert "date=2026-11-08" in message, message
