@@ -117,28 +117,48 @@ def test_only_storage_speaks_to_s3(path: Path) -> None:
         assert not s3, f"{path} talks to S3 directly; go through gauntlet.storage"
 
 
+def store_path_problems(path: Path) -> list[str]:
+    """What in a file builds store paths or reads the store root (layout.py's job alone)."""
+    problems = ["calls storage.join"] if joins_uris(path) else []
+    spelled = folders_joined(path) + [s for s in code_strings(path) if _FOLDER_PATH.search(s)]
+    problems += [f"spells store folder {s!r}" for s in spelled]
+    named = [s for s in code_strings(path) if "GAUNTLET_STORE" in s or "s3://gauntlet" in s]
+    return problems + [f"reads the store root ({s!r})" for s in named]
+
+
+def logging_setup(path: Path) -> list[str]:
+    return sorted({name for name in called_names(path) if name in _LOGGING_SETUP or name.endswith("Handler")})
+
+
+def step_tasks_made(path: Path) -> set[str]:
+    """The step task classes a file names in its code (to construct, map or subclass them)."""
+    names = (
+        n.id if isinstance(n, ast.Name) else n.attr if isinstance(n, ast.Attribute) else ""
+        for n in ast.walk(tree_of(path))
+    )
+    return {name for name in names if name in STEP_TASK_CLASSES}
+
+
 @pytest.mark.parametrize("path", SOURCES, ids=name_of)
 def test_only_layout_builds_store_paths(path: Path) -> None:
     if path == PACKAGE / "storage.py":
         assert "join" in {n.name for n in tree_of(path).body if isinstance(n, ast.FunctionDef)}, (
             "storage.py defines join, the URI joiner layout.py builds paths with"
         )
-        return
-    if path == PACKAGE / "layout.py":
+    elif path == PACKAGE / "layout.py":
         assert joins_uris(path) and "GAUNTLET_STORE" in code_strings(path), (
             "layout.py reads the store root and builds its paths with storage.join"
         )
-        return
-    assert not joins_uris(path), f"{path} joins S3 paths itself; ask gauntlet.layout for the URI"
-    folders = folders_joined(path) + [s for s in code_strings(path) if _FOLDER_PATH.search(s)]
-    assert not folders, f"{path} spells store folders {folders}; gauntlet.layout builds every store path"
-    named = [s for s in code_strings(path) if "GAUNTLET_STORE" in s or "s3://gauntlet" in s]
-    assert not named, f"{path} reads the store root itself ({named}); use gauntlet.layout.store_root()"
+    else:
+        problems = store_path_problems(path)
+        assert not problems, (
+            f"{path}: {problems}; ask gauntlet.layout for the URI (and layout.store_root() for the root)"
+        )
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=name_of)
 def test_one_logger_setup(path: Path) -> None:
-    setup = sorted({name for name in called_names(path) if name in _LOGGING_SETUP or name.endswith("Handler")})
+    setup = logging_setup(path)
     if path == PACKAGE / "logs.py":
         assert {"setLevel", "StreamHandler"} <= set(setup), "logs.py is the one logger setup"
     else:
@@ -148,21 +168,47 @@ def test_one_logger_setup(path: Path) -> None:
 @pytest.mark.parametrize("path", SOURCES, ids=name_of)
 def test_one_task_factory(path: Path) -> None:
     """Only airflow/factory.py makes step tasks; DAG files call it and construct no operator."""
-    used = {
-        n.id if isinstance(n, ast.Name) else n.attr
-        for n in ast.walk(tree_of(path))
-        if isinstance(n, ast.Name | ast.Attribute)
-        and (n.id if isinstance(n, ast.Name) else n.attr) in STEP_TASK_CLASSES
-    }
+    made = step_tasks_made(path)
     if path == PACKAGE / "airflow" / "factory.py":
-        assert used == STEP_TASK_CLASSES, "factory.py is the one place that makes step tasks"
+        assert made == STEP_TASK_CLASSES, "factory.py is the one place that makes step tasks"
     else:
-        assert not used, f"{path} makes step tasks ({used}) itself; call gauntlet.airflow.step_task"
+        assert not made, f"{path} makes step tasks ({made}) itself; call gauntlet.airflow.step_task"
     if path in DAG_FILES:
         calls = called_names(path)
         assert "step_task" in calls, f"{path} wires no step through the factory"
         operators = sorted({c for c in calls if c.endswith("Operator")})
         assert not operators, f"{path} constructs {operators}; DAG files only wire factory tasks"
+
+
+def test_the_checks_catch_what_they_forbid(tmp_path: Path) -> None:
+    """The rules above pass on the tree; here each must fail on a file that breaks it."""
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        '"""Prose may name runs/<run id>/ and $GAUNTLET_STORE."""\n'
+        "import logging\nimport os\n"
+        "from gauntlet import storage\nfrom gauntlet.airflow.operator import GauntletStepOperator\n"
+        'store = os.environ.get("GAUNTLET_STORE", "s3://gauntlet")\n'
+        'a = storage.join(store, "runs", "r1")\n'
+        'b = f"{store}/experiments/{a}"\n'
+        'c = "/".join([store, "registry"])\n'
+        "logging.basicConfig()\n"
+        'task = GauntletStepOperator(task_id="x")\n'
+    )
+    problems = store_path_problems(bad)
+    assert "calls storage.join" in problems
+    assert {
+        "spells store folder 'runs'",
+        "spells store folder 'registry'",
+        "spells store folder '/experiments/'",
+    } <= set(problems)
+    assert (
+        "reads the store root ('GAUNTLET_STORE')" in problems and "reads the store root ('s3://gauntlet')" in problems
+    )
+    assert logging_setup(bad) == ["basicConfig"]
+    assert step_tasks_made(bad) == {"GauntletStepOperator"}
+    clean = tmp_path / "clean.py"
+    clean.write_text('"""Writes under runs/<run id>/ of $GAUNTLET_STORE."""\ncounts = {"experiments": 1, "runs": 2}\n')
+    assert store_path_problems(clean) == [] and logging_setup(clean) == [] and step_tasks_made(clean) == set()
 
 
 def test_one_yaml_config_loader_and_one_hash_helper() -> None:
