@@ -1,0 +1,91 @@
+"""gauntlet.config: the typed pipeline config, its overrides and the project folders it may name."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from testkit import ROOT
+
+from gauntlet import config
+from gauntlet.errors import BadInput, ConfigError
+
+DIGITS = yaml.safe_load((ROOT / config.DEFAULT_CONFIG).read_text())
+
+
+def _raw(**changes: Any) -> dict[str, Any]:
+    """The demo's config with `section__key=value` changes (value None deletes the key)."""
+    raw = copy.deepcopy(DIGITS)
+    for name, value in changes.items():
+        section, key = name.split("__")
+        if value is None:
+            del raw[section][key]
+        else:
+            raw[section][key] = value
+    return raw
+
+
+def test_the_demo_config_parses_into_typed_sections() -> None:
+    cfg = config.config_from_dict(_raw())
+    assert cfg.dataset.classes == tuple(range(10)) and cfg.dataset.raw_prefix == "raw/digits"
+    assert cfg.model.spec() == {"kind": "cnn", "hidden": [128], "channels": [32, 64], "image_shape": [8, 8]}
+    assert cfg.training.epochs is None  # the protocol's budget unless the config says otherwise
+    assert cfg.protocol == "include/protocols/digits-v1.yaml"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"training__lr": None}, "training.lr is missing"),
+        ({"dataset__id_column": None}, "dataset.id_column is missing"),
+        ({"training__workers": True}, "training.workers must be int"),
+        ({"model__kind": "rnn"}, "model.kind 'rnn' is unknown"),
+        ({"training__schedule": "step"}, "training.schedule 'step' is unknown"),
+        ({"dataset__classes": [1]}, "at least two classes"),
+    ],
+)
+def test_a_bad_value_is_refused_naming_its_section_and_key(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")) as caught:
+        config.config_from_dict(_raw(**changes))
+    assert isinstance(caught.value, BadInput)  # a retry cannot fix a config: exit 2
+
+
+@pytest.mark.parametrize("prefix", ["../raw", "raw/../../etc", "/raw/digits", "raw//digits", "", "./raw"])
+def test_a_raw_prefix_that_leaves_the_store_root_is_refused(prefix: str) -> None:
+    with pytest.raises(ConfigError, match=r"dataset\.raw_prefix"):
+        config.config_from_dict(_raw(dataset__raw_prefix=prefix))
+    assert config.store_prefix("raw/digits/", "x") == "raw/digits"  # a trailing slash is only dropped
+
+
+def test_files_a_config_names_must_lie_in_the_projects_folders() -> None:
+    with pytest.raises(ConfigError, match="include/expectations/"):
+        config.config_from_dict(_raw(dataset__expectation_suite="/etc/passwd"))
+    raw = _raw()
+    raw["protocol"] = "include/protocols/../configs/digits.yaml"
+    with pytest.raises(ConfigError, match=r"config\.protocol"):
+        config.config_from_dict(raw)
+
+
+def test_overrides_are_parsed_as_yaml_and_leave_the_original_untouched() -> None:
+    raw = _raw()
+    out = config.apply_overrides(raw, ["training.lr=0.1", "model.hidden=[64, 32]", "training.epochs=null"])
+    assert out["training"]["lr"] == 0.1 and out["model"]["hidden"] == [64, 32] and out["training"]["epochs"] is None
+    assert raw == DIGITS
+    with pytest.raises(ConfigError, match="no section 'trainng'"):
+        config.apply_overrides(raw, ["trainng.lr=0.1"])
+    with pytest.raises(ConfigError, match=r"section\.key=value"):
+        config.parse_override("training.lr")
+
+
+def test_only_files_inside_the_folder_resolve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GAUNTLET_HOME", str(ROOT))
+    assert config.config_file(config.DEFAULT_CONFIG) == (ROOT / config.DEFAULT_CONFIG).resolve()
+    outside = tmp_path / "digits.yaml"
+    outside.write_text(yaml.safe_dump(DIGITS))
+    with pytest.raises(ConfigError, match=r"include/configs/digits\.yaml"):  # the refusal lists the known files
+        config.config_file(outside)
+    with pytest.raises(ConfigError, match="not found"):
+        config.protocol_file("include/protocols/missing.yaml")
