@@ -10,10 +10,13 @@ import io
 import subprocess
 import sys
 import threading
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import torch
+import yaml
 from pipeline_support import MLP, evaluate, log_of, shared_dataset, train
 from testkit import ROOT, run_cli
 
@@ -22,17 +25,28 @@ from gauntlet.contract import EXIT_BAD_INPUT
 from gauntlet.training.model import load_bundle
 
 pytestmark = pytest.mark.slow
-ONE_EPOCH = [*MLP, "--set", "training.epochs=1"]
 
 
 @pytest.fixture(scope="module")
-def two_reports(s3_endpoint: str) -> tuple[str, str, list[dict[str, Any]]]:
+def one_epoch() -> Iterator[list[str]]:
+    """CLI options for a one-epoch MLP under a protocol whose budget is one epoch: a run off its
+    protocol's budget may never be promoted, and these tests promote by hand."""
+    raw = yaml.safe_load((ROOT / "include/protocols/digits-v1.yaml").read_text())
+    raw["training"]["epochs"] = 1
+    path = ROOT / "include" / "protocols" / f"test-one-epoch-{uuid.uuid4().hex[:8]}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    yield [*MLP, "--protocol", str(path)]
+    path.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def two_reports(s3_endpoint: str, one_epoch: list[str]) -> tuple[str, str, list[dict[str, Any]]]:
     """(store, dataset, [outputs of evaluate]) for two real MLP experiments differing in lr."""
     store, dataset = shared_dataset(s3_endpoint)
     reports = []
     for lr in ("0.01", "0.03"):
-        _, trained = train(store, dataset, *ONE_EPOCH, "--set", f"training.lr={lr}")
-        _, evaluated = evaluate(store, trained["experiment_uri"], *ONE_EPOCH, "--set", "model.name=concurrent")
+        _, trained = train(store, dataset, *one_epoch, "--set", f"training.lr={lr}")
+        _, evaluated = evaluate(store, trained["experiment_uri"], *one_epoch, "--set", "model.name=concurrent")
         reports.append(evaluated)
     return store, dataset, reports
 
@@ -48,7 +62,9 @@ def _lineage(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def test_two_concurrent_cli_registrations_get_distinct_versions(two_reports: tuple[str, str, list[Any]]) -> None:
+def test_two_concurrent_cli_registrations_get_distinct_versions(
+    two_reports: tuple[str, str, list[Any]], one_epoch: list[str]
+) -> None:
     store, _, reports = two_reports
     commands = [
         [
@@ -59,7 +75,7 @@ def test_two_concurrent_cli_registrations_get_distinct_versions(two_reports: tup
             store,
             "--run-id",
             f"run-{i}",
-            *ONE_EPOCH,
+            *one_epoch,
             "--set",
             "model.name=concurrent",
             "register",
@@ -118,9 +134,11 @@ def test_racing_registrations_end_with_distinct_versions_and_one_consistent_cham
     assert kinds == ["promoted", "registered", "registered"]
 
 
-def test_promote_rollback_and_missing_version_through_the_cli(two_reports: tuple[str, str, list[Any]]) -> None:
+def test_promote_rollback_and_missing_version_through_the_cli(
+    two_reports: tuple[str, str, list[Any]], one_epoch: list[str]
+) -> None:
     store, _, reports = two_reports
-    name = ["--set", "model.name=manual"]
+    name = [*one_epoch, "--set", "model.name=manual"]
     for i, r in enumerate(reports):
         run_cli(store, "--run-id", f"m{i}", *name, "register", "--report", r["report_uri"], "--force")
     reg = layout.registry_root(store, "manual")
@@ -149,10 +167,10 @@ def test_promote_rollback_and_missing_version_through_the_cli(two_reports: tuple
     assert no_number.returncode == EXIT_BAD_INPUT and "needs a version number" in no_number.stderr
 
 
-def test_tampered_model_is_refused_by_evaluate_and_registry(s3_endpoint: str) -> None:
+def test_tampered_model_is_refused_by_evaluate_and_registry(s3_endpoint: str, one_epoch: list[str]) -> None:
     store, dataset = shared_dataset(s3_endpoint)
     # An experiment of its own, since this test damages its model.
-    _, trained = train(store, dataset, *ONE_EPOCH, "--set", "training.lr=0.02")
+    _, trained = train(store, dataset, *one_epoch, "--set", "training.lr=0.02")
     record = experiments.find_record(trained["experiment_uri"])
     reg = layout.registry_root(store, "tamper")
     version, _ = registry.register(reg, record["key"], _lineage(record))
@@ -164,7 +182,7 @@ def test_tampered_model_is_refused_by_evaluate_and_registry(s3_endpoint: str) ->
 
     with pytest.raises(errors.IntegrityError, match="sha256 does not match"):
         registry.load_model_bytes(version)
-    process, _ = evaluate(store, trained["experiment_uri"], *ONE_EPOCH, "--set", "model.name=tamper", check=False)
+    process, _ = evaluate(store, trained["experiment_uri"], *one_epoch, "--set", "model.name=tamper", check=False)
     assert process.returncode != 0
     assert f"error: {record['model_uri']}: sha256 does not match" in log_of(process)
     assert "Traceback" not in process.stderr
