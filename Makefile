@@ -40,12 +40,11 @@ stack-status:
 	@bash scripts/stack.sh status
 
 reliability: setup  ## dead rank, faulty S3, bad-input corpus, overlapping runs, secret-leak scan
-	$(BIN)/python -m pytest -q tests/test_reliability_storage.py tests/test_reliability_bad_input.py \
-		tests/test_reliability_training.py tests/test_reliability_concurrency.py tests/test_reliability_nightly.py
+	$(BIN)/python -m pytest -q tests/reliability
 
 evaluation: setup  ## protocol, gate from real runs, registry, ledger, report images
-	$(BIN)/python -m pytest -q tests/test_protocol.py tests/test_protocol_options.py tests/test_experiments.py \
-		tests/test_gate_real_runs.py tests/test_registry.py tests/test_report.py tests/test_ledger.py
+	$(BIN)/python -m pytest -q tests/unit/test_protocol.py tests/unit/test_protocol_options.py tests/unit/test_experiments.py \
+		tests/e2e/test_gate_real_runs.py tests/unit/test_registry.py tests/e2e/test_report_images.py tests/unit/test_ledger.py
 
 image: setup  ## CPU task image, built offline from the wheelhouse; prints its id and digest
 	bash scripts/build_image.sh

@@ -1,6 +1,6 @@
 """gauntlet.anchor: the best model promoted under one protocol version, moved only forward.
 
-End-to-end walks (several nights, real models) are in tests/test_trust_gate.py; here the rule
+End-to-end walks (several nights, real models) are in tests/reliability/test_trust_gate.py; here the rule
 itself against a registry in a real S3 bucket.
 """
 

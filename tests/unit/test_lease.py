@@ -1,7 +1,7 @@
 """gauntlet.lease: one process at a time on a content-addressed output (real moto server).
 
 Exclusivity, takeover of an expired lease and waiting for the winner are covered in
-tests/test_reliability_storage.py; here: renewal, release, the owner label and the wait limit.
+tests/reliability/test_storage.py; here: renewal, release, the owner label and the wait limit.
 """
 
 from __future__ import annotations

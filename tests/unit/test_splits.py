@@ -1,7 +1,7 @@
 """gauntlet.splits: a row's split is a function of the protocol's salt and its id's canonical text.
 
-The pinned formula, the fractions and the growing-data property are in tests/test_protocol.py, the
-canonical id text in tests/test_trust_data.py; here: the vectorised paths agree with the rule.
+The pinned formula, the fractions and the growing-data property are in tests/unit/test_protocol.py, the
+canonical id text in tests/reliability/test_trust_data.py; here: the vectorised paths agree with the rule.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from gauntlet import storage
 from gauntlet.protocol import load_protocol
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PLOTS = ("confusion_matrix.png", "learning_curves.png", "reliability.png")
 
 

@@ -22,7 +22,7 @@ from gauntlet.protocol import load_protocol
 from gauntlet.splits import split_of
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 V1 = load_protocol(ROOT / "include/protocols/digits-v1.yaml")
 MODEL = [*MLP, "--set", "model.hidden=[64]", "--set", "training.epochs=6"]
 TRUE, WRONG = 0, 6

@@ -29,7 +29,7 @@ from gauntlet.scoring.gate import decide
 from gauntlet.training.data import load_preprocessor, load_split
 from gauntlet.training.model import build_model, bundle_bytes
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DIGITS = yaml.safe_load((ROOT / "include/protocols/digits-v1.yaml").read_text())
 
 

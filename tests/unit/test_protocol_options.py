@@ -15,7 +15,7 @@ from gauntlet.protocol import Protocol, plateaued
 from gauntlet.scoring.compare import compare_reports
 from gauntlet.scoring.metrics import compute_metrics, slice_metrics
 
-RAW = yaml.safe_load((Path(__file__).resolve().parents[1] / "include/protocols/digits-v1.yaml").read_text())
+RAW = yaml.safe_load((Path(__file__).resolve().parents[2] / "include/protocols/digits-v1.yaml").read_text())
 
 
 def with_training(training: dict[str, Any]) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from gauntlet.scoring.metrics import (
 )
 from gauntlet.splits import assign_splits, split_of
 
-PROTOCOL_PATH = Path(__file__).resolve().parents[1] / "include" / "protocols" / "digits-superiority.yaml"
+PROTOCOL_PATH = Path(__file__).resolve().parents[2] / "include" / "protocols" / "digits-superiority.yaml"
 ALL_METRICS = ["error_rate", "macro_average_precision", "roc_auc", "log_loss", "ece"]
 
 

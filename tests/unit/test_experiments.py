@@ -19,7 +19,7 @@ from gauntlet.hashing import sha256_bytes
 from gauntlet.protocol import load_protocol, plateaued
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # weight_decay makes this experiment unique to this test in the shared store, so its first run is a miss.
 TWO_EPOCHS = [*MLP, "--set", "training.epochs=2", "--set", "training.weight_decay=0.001"]
 

@@ -24,7 +24,7 @@ from gauntlet.hashing import sha256_u64
 from gauntlet.splits import unit_hash
 from gauntlet.steps import preprocess, validate
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 SUITE = json.loads((ROOT / "include" / "expectations" / "digits.json").read_text())
