@@ -1,8 +1,10 @@
-"""training.worker: what the worker imports is part of the experiment key."""
+"""training.worker: its imports are in the experiment key, its arguments, and no Horovod at import."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import pytest
 
 from gauntlet.hashing import TRAINING_CODE
 from gauntlet.training import worker
@@ -21,3 +23,17 @@ def test_every_training_module_the_worker_imports_is_in_the_experiment_key() -> 
             imported.add(node.module.replace("gauntlet.", "").replace(".", "/") + ".py")
     assert imported and imported <= set(TRAINING_CODE) - {"training/worker.py"}
     assert "training/worker.py" in TRAINING_CODE
+
+
+def test_the_worker_takes_dataset_experiment_and_params() -> None:
+    args = worker.parse_args(["--dataset", "s3://b/d", "--experiment", "s3://b/e", "--params", '{"epochs": 1}'])
+    assert (args.dataset, args.experiment, args.params) == ("s3://b/d", "s3://b/e", '{"epochs": 1}')
+    with pytest.raises(SystemExit):
+        worker.parse_args(["--dataset", "s3://b/d", "--experiment", "s3://b/e"])
+
+
+def test_importing_the_worker_starts_no_horovod() -> None:
+    """horovodrun's ranks call init; a process that only imports the module (hashing, tests) must not."""
+    import horovod.torch as hvd
+
+    assert not hvd.is_initialized()
