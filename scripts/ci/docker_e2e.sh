@@ -104,7 +104,7 @@ say "registry champion records the image digest"
 champion=$("$PY" -m gauntlet --store "$store" registry list | tail -1 | "$PY" -c 'import json,sys; print(json.loads(sys.stdin.read().split(" ",1)[1])["champion"])')
 [[ $champion != None ]] || fail "no champion after the run"
 lineage_digest=$("$PY" -m gauntlet --store "$store" registry show "$champion" \
-    | "$PY" -c 'import json,sys; print(json.loads(sys.stdin.read().split("GAUNTLET_OUTPUTS")[0])["image_digest"])')
+    | "$PY" -c 'import json,sys; print(json.JSONDecoder().raw_decode(sys.stdin.read())[0]["image_digest"])')
 echo "champion v$champion image_digest=$lineage_digest"
 [[ $lineage_digest == "$image_id" ]] || fail "champion lineage has image digest '$lineage_digest', not $image_id"
 
