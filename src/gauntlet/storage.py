@@ -10,6 +10,9 @@ or AWS. Three habits make the pipeline's outputs trustworthy:
 - single-object updates that can race (registry aliases, versions) are conditional writes, and each
   carries a write token in its metadata: when botocore retries a PUT whose answer was lost after the
   server applied it, the retry's 412 is recognised as this writer's own success, not a lost race.
+
+It is longer than most modules on purpose: the rule that nothing else speaks to S3 puts every kind
+of call here (reads, streamed downloads, conditional writes, listings, manifests, presigned URLs).
 """
 
 from __future__ import annotations
