@@ -7,7 +7,7 @@ content hash is part of every experiment key, so two runs with equal configs are
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -107,10 +107,22 @@ def _require(section: dict[str, Any], key: str, kind: type | tuple[type, ...], w
     return value
 
 
+def _reject_unknown_keys(raw: dict[str, Any]) -> None:
+    """A misspelt key (in the file or an override, e.g. training.learning_rate) would otherwise be
+    ignored and the run would silently train with the default: refuse it, naming it."""
+    unknown = sorted(set(raw) - {"dataset", "model", "training", "protocol"})
+    for section, record in (("dataset", DatasetConfig), ("model", ModelConfig), ("training", TrainingConfig)):
+        known = {f.name for f in fields(record)}
+        unknown += sorted(f"{section}.{key}" for key in set(raw[section]) - known)
+    if unknown:
+        raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+
+
 def config_from_dict(raw: dict[str, Any]) -> PipelineConfig:
     for section in ("dataset", "model", "training"):
         if not isinstance(raw.get(section), dict):
             raise ConfigError(f"config section '{section}' is missing")
+    _reject_unknown_keys(raw)
     d, m, t = raw["dataset"], raw["model"], raw["training"]
     dataset = DatasetConfig(
         name=_require(d, "name", str, "dataset"),

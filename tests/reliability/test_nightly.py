@@ -127,8 +127,9 @@ def _committed_prefix(key: str) -> str | None:
     parts = key.split("/")
     if parts[0] == "datasets" and len(parts) > 3:
         return "/".join(parts[:3])
-    if parts[0] == "evaluations" and len(parts) > 4:
-        return "/".join(parts[:4])
+    # evaluations/<protocol>/<experiment>/<against>/<evaluation key>/...
+    if parts[0] == "evaluations" and len(parts) > 5:
+        return "/".join(parts[:5])
     return None
 
 

@@ -89,3 +89,11 @@ def test_only_files_inside_the_folder_resolve(tmp_path: Path, monkeypatch: pytes
         config.config_file(outside)
     with pytest.raises(ConfigError, match="not found"):
         config.protocol_file("include/protocols/missing.yaml")
+
+
+def test_a_misspelt_key_is_refused_not_ignored() -> None:
+    raw = yaml.safe_load((ROOT / config.DEFAULT_CONFIG).read_text())
+    with pytest.raises(ConfigError, match=r"training\.learning_rate"):
+        config.config_from_dict(config.apply_overrides(raw, ["training.learning_rate=0.1"]))
+    with pytest.raises(ConfigError, match=r"unknown config key\(s\): notes"):
+        config.config_from_dict({**raw, "notes": "x"})
