@@ -52,3 +52,40 @@ def airflow_dags_test(
         timeout=timeout,
         cwd=ROOT,
     )
+
+
+def synthetic_report(
+    store: str, key: str, passed: bool, champion_version: int | None = None, reason: str | None = None
+) -> str:
+    """A RECORD.json and an evaluation report.json as train and evaluate write them (no training);
+    returns the report's URI, for tests of registration."""
+    import uuid
+
+    from gauntlet import storage
+    from gauntlet.hashing import sha256_bytes
+
+    experiment = f"{store}/experiments/p/{key}"
+    model_uri = f"{experiment}/model.pt"
+    storage.put_bytes(model_uri, b"model bytes")
+    record = {
+        "key": key,
+        "uri": experiment,
+        "model_uri": model_uri,
+        "model_sha256": sha256_bytes(b"model bytes"),
+        "dataset_uri": f"{store}/datasets/d/v1",
+        "dataset_version": "v1",
+        "code_version": "c1",
+        "protocol_id": "p",
+        "params": {"lr": 0.01},
+    }
+    storage.put_json(f"{experiment}/RECORD.json", record)
+    report = {
+        "experiment_uri": experiment,
+        "experiment_key": key,
+        "gate": {"passed": passed, "reason": reason or f"gate {'passed' if passed else 'failed'}"},
+        "metrics": {"candidate": {"error_rate": 0.1}},
+        "champion_version": champion_version,
+    }
+    uri = f"{store}/evaluations/p/{key}/{uuid.uuid4().hex[:8]}/report.json"
+    storage.put_json(uri, report)
+    return uri

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from faulty_s3_proxy import FaultPlan, FaultyS3Proxy, Request
-from testkit import run_cli
+from testkit import run_cli, synthetic_report
 
 from gauntlet import errors, layout, lease, ledger, registry, storage
 from gauntlet.protocol import load_protocol
@@ -272,34 +272,9 @@ def test_rollback_of_an_alias_written_before_history_was_kept(store: str) -> Non
 
 
 def _synthetic_report(store: str, key: str, passed: bool, champion_version: int | None = None) -> str:
-    """A RECORD.json and an evaluation report.json as train and evaluate write them (small, no training)."""
-    experiment = f"{store}/experiments/p/{key}"
-    model_uri = f"{experiment}/model.pt"
-    storage.put_bytes(model_uri, b"model bytes")
-    from gauntlet.hashing import sha256_bytes
-
-    record = {
-        "key": key,
-        "uri": experiment,
-        "model_uri": model_uri,
-        "model_sha256": sha256_bytes(b"model bytes"),
-        "dataset_uri": f"{store}/datasets/d/v1",
-        "dataset_version": "v1",
-        "code_version": "c1",
-        "protocol_id": "p",
-        "params": {"lr": 0.01},
-    }
-    storage.put_json(f"{experiment}/RECORD.json", record)
-    report = {
-        "experiment_uri": experiment,
-        "experiment_key": key,
-        "gate": {"passed": passed, "reason": f"gate {'passed' if passed else 'failed'} ({uuid.uuid4().hex[:6]})"},
-        "metrics": {"candidate": {"error_rate": 0.1}},
-        "champion_version": champion_version,
-    }
-    uri = f"{store}/evaluations/p/{key}/{uuid.uuid4().hex[:8]}/report.json"
-    storage.put_json(uri, report)
-    return uri
+    """A report whose gate sentence is unique, so a verdict can be traced to the run that wrote it."""
+    reason = f"gate {'passed' if passed else 'failed'} ({uuid.uuid4().hex[:6]})"
+    return synthetic_report(store, key, passed, champion_version, reason)
 
 
 def test_re_registering_says_already_registered_with_this_runs_verdict(

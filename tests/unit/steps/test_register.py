@@ -2,46 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
+from testkit import synthetic_report
 
-from gauntlet import layout, registry, storage
-from gauntlet.hashing import sha256_bytes
+from gauntlet import layout, registry
 from gauntlet.steps import register
 
 MODEL = "digits-unit"
 
 
 def _report(store: str, key: str, passed: bool, champion_version: int | None = None) -> str:
-    """A RECORD.json and an evaluation report.json as train and evaluate write them (no training)."""
-    experiment = f"{store}/experiments/p/{key}"
-    model_uri = f"{experiment}/model.pt"
-    storage.put_bytes(model_uri, b"model bytes")
-    storage.put_json(
-        f"{experiment}/RECORD.json",
-        {
-            "key": key,
-            "uri": experiment,
-            "model_uri": model_uri,
-            "model_sha256": sha256_bytes(b"model bytes"),
-            "dataset_uri": f"{store}/datasets/d/v1",
-            "dataset_version": "v1",
-            "code_version": "c1",
-            "protocol_id": "p",
-            "params": {"lr": 0.01},
-        },
-    )
-    uri = f"{store}/evaluations/p/{key}/{uuid.uuid4().hex[:8]}/report.json"
-    storage.put_json(
-        uri,
-        {
-            "experiment_uri": experiment,
-            "experiment_key": key,
-            "gate": {"passed": passed, "reason": f"gate {'passed' if passed else 'failed'}"},
-            "metrics": {"candidate": {"error_rate": 0.1}},
-            "champion_version": champion_version,
-        },
-    )
-    return uri
+    return synthetic_report(store, key, passed, champion_version)
 
 
 def test_a_passed_gate_on_a_fresh_registry_creates_v1_and_promotes_it(store: str) -> None:
