@@ -107,6 +107,34 @@ class Stack:
             time.sleep(2 + 3 * attempt)
         raise AssertionError("unreachable")
 
+    def open_backfills(self, dag_id: str) -> set[int]:
+        backfills = self.ok("GET", "/backfills", params={"dag_id": dag_id})["backfills"]
+        return {b["id"] for b in backfills if b["completed_at"] is None}
+
+    def create_backfill(self, dag_id: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """`airflow backfill create --dag-id dag_id *args`, retried when SQLite's lock is lost.
+
+        Unlike other writes, a failed attempt is not rolled back whole: the CLI commits the backfill
+        before creating its runs, so a lock error leaves an open backfill without runs, and the retry
+        would be refused ("only one running backfill per Dag"). That leftover is cancelled first.
+        """
+        for attempt in range(4):
+            before = self.open_backfills(dag_id)
+            done = subprocess.run(
+                ["airflow", "backfill", "create", "--dag-id", dag_id, *args],
+                capture_output=True,
+                text=True,
+                env=self.env,
+                cwd=ROOT,
+                timeout=300,
+            )
+            if done.returncode == 0 or "database is locked" not in done.stderr or attempt == 3:
+                return done
+            for leftover in self.open_backfills(dag_id) - before:
+                self.ok("PUT", f"/backfills/{leftover}/cancel")
+            time.sleep(2 + 3 * attempt)
+        raise AssertionError("unreachable")
+
     def gauntlet(self, *args: str) -> dict[str, Any]:
         from gauntlet.contract import parse_outputs
 

@@ -241,7 +241,7 @@ def test_backfill_three_nights_then_again_adds_no_versions(local_stack: Stack) -
     versions_before = registry_versions(stack)
     window = ["--from-date", "2026-11-06T00:00:00+00:00", "--to-date", "2026-11-08T12:00:00+00:00"]
     once = ["--max-active-runs", "1"]
-    created = stack.airflow("backfill", "create", "--dag-id", NIGHTLY, *window, "--dag-run-conf", conf, *once)
+    created = stack.create_backfill(NIGHTLY, *window, "--dag-run-conf", conf, *once)
     assert created.returncode == 0, created.stderr[-2000:]
     runs = wait_for_backfill(stack, 3)
     assert [r["state"] for r in runs] == ["success"] * 3, [(r["logical_date"], r["state"]) for r in runs]
@@ -255,16 +255,11 @@ def test_backfill_three_nights_then_again_adds_no_versions(local_stack: Stack) -
     assert len(versions) - len(versions_before) == 3, (versions_before, versions)
     # Its runs have ended; the scheduler then closes the backfill itself, and only one may be open per DAG.
     deadline = time.monotonic() + 300
-    while any(
-        b["completed_at"] is None for b in stack.ok("GET", "/backfills", params={"dag_id": NIGHTLY})["backfills"]
-    ):
+    while stack.open_backfills(NIGHTLY):
         assert time.monotonic() < deadline, "the first backfill was never marked completed"
         time.sleep(3)
 
-    again = stack.airflow(
-        "backfill",
-        "create",
-        "--dag-id",
+    again = stack.create_backfill(
         NIGHTLY,
         *window,
         "--dag-run-conf",
