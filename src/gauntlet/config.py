@@ -22,6 +22,11 @@ DEFAULT_CONFIG = "include/configs/digits.yaml"
 CONFIGS_DIR = "include/configs"
 PROTOCOLS_DIR = "include/protocols"
 EXPECTATIONS_DIR = "include/expectations"
+TASKS = ("classification", "regression")
+IMPUTATIONS = ("median", "mean", "zero")
+ENCODINGS = ("one_hot", "ordinal")
+# The column preprocess writes each row's partition date into: never a feature.
+PARTITION_COLUMN = "date"
 
 
 @dataclass(frozen=True)
@@ -31,8 +36,17 @@ class DatasetConfig:
     expectation_suite: str
     id_column: str
     label_column: str
-    feature_prefix: str
-    classes: tuple[int, ...]
+    task: str = "classification"  # classification | regression
+    # classification: the label values (int or str); their order gives the class indices 0..K-1
+    classes: tuple[int | str, ...] = ()
+    # Features, one way: an explicit list, or every column starting with a prefix, or (neither)
+    # every column but the id, the label and `exclude`; the partition column `date` never is one.
+    features: tuple[str, ...] = ()
+    feature_prefix: str = ""
+    exclude: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()  # numeric columns to encode as categories (text ones always are)
+    imputation: str = "median"  # numeric nulls: median | mean | zero
+    categorical_encoding: str = "one_hot"  # one_hot (with an unknown bucket) | ordinal
     quarantine_max_fraction: float = 0.0  # rows per partition that row-level rules may set aside
     # Engine that evaluates the suite: gx (Great Expectations, with Data Docs) or vectorised
     # (gauntlet.fastchecks on streamed Arrow batches, for large snapshots; GX still runs on failure).
@@ -107,6 +121,80 @@ def _require(section: dict[str, Any], key: str, kind: type | tuple[type, ...], w
     return value
 
 
+def _optional(section: dict[str, Any], key: str, kind: type, default: Any) -> Any:
+    return _require(section, key, kind, "dataset") if key in section else default
+
+
+def _names(section: dict[str, Any], key: str) -> tuple[str, ...]:
+    """A list of column names under dataset.<key> (absent: empty), each named once."""
+    names = _optional(section, key, list, [])
+    if not all(isinstance(name, str) and name for name in names):
+        raise ConfigError(f"dataset.{key} must be a list of column names (text), got {names!r}")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ConfigError(f"dataset.{key} names {repeated} more than once")
+    return tuple(names)
+
+
+def _one_of(value: str, known: tuple[str, ...], key: str) -> None:
+    if value not in known:
+        raise ConfigError(f"dataset.{key} {value!r} is unknown (known: {', '.join(known)})")
+
+
+def _check_dataset(ds: DatasetConfig, section: dict[str, Any]) -> None:
+    """Refuse, before any work, a dataset section whose columns or task contradict each other."""
+    _one_of(ds.task, TASKS, "task")
+    _one_of(ds.imputation, IMPUTATIONS, "imputation")
+    _one_of(ds.categorical_encoding, ENCODINGS, "categorical_encoding")
+    if ds.id_column == ds.label_column:
+        raise ConfigError(f"dataset.id_column and dataset.label_column both name {ds.id_column!r}")
+    if "features" in section and "feature_prefix" in section:
+        raise ConfigError(
+            "dataset.features and dataset.feature_prefix are both given: select the features one way "
+            "(a list, or a prefix, or neither for every column but the id, the label and dataset.exclude)"
+        )
+    if "features" in section and not ds.features:
+        raise ConfigError("dataset.features is empty: list the feature columns, or leave the key out")
+    if ds.exclude and ds.features:
+        raise ConfigError("dataset.exclude applies only without dataset.features: list just the features to use")
+    reserved = {
+        ds.id_column: "the id column",
+        ds.label_column: "the label column",
+        PARTITION_COLUMN: "the partition column",
+    }
+    for key in ("features", "exclude", "categorical"):
+        for name in getattr(ds, key):
+            if name in reserved:
+                raise ConfigError(f"dataset.{key} includes {reserved[name]} {name!r}: it can never be a feature")
+    for name in (ds.id_column, ds.label_column):
+        if ds.feature_prefix and name.startswith(ds.feature_prefix):
+            raise ConfigError(
+                f"dataset.feature_prefix {ds.feature_prefix!r} matches {reserved[name]} {name!r}: "
+                "choose a prefix that only feature columns start with, or list dataset.features"
+            )
+    stray = [name for name in ds.categorical if ds.features and name not in ds.features]
+    if stray:
+        raise ConfigError(f"dataset.categorical names {stray}, which dataset.features does not list")
+    _check_classes(ds)
+
+
+def _check_classes(ds: DatasetConfig) -> None:
+    if ds.task == "regression":
+        if ds.classes:
+            raise ConfigError("dataset.classes is given but dataset.task is regression: remove dataset.classes")
+        return
+    if len(ds.classes) < 2:
+        raise ConfigError("dataset.classes must list at least two classes (the label values, in index order)")
+    for value in ds.classes:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ConfigError(f"dataset.classes must hold integers or text, got {value!r}: write booleans as 0 and 1")
+    # Labels are matched by their text ("1" and 1 alike), so two classes may not share one.
+    texts = [str(value) for value in ds.classes]
+    repeated = sorted({text for text in texts if texts.count(text) > 1})
+    if repeated:
+        raise ConfigError(f"dataset.classes lists {repeated} more than once")
+
+
 def _reject_unknown_keys(raw: dict[str, Any]) -> None:
     """A misspelt key (in the file or an override, e.g. training.learning_rate) would otherwise be
     ignored and the run would silently train with the default: refuse it, naming it."""
@@ -132,14 +220,21 @@ def config_from_dict(raw: dict[str, Any]) -> PipelineConfig:
         ),
         id_column=_require(d, "id_column", str, "dataset"),
         label_column=_require(d, "label_column", str, "dataset"),
-        feature_prefix=_require(d, "feature_prefix", str, "dataset"),
-        classes=tuple(_require(d, "classes", list, "dataset")),
+        task=_optional(d, "task", str, "classification"),
+        classes=tuple(_optional(d, "classes", list, [])),
+        features=_names(d, "features"),
+        feature_prefix=_optional(d, "feature_prefix", str, ""),
+        exclude=_names(d, "exclude"),
+        categorical=_names(d, "categorical"),
+        imputation=_optional(d, "imputation", str, "median"),
+        categorical_encoding=_optional(d, "categorical_encoding", str, "one_hot"),
         quarantine_max_fraction=float(d.get("quarantine_max_fraction", 0.0)),
         validation=str(d.get("validation", "gx")),
         validation_sample_rows=int(d.get("validation_sample_rows", 0)),
     )
     if dataset.validation not in ("gx", "vectorised"):
         raise ConfigError(f"dataset.validation {dataset.validation!r} is unknown (known: gx, vectorised)")
+    _check_dataset(dataset, d)
     model = ModelConfig(
         name=_require(m, "name", str, "model"),
         kind=_require(m, "kind", str, "model"),
@@ -166,8 +261,6 @@ def config_from_dict(raw: dict[str, Any]) -> PipelineConfig:
         raise ConfigError(f"training.schedule {training.schedule!r} is unknown (known: cosine, constant)")
     if training.batch_size < 1 or training.workers < 1 or training.lr <= 0:
         raise ConfigError("training.batch_size and training.workers must be >= 1 and training.lr > 0")
-    if len(dataset.classes) < 2:
-        raise ConfigError("dataset.classes must list at least two classes")
     protocol = project_path(_require(raw, "protocol", str, "config"), PROTOCOLS_DIR, "config.protocol")
     return PipelineConfig(dataset, model, training, protocol, raw)
 

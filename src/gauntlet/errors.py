@@ -49,6 +49,11 @@ class ValidationFailed(BadInput):
     """The raw data broke the expectation suite; the message lists what failed."""
 
 
+class DataConfigMismatch(ValidationFailed):
+    """The config and the raw data disagree (a configured column missing, a label outside
+    dataset.classes, text where numbers are expected); the message names the key, column and file."""
+
+
 class PreprocessError(BadInput):
     """The validated input cannot become a dataset; the message says why. A retry meets the same
     input (a file changed since validation, mismatched columns, a bad setting), so none is made."""
