@@ -34,6 +34,8 @@ log = get_logger("gauntlet.train")
 _RANK_PREFIX = re.compile(r"^\[(\d+)\]<(stdout|stderr)>:(.*)$")
 # A dead rank must end the job, not hang it: Gloo gives up on a silent peer after this long.
 DEFAULT_GLOO_TIMEOUT_S = 60
+# The last curve row's values a record keeps as "final" (the rmse pair only in regression rows).
+FINAL_KEYS = ("train_loss", "train_error", "dev_loss", "dev_error", "train_rmse", "dev_rmse")
 
 
 def training_params(config: PipelineConfig, protocol: Protocol, workers: int | None = None) -> dict[str, Any]:
@@ -222,7 +224,10 @@ def _train(
         "peak_rss_mb": round(after.ru_maxrss / 1024, 1),  # largest single child process
         "cost_usd": experiments.estimate_cost(cpu_seconds, gpu_seconds, hardware["gpu_model"]),
         "curve": worker["curve"],
-        "final": {k: final[k] for k in ("train_loss", "train_error", "dev_loss", "dev_error")},
+        "final": {k: final[k] for k in FINAL_KEYS if k in final},
+        # What train_error/dev_error hold: the error rate, or the RMSE for regression (then also train_rmse/dev_rmse).
+        "task": worker.get("task", "classification"),
+        "curve_metric": worker.get("curve_metric", "error_rate"),
         "samples_per_s": sum(r["samples_per_s"] for r in worker["curve"]) / len(worker["curve"]),
         "model_uri": layout.model_uri(experiment_uri),
         "model_sha256": worker["model_sha256"],
@@ -240,8 +245,9 @@ def _train(
         log.info("experiment %s was recorded by a concurrent run first; keeping theirs", key)
         record = storage.get_json(layout.record_uri(experiment_uri))
     log.info(
-        "experiment %s recorded: dev_error=%.4f, %.1fs wall, %.1f CPU-s, $%.6f, %d ranks",
+        "experiment %s recorded: dev_%s=%.4f, %.1fs wall, %.1f CPU-s, $%.6f, %d ranks",
         key,
+        "rmse" if record.get("curve_metric") == "rmse" else "error",
         record["final"]["dev_error"],
         record["wall_seconds"],
         record["cpu_seconds"],

@@ -7,6 +7,11 @@ size, wrap the optimizer in hvd.DistributedOptimizer (gradients averaged by allr
 rank 0's state, train epochs, and rank 0 saves. Around it: checkpoints (training/checkpoint.py; a
 restarted run resumes with the epoch counter, optimizer and RNG state it had), the step itself
 (training/loop.py), CPU thread scheduling (training/cpu_tuning.py) and test faults (training/faults.py).
+
+The dataset manifest's task picks the net's output (one logit per class, or one value) and the loss
+(cross-entropy, or MSE on standardised targets). Every curve row's `train_error`/`dev_error` is the
+task's curve metric, lower is better: the error rate for classification, the RMSE in the label's
+units for regression (whose rows also name it `train_rmse`/`dev_rmse`); `curve_metric` says which.
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ from typing import Any
 import horovod.torch as hvd
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DistributedSampler, TensorDataset
 
 from gauntlet import layout, storage
@@ -31,8 +35,8 @@ from gauntlet.logs import get_logger, setup_logging
 from gauntlet.protocol import plateaued
 from gauntlet.training import checkpoint, cpu_tuning, faults
 from gauntlet.training.data import batch_loader, load_preprocessor, load_split
-from gauntlet.training.loop import EpochTotals, StepHooks, train_epoch
-from gauntlet.training.model import build_model, bundle_bytes, parameter_digest
+from gauntlet.training.loop import EpochTotals, StepHooks, TaskLoss, task_loss, train_epoch
+from gauntlet.training.model import build_model, bundle_bytes, bundle_spec, parameter_digest
 
 log = get_logger("gauntlet.worker")
 
@@ -57,7 +61,7 @@ def train(args: argparse.Namespace) -> None:
 
     # 3. Model; each rank keeps its per-worker batch, so the global batch and the learning rate both
     # grow with the world size. Wrap before restoring state: DistributedOptimizer has its own state.
-    model = build_model(params["model"], data.preprocessor, data.n_classes).to(device)
+    model = build_model(params["model"], data.preprocessor, len(data.classes), data.task).to(device)
     sgd = torch.optim.SGD(
         model.parameters(), lr=params["lr"] * size, momentum=params["momentum"], weight_decay=params["weight_decay"]
     )
@@ -94,7 +98,7 @@ def train(args: argparse.Namespace) -> None:
             around_compute=threads.yielding,
             before_step=cpu_tuning.wait_for_gradients if on_cpu else None,
         )
-        totals = train_epoch(model, optimizer, loader, device, hooks)
+        totals = train_epoch(model, optimizer, loader, device, hooks, loss_fn=data.loss)
         schedule.step()
         curve.append(_curve_row(epoch, totals, model, data, tick))
         if rank == 0:
@@ -113,19 +117,33 @@ class _Data:
     x_dev: torch.Tensor  # on the device
     y_dev: torch.Tensor
     preprocessor: dict[str, Any]
-    n_classes: int
+    task: str  # classification | regression
+    classes: list[Any]  # label values in class-index order; [] for regression
+    loss: TaskLoss
 
     @classmethod
     def load(cls, dataset: str, scratch: str, device: torch.device) -> _Data:
         train_split, manifest = load_split(dataset, "train", scratch)
         dev_split, _ = load_split(dataset, "dev", scratch)
+        schema = manifest["schema"]
+        task = schema.get("task", "classification")  # datasets written before regression have no task
+        preprocessor = load_preprocessor(dataset)
         return cls(
-            train=TensorDataset(torch.from_numpy(train_split.features), torch.from_numpy(train_split.labels)),
+            train=TensorDataset(torch.from_numpy(train_split.features), _labels(train_split.labels, task)),
             x_dev=torch.from_numpy(dev_split.features).to(device),
-            y_dev=torch.from_numpy(dev_split.labels).to(device),
-            preprocessor=load_preprocessor(dataset),
-            n_classes=len(manifest["schema"]["classes"]),
+            y_dev=_labels(dev_split.labels, task).to(device),
+            preprocessor=preprocessor,
+            task=task,
+            classes=list(schema["classes"]),
+            loss=task_loss(task, preprocessor),
         )
+
+
+def _labels(labels: np.ndarray, task: str) -> torch.Tensor:
+    """Class indices as they are (int64), regression targets as float32 like the net's outputs."""
+    if task == "regression":
+        return torch.from_numpy(labels.astype(np.float32))
+    return torch.from_numpy(labels)
 
 
 def _pin_device() -> torch.device:
@@ -168,8 +186,9 @@ def _should_stop(curve: list[dict[str, Any]], patience: int, epoch: int) -> bool
     if stop and hvd.rank() == 0:
         best = min(curve, key=lambda row: row["dev_error"])
         log.info(
-            "stopping early after epoch %d: dev_error has not improved for %d epochs (best %.4f at epoch %d)",
+            "stopping early after epoch %d: dev_%s has not improved for %d epochs (best %.4f at epoch %d)",
             len(curve),
+            "rmse" if "dev_rmse" in best else "error",
             patience,
             best["dev_error"],
             best["epoch"],
@@ -177,31 +196,44 @@ def _should_stop(curve: list[dict[str, Any]], patience: int, epoch: int) -> bool
     return stop
 
 
+def curve_metric(task: str) -> str:
+    """What a curve row's train_error/dev_error hold for a task."""
+    return "rmse" if task == "regression" else "error_rate"
+
+
 def _curve_row(epoch: int, totals: EpochTotals, model: torch.nn.Module, data: _Data, tick: float) -> dict[str, Any]:
     """The epoch's line of the learning curve, over all ranks."""
     loss_sum, wrong, seen = _allreduce_sums([totals.loss_sum, totals.wrong, totals.seen], f"train.{epoch}")
-    dev_loss, dev_error = _evaluate_shard(model, data.x_dev, data.y_dev, f"dev.{epoch}")
-    return {
+    dev_loss, dev_wrong = _evaluate_shard(model, data, f"dev.{epoch}")
+    row = {
         "epoch": epoch,
         "step": int(epoch * len(data.train)),  # samples seen: comparable across batch sizes and ranks
         "train_loss": loss_sum / seen,
-        "train_error": wrong / seen,
+        "train_error": _error(wrong / seen, data.task),
         "dev_loss": dev_loss,
-        "dev_error": dev_error,
+        "dev_error": _error(dev_wrong, data.task),
         "samples_per_s": seen / totals.seconds,
         "epoch_seconds": time.perf_counter() - tick,
     }
+    if data.task == "regression":
+        row.update(train_rmse=row["train_error"], dev_rmse=row["dev_error"])
+    return row
 
 
-def _evaluate_shard(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, name: str) -> tuple[float, float]:
-    """Loss and error over the whole split: each rank scores rank::size rows, sums are allreduced."""
+def _error(mean_wrong: float, task: str) -> float:
+    """The curve metric from the mean of the loss's `wrong`: an error rate, or the root of a mean squared error."""
+    return math.sqrt(mean_wrong) if task == "regression" else mean_wrong
+
+
+def _evaluate_shard(model: torch.nn.Module, data: _Data, name: str) -> tuple[float, float]:
+    """Mean loss and mean `wrong` over the dev split: each rank scores rank::size rows, sums are allreduced."""
     model.eval()
     with torch.no_grad():
         rows = slice(hvd.rank(), None, hvd.size())
-        logits = model(x[rows])
-        loss_sum = F.cross_entropy(logits, y[rows], reduction="sum").item()
-        wrong = (logits.argmax(dim=1) != y[rows]).sum().item()
-    loss_sum, wrong, count = _allreduce_sums([loss_sum, wrong, len(y[rows])], name)
+        outputs, y = model(data.x_dev[rows]), data.y_dev[rows]
+        loss_sum = data.loss.total(outputs, y).item()
+        wrong = data.loss.wrong(outputs, y).item()
+    loss_sum, wrong, count = _allreduce_sums([loss_sum, wrong, len(y)], name)
     return loss_sum / count, wrong / count
 
 
@@ -224,8 +256,7 @@ def _save_model(
         return
     if len(set(digests)) != 1:
         raise RuntimeError(f"ranks disagree on the final weights: {digests}")
-    spec = {"model": params["model"], "preprocessor": data.preprocessor, "n_classes": data.n_classes}
-    model_bytes = bundle_bytes(model, spec)
+    model_bytes = bundle_bytes(model, bundle_spec(params["model"], data.preprocessor, data.task, data.classes))
     storage.put_bytes(layout.model_uri(experiment), model_bytes)
     storage.put_json(
         layout.worker_report_uri(experiment),
@@ -238,6 +269,8 @@ def _save_model(
             "resumed_from_epoch": record["resumed_from_epoch"],
             "epochs_run": len(curve),
             "stopped_early": record["stopped_early"],
+            "task": data.task,
+            "curve_metric": curve_metric(data.task),
         },
     )
     log.info("model written: %d ranks hold identical weights (%s)", hvd.size(), digests[0][:12])
@@ -270,14 +303,16 @@ def _log_plan(sampler: DistributedSampler[Any], rows: int, params: dict[str, Any
 
 
 def _log_epoch(row: dict[str, Any], epochs: int, seconds_per_epoch: float) -> None:
+    name = "rmse" if "dev_rmse" in row else "error"  # the curve metric, by its name
     log.info(
-        "epoch %d/%d train_loss=%.4f train_error=%.4f dev_loss=%.4f dev_error=%.4f "
-        "samples/s=%.0f epoch_time=%.2fs eta=%.0fs",
+        "epoch %d/%d train_loss=%.4f train_%s=%.4f dev_loss=%.4f dev_%s=%.4f samples/s=%.0f epoch_time=%.2fs eta=%.0fs",
         row["epoch"],
         epochs,
         row["train_loss"],
+        name,
         row["train_error"],
         row["dev_loss"],
+        name,
         row["dev_error"],
         row["samples_per_s"],
         row["epoch_seconds"],
