@@ -92,6 +92,11 @@ class NotCommitted(BadInput):
     commits it has to run first; retrying the reader does not."""
 
 
+class InitError(BadInput):
+    """`gauntlet init` cannot scaffold a dataset from this table (an unknown id or label column,
+    repeated ids, a label with one value, files it would overwrite); the message says what to change."""
+
+
 class IntegrityError(BadInput):
     """An object's bytes do not match the sha256 its manifest or record promises. Storage already
     re-reads a cut-off body, so the stored bytes themselves are damaged: a retry reads them again."""
