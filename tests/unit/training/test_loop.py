@@ -1,13 +1,15 @@
-"""training.loop: train_epoch is the plain optimisation step, with hooks in step order."""
+"""training.loop: train_epoch is the plain optimisation step, with hooks in step order and the task's loss."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
 
+import pytest
 import torch
 
-from gauntlet.training.loop import StepHooks, train_epoch
+from gauntlet.training.loop import StepHooks, task_loss, train_epoch
+from gauntlet.training.model import Unstandardize
 
 
 def _tiny_model(seed: int) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
@@ -55,3 +57,57 @@ def test_train_epoch_calls_its_hooks_in_step_order_and_stops_at_max_steps() -> N
     totals = train_epoch(model, optimizer, batches, torch.device("cpu"), hooks, max_steps=2)
     assert totals.steps == 2 and totals.seen == 8
     assert calls == ["batch 0", "compute", "step", "batch 1", "compute", "step"]
+
+
+def test_the_default_loss_is_cross_entropy_and_classification_keeps_its_step() -> None:
+    """Passing the classification loss explicitly trains the very same weights as the default."""
+    x, y = torch.randn(40, 4), torch.randint(0, 3, (40,))
+    batches = [(x[i : i + 8], y[i : i + 8]) for i in range(0, 40, 8)]
+    default, explicit = _tiny_model(2), _tiny_model(2)
+    first = train_epoch(default[0], default[1], batches, torch.device("cpu"))
+    second = train_epoch(
+        explicit[0], explicit[1], batches, torch.device("cpu"), loss_fn=task_loss("classification", {})
+    )
+    assert (first.loss_sum, first.wrong) == (second.loss_sum, second.wrong)
+    for ours, theirs in zip(default[0].state_dict().values(), explicit[0].state_dict().values(), strict=True):
+        assert torch.equal(ours, theirs)
+
+
+def test_regression_loss_is_mse_on_standardised_values_and_wrong_is_raw_squared_error() -> None:
+    loss = task_loss("regression", {"target": {"mean": 100.0, "scale": 20.0}})
+    outputs, targets = torch.tensor([[110.0], [80.0], [100.0]]), torch.tensor([100.0, 100.0, 140.0])
+    # Standardised: predictions (0.5, -1, 0) against targets (0, 0, 2).
+    assert loss.mean(outputs, targets).item() == pytest.approx((0.25 + 1 + 4) / 3)
+    assert loss.total(outputs, targets).item() == pytest.approx(0.25 + 1 + 4)
+    assert loss.wrong(outputs, targets).item() == pytest.approx(100 + 400 + 1600)
+
+
+def test_train_epoch_fits_a_regression_in_raw_units() -> None:
+    """A linear target in the hundreds: with the standardised loss one SGD rate fits it, and the
+    totals sum squared error in the label's units."""
+    torch.manual_seed(3)
+    x = torch.randn(256, 4)
+    y = 500.0 + 80.0 * (x @ torch.tensor([1.0, -2.0, 0.5, 0.0]))
+    mean, scale = y.mean().item(), y.std().item()
+    model = torch.nn.Sequential(torch.nn.Linear(4, 1), Unstandardize(mean, scale))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    batches = [(x[i : i + 32], y[i : i + 32]) for i in range(0, 256, 32)]
+    loss_fn = task_loss("regression", {"target": {"mean": mean, "scale": scale}})
+    first = train_epoch(model, optimizer, batches, torch.device("cpu"), loss_fn=loss_fn)
+    for _ in range(10):
+        last = train_epoch(model, optimizer, batches, torch.device("cpu"), loss_fn=loss_fn)
+    assert last.loss_sum / last.seen < 0.01 < first.loss_sum / first.seen
+    assert (last.wrong / last.seen) ** 0.5 < 0.1 * scale
+    # The loss is the squared error in standard units, `wrong` the same error in the label's units.
+    assert last.wrong == pytest.approx(last.loss_sum * scale**2, rel=1e-4)
+    with torch.no_grad():
+        assert ((model(x)[:, 0] - y) ** 2).mean().item() ** 0.5 < 0.1 * scale
+
+
+@pytest.mark.parametrize(
+    ("task", "preprocessor", "message"),
+    [("ranking", {}, "unknown task 'ranking'"), ("regression", {}, "no 'target' mean and scale")],
+)
+def test_a_task_without_a_loss_is_refused(task: str, preprocessor: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        task_loss(task, preprocessor)
