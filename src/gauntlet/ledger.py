@@ -3,12 +3,14 @@
 Evaluate adds suspects to <store>/ledgers/<dataset>/ledger.json. The pipeline never edits the test
 set; a person confirms an entry with `gauntlet ledger confirm`, which writes a new protocol file
 that excludes the row (a new protocol version, so old and new results are never mixed) and lists
-the experiments that must be re-scored under it.
+the experiments that must be re-scored under it. Label errors are a classification notion (a
+class every model confidently prefers): a regression evaluation records nothing here.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,32 +19,63 @@ import yaml
 
 from gauntlet import experiments, layout, storage
 from gauntlet.errors import BadInput, PreconditionFailed, StorageError
+from gauntlet.logs import get_logger
 from gauntlet.protocol import Protocol, load_protocol
+from gauntlet.scoring.metrics import CLASSIFICATION
 from gauntlet.training.data import Split
 
 CONFIDENCE = 0.8
 _RETRIES = 20
+log = get_logger("gauntlet.ledger")
+
+
+def record_evaluation(
+    store: str,
+    protocol: Protocol,
+    dataset: str,
+    experiment: str,
+    test: Split,
+    probas: dict[str, np.ndarray],
+    class_names: Sequence[str] = (),
+) -> tuple[int | None, str | None]:
+    """(suspects found, ledger uri) for one evaluation's predictions; (None, None) when the protocol's
+    task has no label errors to suspect (regression), which is logged."""
+    if protocol.task != CLASSIFICATION:
+        log.info(
+            "label-error ledger: nothing recorded, protocol %s is a %s protocol and suspected label errors "
+            "are rows every model puts confidently in another class (classification only)",
+            protocol.name,
+            protocol.task,
+        )
+        return None, None
+    suspects = suspected_label_errors(test, probas, class_names=class_names)
+    return len(suspects), record_suspects(store, protocol, dataset, experiment, suspects)
 
 
 def suspected_label_errors(
-    test: Split, probas: dict[str, np.ndarray], confidence: float = CONFIDENCE
+    test: Split, probas: dict[str, np.ndarray], confidence: float = CONFIDENCE, class_names: Sequence[str] = ()
 ) -> list[dict[str, Any]]:
-    """Rows where every model predicts the same wrong class with at least `confidence`."""
+    """Rows where every model predicts the same wrong class with at least `confidence`; with
+    `class_names` (one per class index) each entry also names its label and predicted class."""
     stacked = np.stack(list(probas.values()))  # models x rows x classes
     predicted = stacked.argmax(axis=2)
     confident = stacked.max(axis=2) >= confidence
     agree = (predicted == predicted[0]).all(axis=0)
     wrong = (predicted != test.labels).all(axis=0)
     rows = np.flatnonzero(agree & wrong & confident.all(axis=0))
-    return [
-        {
+    suspects: list[dict[str, Any]] = []
+    for i in rows:
+        label, guess = int(test.labels[i]), int(predicted[0, i])
+        suspect: dict[str, Any] = {
             "row_id": str(test.ids[i]),
-            "label": int(test.labels[i]),
-            "predicted": int(predicted[0, i]),
+            "label": label,
+            "predicted": guess,
             "confidence": {m: round(float(p[i].max()), 4) for m, p in probas.items()},
         }
-        for i in rows
-    ]
+        if class_names:
+            suspect.update(label_name=str(class_names[label]), predicted_name=str(class_names[guess]))
+        suspects.append(suspect)
+    return suspects
 
 
 def record_suspects(

@@ -1,4 +1,5 @@
-"""PNG figures for run reports: learning curves, confusion matrices, reliability diagrams.
+"""PNG figures for run reports: learning curves, confusion matrices, reliability diagrams, and for
+regression the residuals and predicted-vs-actual scatter.
 
 Each function writes one PNG to a local path and returns that path; uploading is the caller's job.
 """
@@ -29,6 +30,7 @@ ERROR_FLOOR = 1e-4
 STEP_FLOOR = 1.0
 # Beyond this many classes, per-cell numbers are unreadable.
 MAX_ANNOTATED_CLASSES = 30
+MAX_TICK_LABEL_LENGTH = 16
 
 
 def truncate_label(label: str, max_length: int = MAX_LABEL_LENGTH) -> str:
@@ -49,8 +51,10 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return out
 
 
-def learning_curves(curves: Mapping[str, Sequence[tuple[float, float]]], path: str | Path, title: str) -> Path:
-    """Dev error against training step for each experiment, on log-log axes."""
+def learning_curves(
+    curves: Mapping[str, Sequence[tuple[float, float]]], path: str | Path, title: str, ylabel: str = "dev error"
+) -> Path:
+    """Dev error (or `ylabel`'s quantity) against training step for each experiment, on log-log axes."""
     fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
     cmap = plt.get_cmap("tab10")
     styles = ["-", "--", ":", "-."]
@@ -84,19 +88,29 @@ def learning_curves(curves: Mapping[str, Sequence[tuple[float, float]]], path: s
     ax.grid(True, which="major", alpha=0.5)
     ax.grid(True, which="minor", alpha=0.15)
     ax.set_xlabel("training step (samples seen)")
-    ax.set_ylabel("dev error")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     return _save(fig, path)
 
 
-def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, n_classes: int, path: str | Path, title: str) -> Path:
-    """Counts of true class (rows) against predicted class (columns), annotated."""
+def confusion_matrix(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    n_classes: int,
+    path: str | Path,
+    title: str,
+    class_names: Sequence[str] = (),
+) -> Path:
+    """Counts of true class (rows) against predicted class (columns), annotated; the ticks show
+    `class_names` (one per class index) when given, else the indices."""
     true = np.asarray(y_true, dtype=np.int64).ravel()
     pred = np.asarray(y_pred, dtype=np.int64).ravel()
     if true.shape != pred.shape:
         raise ValueError(f"y_true {true.shape} and y_pred {pred.shape} differ in length")
     if n_classes < 1:
         raise ValueError("n_classes must be >= 1")
+    if class_names and len(class_names) != n_classes:
+        raise ValueError(f"{len(class_names)} class names for {n_classes} classes")
     for name, values in (("y_true", true), ("y_pred", pred)):
         if values.size and (values.min() < 0 or values.max() >= n_classes):
             raise ValueError(f"{name} labels must be in [0, {n_classes - 1}]")
@@ -124,6 +138,11 @@ def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, n_classes: int, path:
     if n_classes <= MAX_ANNOTATED_CLASSES:
         ax.set_xticks(ticks)
         ax.set_yticks(ticks)
+        if class_names:
+            labels = [truncate_label(str(name), MAX_TICK_LABEL_LENGTH) for name in class_names]
+            rotate = max(map(len, labels)) > 2  # longer names would overlap side by side
+            ax.set_xticklabels(labels, rotation=45 if rotate else 0, ha="right" if rotate else "center")
+            ax.set_yticklabels(labels)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     accuracy = float(np.trace(counts) / counts.sum()) if counts.sum() else math.nan
@@ -187,4 +206,50 @@ def reliability_diagram(
     ax_counts.set_xlabel("confidence (top-class probability)")
     ax_counts.set_ylabel("rows")
     ax_counts.grid(True, alpha=0.3)
+    return _save(fig, path)
+
+
+def _regression_columns(y_true: ArrayLike, predicted: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    actual = np.asarray(y_true, dtype=np.float64).ravel()
+    values = np.asarray(predicted, dtype=np.float64).ravel()  # (rows, 1) or (rows,)
+    if actual.shape != values.shape:
+        raise ValueError(f"y_true {actual.shape} and predictions {values.shape} differ in length")
+    if actual.size == 0:
+        raise ValueError("no rows to plot")
+    return actual, values
+
+
+def residual_plot(y_true: ArrayLike, predicted: ArrayLike, path: str | Path, title: str) -> Path:
+    """Residual (actual - predicted) against predicted value, with the zero line: a trend or a funnel
+    shows where the model is biased or unsure."""
+    actual, values = _regression_columns(y_true, predicted)
+    residual = actual - values
+    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+    ax.scatter(values, residual, s=10, alpha=0.6, color="tab:blue", edgecolors="none")
+    ax.axhline(0.0, color="gray", linestyle="--", linewidth=1)
+    ax.set_xlabel("predicted value")
+    ax.set_ylabel("residual (actual - predicted)")
+    ax.grid(True, alpha=0.3)
+    rmse = float(np.sqrt(np.mean(residual**2)))
+    ax.set_title(f"{title}\nRMSE {rmse:.4g}, mean residual {float(residual.mean()):+.4g} on {actual.size} rows")
+    return _save(fig, path)
+
+
+def predicted_vs_actual(y_true: ArrayLike, predicted: ArrayLike, path: str | Path, title: str) -> Path:
+    """Predicted against actual value with the diagonal a perfect model would lie on."""
+    actual, values = _regression_columns(y_true, predicted)
+    low = float(min(actual.min(), values.min()))
+    high = float(max(actual.max(), values.max()))
+    pad = (high - low) * 0.05 or 1.0
+    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+    ax.scatter(actual, values, s=10, alpha=0.6, color="tab:blue", edgecolors="none")
+    ax.plot([low - pad, high + pad], [low - pad, high + pad], linestyle="--", color="gray", label="predicted = actual")
+    ax.set_xlim(low - pad, high + pad)
+    ax.set_ylim(low - pad, high + pad)
+    ax.set_aspect("equal")
+    ax.set_xlabel("actual value")
+    ax.set_ylabel("predicted value")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", fontsize="small")
+    ax.set_title(f"{title}\n{actual.size} rows")
     return _save(fig, path)

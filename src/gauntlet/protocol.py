@@ -20,10 +20,16 @@ import yaml
 
 from gauntlet.errors import ProtocolError
 from gauntlet.hashing import content_hash
-from gauntlet.scoring.metrics import METRICS
+from gauntlet.scoring.metrics import CLASSIFICATION, METRIC_TASK, METRICS, REGRESSION, TASKS, metrics_for
 
 GATE_MODES = ("superiority", "non_inferiority")
 MIN_BOOTSTRAP_RESAMPLES = 1000
+# baseline.kind -> (its task, its settings and their defaults): the simple model every candidate must beat.
+BASELINES: dict[str, tuple[str, dict[str, float | int]]] = {
+    "logistic_regression": (CLASSIFICATION, {"C": 1.0, "max_iter": 500}),
+    "ridge": (REGRESSION, {"alpha": 1.0}),
+}
+DEFAULT_BASELINE = {CLASSIFICATION: "logistic_regression", REGRESSION: "ridge"}
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,9 @@ class Protocol:
     patience: int | None = None
     # Test-frame columns (e.g. the raw partition `date`) whose values get their own metric table.
     slices: tuple[str, ...] = ()
+    # classification (labels are class indices, models give probabilities) or regression (float
+    # labels, models give one value per row); every metric of the protocol belongs to it.
+    task: str = CLASSIFICATION
 
     @property
     def id(self) -> str:
@@ -100,6 +109,7 @@ _TOP_LEVEL_KEYS = {
     "baseline",
     "excluded_row_ids",
     "slices",
+    "task",
 }
 _SECTION_KEYS = {
     "split": {"id_column", "salt", "test_fraction", "dev_fraction"},
@@ -146,6 +156,9 @@ def _parse_protocol(raw: Any) -> Protocol:
 
     epochs, patience = _epoch_budget(training)
     seed = _integer(training.get("seed"), "training.seed", minimum=0)
+    task = raw.get("task", CLASSIFICATION)
+    if task not in TASKS:
+        raise ProtocolError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
 
     primary = _metric_name(metrics.get("primary"), "metrics.primary")
     guards_raw = metrics.get("guards") or {}
@@ -164,6 +177,7 @@ def _parse_protocol(raw: Any) -> Protocol:
     if not isinstance(report_raw, list) or not report_raw:
         raise ProtocolError("metrics.report must be a non-empty list of metric names")
     report = tuple(_metric_name(m, "metrics.report") for m in report_raw)
+    _require_task_metrics(task, [primary, *guards, *report])
 
     mode = gate.get("mode")
     if mode not in GATE_MODES:
@@ -184,9 +198,7 @@ def _parse_protocol(raw: Any) -> Protocol:
     )
     bootstrap_seed = _integer(gate.get("bootstrap_seed"), "gate.bootstrap_seed", minimum=0)
 
-    baseline = raw.get("baseline") or {}
-    if not isinstance(baseline, Mapping):
-        raise ProtocolError("baseline must be a mapping")
+    baseline = _baseline(raw.get("baseline") or {}, task)
 
     excluded_raw = raw.get("excluded_row_ids") or []
     if not isinstance(excluded_raw, list):
@@ -224,12 +236,50 @@ def _parse_protocol(raw: Any) -> Protocol:
         confidence=confidence,
         bootstrap_resamples=resamples,
         bootstrap_seed=bootstrap_seed,
-        baseline=dict(baseline),
+        baseline=baseline,
         excluded_row_ids=tuple(excluded),
         raw=copy.deepcopy(dict(raw)),
         patience=patience,
         slices=slices,
+        task=task,
     )
+
+
+def _require_task_metrics(task: str, names: Sequence[str]) -> None:
+    """Every metric of the protocol scores its task (an RMSE of class probabilities means nothing)."""
+    other = [name for name in dict.fromkeys(names) if METRIC_TASK[name] != task]
+    if other:
+        raise ProtocolError(
+            f"metrics {', '.join(other)} are not {task} metrics, and the protocol's task is {task} "
+            f"(task: {CLASSIFICATION} unless set): use {task} metrics ({', '.join(metrics_for(task))}) "
+            "or set the top-level task"
+        )
+
+
+def _baseline(baseline: Any, task: str) -> dict[str, Any]:
+    """The baseline section with its kind and every setting filled in; the kind must fit the task."""
+    if not isinstance(baseline, Mapping):
+        raise ProtocolError("baseline must be a mapping")
+    kind = baseline.get("kind", DEFAULT_BASELINE[task])
+    if kind not in BASELINES:
+        raise ProtocolError(f"baseline.kind must be one of {', '.join(BASELINES)}, got {kind!r}")
+    kind_task, defaults = BASELINES[kind]
+    if kind_task != task:
+        raise ProtocolError(
+            f"baseline.kind {kind} is a {kind_task} baseline and the protocol's task is {task}: "
+            f"use baseline.kind {DEFAULT_BASELINE[task]}"
+        )
+    _reject_unknown(baseline, {"kind", *defaults}, "baseline.")
+    settings: dict[str, Any] = {"kind": kind}
+    for key, default in defaults.items():
+        where = f"baseline.{key}"
+        if isinstance(default, int):
+            settings[key] = _integer(baseline.get(key, default), where, minimum=1)
+        else:
+            settings[key] = _number(baseline.get(key, default), where)
+            if settings[key] < 0 or (key == "C" and settings[key] == 0):
+                raise ProtocolError(f"{where} must be {'> 0' if key == 'C' else '>= 0'}, got {settings[key]}")
+    return settings
 
 
 def _epoch_budget(training: Mapping[str, Any]) -> tuple[int, int | None]:

@@ -336,10 +336,12 @@ def test_per_class_table_matches_sklearn() -> None:
 
 
 def test_registry_and_compute_metrics() -> None:
-    assert set(METRICS) == set(ALL_METRICS)
+    assert set(METRICS) == {*ALL_METRICS, "average_precision", "rmse", "mae", "r2"}
     assert {n for n in METRICS if higher_is_better(n)} == {
         "macro_average_precision",
+        "average_precision",
         "roc_auc",
+        "r2",
     }
     y, proba = random_problem(200, 3, seed=6)
     values = compute_metrics(y, proba, ALL_METRICS)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
-from gauntlet.scoring.metrics import METRICS, WEIGHTED, FloatArray, IntArray, check_inputs, higher_is_better
+from gauntlet.scoring.metrics import METRICS, WEIGHTED, FloatArray, IntArray, check_inputs, task_of
 
 # Bound the (resamples x rows) work matrices so large test sets don't exhaust memory.
 _BOOTSTRAP_CELLS_PER_CHUNK = 2_000_000
@@ -28,15 +28,17 @@ def _weights_from_indices(indices: IntArray, n_rows: int) -> FloatArray:
 def bootstrap_metric_samples(
     y_true: ArrayLike, proba: ArrayLike, names: Sequence[str], indices: ArrayLike
 ) -> dict[str, FloatArray]:
-    """Each named metric on each resample; row r of `indices` lists the rows drawn for it."""
-    y, p = check_inputs(y_true, proba)
+    """Each named metric on each resample; row r of `indices` lists the rows drawn for it.
+
+    Classification: probabilities (rows, classes); regression: predicted values (rows, 1).
+    """
+    y, p = check_inputs(y_true, proba, task_of(names))
     idx = np.asarray(indices, dtype=np.int64)
     if idx.ndim != 2 or idx.size == 0 or idx.min() < 0 or idx.max() >= y.shape[0]:
         raise ValueError("indices must be a non-empty 2-D array of row numbers")
     weights = _weights_from_indices(idx, y.shape[0])
     out: dict[str, FloatArray] = {}
     for name in names:
-        higher_is_better(name)
         if name in WEIGHTED:
             out[name] = WEIGHTED[name](y, p, weights)
         else:  # a registered metric without a weighted form: evaluate resample by resample
@@ -54,9 +56,13 @@ def paired_bootstrap(
     seed: int,
     confidence: float,
 ) -> dict[str, dict[str, float]]:
-    """Percentile interval for metric(a) - metric(b), resampling the same rows for both."""
-    y, pa = check_inputs(y_true, proba_a)
-    _, pb = check_inputs(y, proba_b)
+    """Percentile interval for metric(a) - metric(b), resampling the same rows for both.
+
+    `proba_a`/`proba_b` are probabilities (rows, classes) or, for regression metrics, values (rows, 1).
+    """
+    task = task_of(names)
+    y, pa = check_inputs(y_true, proba_a, task)
+    _, pb = check_inputs(y, proba_b, task)
     if pa.shape != pb.shape:
         raise ValueError(f"proba_a {pa.shape} and proba_b {pb.shape} differ in shape")
     if resamples < 1:

@@ -1,6 +1,7 @@
 """The references a candidate is judged against: the baseline model and the champion's stand-in.
 
-The baseline is the protocol's logistic regression, fit on the candidate's training rows. A
+The baseline is the protocol's logistic regression (classification) or ridge regression
+(regression), fit on the candidate's training rows. A
 champion trained under another split has seen some of the candidate's test rows, so it is never
 scored on them: its config re-trained under this protocol on the candidate's dataset stands in for
 it, and without one `champion_stand_in` says (BadInput) how to make one. The anchor is
@@ -14,7 +15,7 @@ import shlex
 from typing import Any
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -23,9 +24,25 @@ from gauntlet.errors import BadInput
 from gauntlet.logs import get_logger
 from gauntlet.protocol import Protocol, off_protocol_reason
 from gauntlet.scoring.compare import describe_split, protocol_split, split_difference
+from gauntlet.scoring.metrics import REGRESSION
 from gauntlet.training.data import Split
 
 log = get_logger("gauntlet.evaluate")
+
+
+def baseline_predictions(protocol: Protocol, train: Split, test: Split, n_classes: int) -> np.ndarray:
+    """The protocol's baseline on the test rows: probabilities (rows, n_classes), or values (rows, 1)
+    for a regression protocol."""
+    if protocol.task == REGRESSION:
+        return baseline_values(protocol, train, test)
+    return baseline_proba(protocol, train, test, n_classes)
+
+
+def baseline_values(protocol: Protocol, train: Split, test: Split) -> np.ndarray:
+    """The regression baseline: ridge regression on the standardised encoded features, shape (rows, 1)."""
+    model = make_pipeline(StandardScaler(), Ridge(alpha=float(protocol.baseline.get("alpha", 1.0))))
+    model.fit(train.features, np.asarray(train.labels, dtype=np.float64))
+    return np.asarray(model.predict(test.features), dtype=np.float64).reshape(-1, 1)
 
 
 def baseline_proba(protocol: Protocol, train: Split, test: Split, n_classes: int) -> np.ndarray:

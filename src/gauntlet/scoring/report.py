@@ -17,11 +17,14 @@ import numpy as np
 
 from gauntlet import plots
 from gauntlet.protocol import Protocol
+from gauntlet.scoring.metrics import REGRESSION
 
 
-def comparison_table(metrics: Mapping[str, Mapping[str, float]], names: Sequence[str]) -> str:
-    """Markdown table: one row per model, one column per metric."""
-    header = "| model | " + " | ".join(names) + " |"
+def comparison_table(
+    metrics: Mapping[str, Mapping[str, float]], names: Sequence[str], row_header: str = "model"
+) -> str:
+    """Markdown table: one row per model (or whatever `row_header` names), one column per metric."""
+    header = f"| {row_header} | " + " | ".join(names) + " |"
     rule = "|---|" + "---|" * len(names)
     rows = [f"| {model} | " + " | ".join(f"{values[n]:.4f}" for n in names) + " |" for model, values in metrics.items()]
     return "\n".join([header, rule, *rows])
@@ -47,16 +50,26 @@ def evaluation_tables(
     confidence: float,
     per_class: Sequence[Mapping[str, float | int]],
     slices: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    class_names: Sequence[str] = (),
 ) -> dict[str, str]:
-    """The evaluation's Markdown tables by name: metrics, intervals, per-class, then one per slice column."""
+    """The evaluation's Markdown tables by name: metrics, intervals, per-class (classification only:
+    an empty `per_class` leaves it out), then one per slice column. Per-class rows are named by
+    `class_names` (one per class index) when given, else by index."""
     tables = {
         "metrics": comparison_table(metrics, names),
         "intervals": interval_table(comparisons, names, confidence),
-        "per_class": comparison_table(
-            {f"class {r['class']}": {k: float(v) for k, v in r.items() if k != "class"} for r in per_class},
-            ["support", "precision", "recall", "error_rate"],
-        ),
     }
+    if per_class:
+        tables["per_class"] = comparison_table(
+            {
+                str(class_names[int(r["class"])]) if class_names else str(r["class"]): {
+                    k: float(v) for k, v in r.items() if k != "class"
+                }
+                for r in per_class
+            },
+            ["support", "precision", "recall", "error_rate"],
+            row_header="class",
+        )
     for column, groups in slices.items():
         tables[f"slice_{column}"] = comparison_table(
             {
@@ -80,7 +93,8 @@ def table_html(markdown: str) -> str:
 
 def references_text(report: Mapping[str, Any]) -> str:
     """One line per reference the candidate was judged against: champion, baseline, anchor."""
-    lines = ["The candidate was judged against:", "- baseline: the protocol's logistic regression"]
+    baseline = "ridge regression" if report.get("task") == REGRESSION else "logistic regression"
+    lines = ["The candidate was judged against:", f"- baseline: the protocol's {baseline}"]
     if report["champion_version"] is None:
         lines.append("- champion: none yet")
     else:
@@ -144,36 +158,51 @@ def evaluation_html(report: Mapping[str, Any]) -> str:
     )
 
 
+def _dev_curve_point(row: Mapping[str, Any]) -> tuple[float, float]:
+    """(step, dev error) of one learning-curve row; a regression run records its dev RMSE instead."""
+    return row["step"], row["dev_error"] if "dev_error" in row else row["dev_rmse"]
+
+
 def write_evaluation_figures(
     folder: Path,
     protocol: Protocol,
     records: Sequence[Mapping[str, Any]],
     y_true: np.ndarray,
-    candidate_proba: np.ndarray,
-    n_classes: int,
+    candidate: np.ndarray,
+    class_names: Sequence[str],
     experiment_key: str,
 ) -> list[str]:
-    """The evaluation's PNGs in `folder`: every experiment's learning curve under the protocol, the
-    candidate's confusion matrix and reliability diagram. Returns their file names, sorted."""
+    """The evaluation's PNGs in `folder`: every experiment's learning curve under the protocol, then
+    for classification the candidate's confusion matrix (ticks named by `class_names`) and reliability
+    diagram, for regression its residual plot and predicted-vs-actual scatter. Returns their file
+    names, sorted."""
     curves = {
         f"{r['key'][:8]} {r['params']['model']['kind']} lr={r['params']['lr']} ep={r['params']['epochs']}": [
-            (row["step"], row["dev_error"]) for row in r["curve"]
+            _dev_curve_point(row) for row in r["curve"]
         ]
         for r in records
     }
+    regression = protocol.task == REGRESSION
     plots.learning_curves(
-        curves, folder / "learning_curves.png", f"Learning curves, protocol {protocol.name} ({protocol.id[:8]})"
+        curves,
+        folder / "learning_curves.png",
+        f"Learning curves, protocol {protocol.name} ({protocol.id[:8]})",
+        ylabel="dev RMSE" if regression else "dev error",
     )
-    plots.confusion_matrix(
-        y_true,
-        candidate_proba.argmax(axis=1),
-        n_classes,
-        folder / "confusion_matrix.png",
-        f"Candidate {experiment_key[:8]} on the test set",
-    )
-    plots.reliability_diagram(
-        y_true, candidate_proba, folder / "reliability.png", f"Candidate {experiment_key[:8]} calibration"
-    )
+    title = f"Candidate {experiment_key[:8]}"
+    if regression:
+        plots.residual_plot(y_true, candidate, folder / "residuals.png", f"{title} residuals on the test set")
+        plots.predicted_vs_actual(y_true, candidate, folder / "predicted_vs_actual.png", f"{title} on the test set")
+    else:
+        plots.confusion_matrix(
+            y_true,
+            candidate.argmax(axis=1),
+            len(class_names),
+            folder / "confusion_matrix.png",
+            f"{title} on the test set",
+            class_names=class_names,
+        )
+        plots.reliability_diagram(y_true, candidate, folder / "reliability.png", f"{title} calibration")
     return sorted(p.name for p in folder.glob("*.png"))
 
 

@@ -1,6 +1,8 @@
 """evaluate: score candidate, scikit-learn baseline, champion and the protocol's anchor under the fixed protocol.
 
-Every model is scored on the same frozen test rows (minus the protocol's confirmed label errors).
+Every model is scored on the same frozen test rows (minus the protocol's confirmed label errors):
+class probabilities under a classification protocol, one predicted value per row under a
+regression protocol (whose dataset must be a regression dataset, and the other way round).
 A paired bootstrap over those rows gives a confidence interval for candidate - champion, candidate
 - baseline and candidate - anchor (the best model promoted under this protocol, see gauntlet.anchor)
 on every metric, and the protocol's gate decides in one sentence whether the candidate may become
@@ -31,11 +33,16 @@ from gauntlet.protocol import Protocol, off_protocol_reason
 from gauntlet.scoring import gate
 from gauntlet.scoring.bootstrap import paired_bootstrap
 from gauntlet.scoring.compare import test_set_id
-from gauntlet.scoring.metrics import compute_metrics, per_class_table, slice_metrics
-from gauntlet.scoring.references import baseline_proba, champion_model_bytes, champion_stand_in, require_own_split
+from gauntlet.scoring.metrics import BINARY_ONLY, CLASSIFICATION, compute_metrics, per_class_table, slice_metrics
+from gauntlet.scoring.references import (
+    baseline_predictions,
+    champion_model_bytes,
+    champion_stand_in,
+    require_own_split,
+)
 from gauntlet.scoring.report import evaluation_tables, write_evaluation_figures, write_evaluation_report
 from gauntlet.training.data import Split, load_split
-from gauntlet.training.model import load_bundle, predict_proba
+from gauntlet.training.model import load_bundle, predict
 
 log = get_logger("gauntlet.evaluate")
 Comparison = dict[str, dict[str, float]]  # paired_bootstrap's result: metric -> a, b, diff, low, high
@@ -76,6 +83,30 @@ def explain_evaluation_miss(against_prefix: str, parts: dict[str, str]) -> str |
     return "an earlier evaluation differs in: " + ", ".join(changed)
 
 
+def class_names(manifest: dict[str, Any]) -> list[str]:
+    """The dataset's class names in class-index order ([] for regression), as reports show them."""
+    return [str(c) for c in manifest["schema"].get("classes", [])]
+
+
+def require_fitting_dataset(protocol: Protocol, dataset_uri: str, manifest: dict[str, Any]) -> None:
+    """ProtocolMismatch unless the dataset is of the protocol's task and has the classes its metrics need."""
+    task = manifest["schema"].get("task", CLASSIFICATION)  # datasets written before tasks are classification
+    if task != protocol.task:
+        raise ProtocolMismatch(
+            f"dataset {dataset_uri} is a {task} dataset (its config's dataset.task) and protocol {protocol.name} "
+            f"({protocol.id}) scores {protocol.task}: evaluate it under a protocol with `task: {task}`, or "
+            f"set dataset.task: {protocol.task} in the config and run preprocess and train again"
+        )
+    n_classes = len(manifest["schema"].get("classes", []))
+    binary = [name for name in protocol.metric_names if name in BINARY_ONLY]
+    if binary and n_classes != 2:
+        raise ProtocolMismatch(
+            f"protocol {protocol.name} ({protocol.id}) scores {', '.join(binary)}, defined for two classes only, "
+            f"and dataset {dataset_uri} has {n_classes} classes: use macro_average_precision in the protocol's "
+            "metrics instead"
+        )
+
+
 @dataclass
 class Plan:
     """What one evaluation compares, fixed before any model is scored."""
@@ -111,7 +142,9 @@ class Scores:
     test: Split
     manifest: dict[str, Any]  # the dataset's manifest
     names: list[str]
-    probas: dict[str, np.ndarray]  # by model label: candidate, baseline, champion ..., anchor ...
+    # By model label (candidate, baseline, champion ..., anchor ...): class probabilities (rows, classes),
+    # or predicted values (rows, 1) under a regression protocol.
+    probas: dict[str, np.ndarray]
     metrics: dict[str, dict[str, float]]
     slices: dict[str, dict[str, dict[str, Any]]]
     anchor: dict[str, Any] | None
@@ -178,6 +211,7 @@ def _plan(protocol: Protocol, store: str, experiment_uri: str, model_name: str) 
         )
         return {**storage.get_json(champ["evaluation_uri"])["outputs"], "cache_hit": True}
     require_own_split(f"experiment {record['key']}", record["dataset_uri"], protocol)
+    require_fitting_dataset(protocol, record["dataset_uri"], storage.read_manifest(record["dataset_uri"]))
     stand_in = champion_stand_in(store, protocol, champ, record) if champ else None
     anchor_version = anchor.current(reg, protocol)
     if anchor_version is not None:
@@ -221,17 +255,20 @@ def _score(plan: Plan, data: Path) -> Scores:
             f"(columns: {', '.join(map(str, test.frame.columns))})"
         )
     names = list(protocol.metric_names)
-    candidate = load_bundle(storage.get_bytes(record["model_uri"], expected_sha256=record["model_sha256"]))
+
+    def scored(bundle: bytes) -> np.ndarray:
+        return predict(load_bundle(bundle), test.features, protocol.task)
+
     probas = {
-        "candidate": predict_proba(candidate, test.features),
-        "baseline": baseline_proba(protocol, train, test, len(manifest["schema"]["classes"])),
+        "candidate": scored(storage.get_bytes(record["model_uri"], expected_sha256=record["model_sha256"])),
+        "baseline": baseline_predictions(protocol, train, test, len(class_names(manifest))),
     }
     champion_label, held = plan.champion_label, plan.anchor
     if champ and champion_label:
-        probas[champion_label] = predict_proba(load_bundle(champion_model_bytes(champ, plan.stand_in)), test.features)
+        probas[champion_label] = scored(champion_model_bytes(champ, plan.stand_in))
     held_label = _anchor_label(held)
     if held and held_label and not _is_champion(held, champ):
-        probas[held_label] = predict_proba(load_bundle(registry.load_model_bytes(held)), test.features)
+        probas[held_label] = scored(registry.load_model_bytes(held))
     metrics = {label: compute_metrics(test.labels, p, names) for label, p in probas.items()}
 
     champion_scores = metrics[champion_label] if champion_label and plan.stand_in is None else None
@@ -244,7 +281,7 @@ def _score(plan: Plan, data: Path) -> Scores:
     settled_label = _anchor_label(settled)
     if settled and settled_label and not _is_champion(settled, champ) and settled_label not in probas:
         # Another run moved the anchor while this one scored: score the one now in place.
-        probas[settled_label] = predict_proba(load_bundle(registry.load_model_bytes(settled)), test.features)
+        probas[settled_label] = scored(registry.load_model_bytes(settled))
         metrics[settled_label] = compute_metrics(test.labels, probas[settled_label], names)
     slices = {c: slice_metrics(test.labels, probas, test.frame[c].to_numpy(), names) for c in protocol.slices}
     return Scores(test, manifest, names, probas, metrics, slices, settled, info, _is_champion(settled, champ))
@@ -292,10 +329,12 @@ def _decide(plan: Plan, scores: Scores, comparisons: dict[str, Comparison]) -> g
 def _report(
     plan: Plan, scores: Scores, comparisons: dict[str, Comparison], verdict: gate.GateDecision, folder: Path
 ) -> dict[str, Any]:
-    """report.{json,md,html} and the PNGs in `folder`; suspected label errors go to the ledger."""
+    """report.{json,md,html} and the PNGs in `folder`; suspected label errors (classification) go to the ledger."""
     protocol, record, champ, test = plan.protocol, plan.record, plan.champ, scores.test
-    suspects = ledger.suspected_label_errors(test, scores.probas)
-    ledger_uri = ledger.record_suspects(plan.store, protocol, scores.manifest["dataset"], record["key"], suspects)
+    classes = class_names(scores.manifest)
+    suspects, ledger_uri = ledger.record_evaluation(
+        plan.store, protocol, scores.manifest["dataset"], record["key"], test, scores.probas, classes
+    )
     folder.mkdir()
     figures = write_evaluation_figures(
         folder,
@@ -303,12 +342,15 @@ def _report(
         experiments.list_records(plan.store, protocol.id),
         test.labels,
         scores.probas["candidate"],
-        len(scores.manifest["schema"]["classes"]),
+        classes,
         record["key"],
     )
     labelled = {f"candidate - {reference}": result for reference, result in comparisons.items()}
-    per_class = per_class_table(test.labels, scores.probas["candidate"])
-    tables = evaluation_tables(scores.metrics, labelled, scores.names, protocol.confidence, per_class, scores.slices)
+    # Per-class figures only mean something for classes; a regression report has none.
+    per_class = per_class_table(test.labels, scores.probas["candidate"]) if protocol.task == CLASSIFICATION else []
+    tables = evaluation_tables(
+        scores.metrics, labelled, scores.names, protocol.confidence, per_class, scores.slices, classes
+    )
     outputs = {
         "report_uri": layout.report_uri(plan.out_prefix),
         "report_html_uri": layout.report_html_uri(plan.out_prefix),
@@ -324,6 +366,8 @@ def _report(
         "experiment_uri": plan.experiment_uri,
         "protocol_id": protocol.id,
         "protocol_name": protocol.name,
+        "task": protocol.task,
+        "classes": classes,
         "dataset_version": record["dataset_version"],
         # The rows every model here was scored on: reports compare only on equal test sets.
         "test_set_id": test_set_id(test.ids.tolist()),
@@ -343,7 +387,7 @@ def _report(
         "metrics": scores.metrics,
         "comparisons": labelled,
         "gate": {"passed": verdict.passed, "reason": verdict.reason, "details": verdict.details},
-        "suspected_label_errors": len(suspects),
+        "suspected_label_errors": suspects,  # None: the task has no label errors (regression)
         "ledger_uri": ledger_uri,
         "plots": figures,
         "tables": tables,

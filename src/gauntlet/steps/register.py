@@ -78,6 +78,9 @@ def _lineage(
         "params": record["params"],
         "image_digest": record.get("image_digest"),
         "metrics": report["metrics"]["candidate"],
+        # What the model predicts, as `registry show` tells a reader: class names in output order.
+        "task": report.get("task", "classification"),
+        "classes": report.get("classes", []),
         "evaluation_uri": report_uri,
         "gate": report["gate"],
         "airflow_run_id": run_id,
