@@ -85,8 +85,9 @@ def code_version(modules: tuple[str, ...] | None = None, root: Path | None = Non
 
 # The modules whose code decides what a dataset version or a trained model contains. A dataset's
 # rows and splits come from preprocess, the raw-data reader, the split rule and the hashes under
-# it; the protocol's gate and metrics do not change a dataset, so their wording keeps versions.
-DATASET_CODE = ("steps/preprocess.py", "rawdata.py", "splits.py", "hashing.py")
+# it, and the encoding fitted on its train rows; the protocol's gate and metrics do not change a
+# dataset, so their wording keeps versions.
+DATASET_CODE = ("steps/preprocess.py", "encoding.py", "rawdata.py", "splits.py", "hashing.py")
 TRAINING_CODE = (
     "steps/train.py",
     "training/worker.py",
@@ -96,6 +97,7 @@ TRAINING_CODE = (
     "training/faults.py",
     "training/model.py",
     "training/data.py",
+    "encoding.py",
 )
 # An evaluation's figures and verdict: the evaluate step, the protocol's budget rule, the anchor,
 # the scoring that shapes a score (metrics, bootstrap, gate, the references) and the model code.
@@ -110,4 +112,5 @@ EVALUATE_CODE = (
     "scoring/references.py",
     "training/model.py",
     "training/data.py",
+    "encoding.py",
 )

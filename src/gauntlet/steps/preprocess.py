@@ -3,8 +3,9 @@
 The split of a row is decided by a stable hash of its id's canonical text (see gauntlet.splits), so test rows
 stay test rows as new days arrive. Each partition is streamed from a local copy in batches and
 written as one file per split, partitions side by side in threads (one per core); the result does
-not depend on their number. The scaler is fitted on train rows only and stored as JSON
-(never a pickle), and the dataset is committed by a MANIFEST.json written last.
+not depend on their number. Features are written as their raw kind (numbers as float32, categories
+as text); their encoding (gauntlet.encoding) is fitted on train rows only and stored as JSON (never
+a pickle), and the dataset is committed by a MANIFEST.json written last.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +25,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from numpy.typing import NDArray
 
-from gauntlet import layout, rawdata, splits, storage
-from gauntlet.config import PipelineConfig
+from gauntlet import encoding, layout, rawdata, splits, storage
+from gauntlet.config import DatasetConfig, PipelineConfig
 from gauntlet.errors import PreprocessError
 from gauntlet.hashing import DATASET_CODE, code_version, content_hash
 from gauntlet.logs import get_logger
@@ -38,13 +38,6 @@ SPLITS = ("train", "dev", "test")
 # Rows per Arrow batch: ~70 MB of int64 pixels; with the float32 copy and the split chunks a
 # worker's peak memory is a few times that, whatever the partition's size.
 BATCH_ROWS = 131_072
-
-
-def feature_columns(columns: Iterable[Any], prefix: str) -> list[str]:
-    features = [str(c) for c in columns if str(c).startswith(prefix)]
-    if not features:
-        raise PreprocessError(f"no columns start with feature prefix {prefix!r}")
-    return features
 
 
 def dataset_version(partitions: list[dict[str, Any]], config: PipelineConfig, protocol: Protocol) -> str:
@@ -63,49 +56,6 @@ def dataset_version(partitions: list[dict[str, Any]], config: PipelineConfig, pr
     )
 
 
-class _Moments:
-    """Per-feature count, mean and sum of squared deviations, merged batch by batch (Chan et al.),
-    so the scaler is StandardScaler's fit without holding the train rows."""
-
-    def __init__(self) -> None:
-        self.n = 0
-        self.mean: NDArray[np.float64] | None = None
-        self.m2: NDArray[np.float64] | None = None
-
-    def add(self, columns: Sequence[NDArray[np.floating[Any]]]) -> None:
-        """Merge in one batch, given feature by feature (the columns of an Arrow table, no copy).
-
-        Per column, a two-pass mean and a dot product of its deviations: one float64 temporary the
-        size of a column, where stacking the batch into a matrix first was far slower (docs/benchmarks.md).
-        """
-        if not columns or not len(columns[0]):
-            return
-        mean, m2 = np.empty(len(columns)), np.empty(len(columns))
-        for j, column in enumerate(columns):
-            mean[j] = column.mean(dtype=np.float64)
-            deviations = np.subtract(column, mean[j], dtype=np.float64)
-            m2[j] = deviations @ deviations
-        self.merge(len(columns[0]), mean, m2)
-
-    def merge(self, n: int, mean: NDArray[np.float64], m2: NDArray[np.float64]) -> None:
-        if not n:
-            return
-        if self.mean is None or self.m2 is None:
-            self.n, self.mean, self.m2 = n, mean, m2
-            return
-        total = self.n + n
-        delta = mean - self.mean
-        self.mean = self.mean + delta * n / total
-        self.m2 = self.m2 + m2 + delta**2 * self.n * n / total
-        self.n = total
-
-    def scale(self) -> NDArray[np.float64]:
-        assert self.m2 is not None
-        std = np.sqrt(self.m2 / self.n)
-        # Constant pixels have zero variance; like sklearn, their scale is 1, which keeps them at 0.
-        return np.where(std < 10 * np.finfo(np.float64).eps, 1.0, std)
-
-
 @dataclass(frozen=True)
 class _Job:
     """What one worker needs to turn one validated partition into its slice of the dataset."""
@@ -113,21 +63,60 @@ class _Job:
     index: int
     partition: dict[str, Any]
     out_dir: str  # local; the parent uploads and commits only once every partition succeeded
-    id_column: str
-    label_column: str
-    feature_prefix: str
+    dataset: DatasetConfig
     protocol: Protocol
 
 
-def _output_schema(job: _Job, features: list[str]) -> pa.Schema:
+def _output_schema(ds: DatasetConfig, inputs: list[tuple[str, str]]) -> pa.Schema:
+    """id, date, the label (class index or value), then each feature as its raw kind: numbers as
+    float32, categories as text (nulls stay null: the encoding fitted on train rows decides them)."""
     return pa.schema(
         [
-            (job.id_column, pa.string()),
+            (ds.id_column, pa.string()),
             ("date", pa.string()),
-            (job.label_column, pa.int64()),
-            *((f, pa.float32()) for f in features),
+            (ds.label_column, pa.int64() if ds.task == "classification" else pa.float64()),
+            *((name, pa.float32() if kind == encoding.NUMERIC else pa.string()) for name, kind in inputs),
         ]
     )
+
+
+@dataclass
+class _Fit:
+    """What one partition's train rows (or all of them, merged in partition order) give the preprocessor."""
+
+    numeric: encoding.Moments
+    categories: encoding.CategoryCounts
+    target: encoding.Moments | None  # regression: the label's moments
+
+    @classmethod
+    def empty(cls, ds: DatasetConfig, inputs: list[tuple[str, str]]) -> _Fit:
+        return cls(
+            encoding.Moments(len(encoding.numeric_inputs(inputs))),
+            encoding.CategoryCounts(len(encoding.categorical_inputs(inputs))),
+            encoding.Moments(1) if ds.task == "regression" else None,
+        )
+
+    def add(self, chunk: pa.Table, inputs: list[tuple[str, str]], label: str) -> None:
+        self.numeric.add([chunk.column(name) for name in encoding.numeric_inputs(inputs)])
+        self.categories.add([chunk.column(name) for name in encoding.categorical_inputs(inputs)])
+        if self.target is not None:
+            self.target.add([chunk.column(label)])
+
+    def merge(self, other: _Fit) -> None:
+        self.numeric.merge(*other.numeric.state())
+        self.categories.merge(other.categories)
+        if self.target is not None and other.target is not None:
+            self.target.merge(*other.target.state())
+
+
+def _encode_label(ds: DatasetConfig, values: pa.Array, where: str) -> pa.Array:
+    if ds.task == "classification":
+        return pa.array(encoding.label_index(values, ds.classes, where))
+    return pa.array(encoding.regression_target(values, where))
+
+
+def _feature_column(values: pa.Array, kind: str, where: str) -> pa.Array:
+    return encoding.numeric_column(values, where) if kind == encoding.NUMERIC else encoding.category_text(values, where)
 
 
 def _quarantined_ids(part: dict[str, Any]) -> pa.Array:
@@ -173,39 +162,41 @@ def _validated_batches(part: dict[str, Any], local: Path, id_column: str) -> Ite
 
 
 def _process_partition(job: _Job) -> dict[str, Any]:
-    """Split, cast and write one partition (one Parquet file per split, under job.out_dir), and
-    return its counts, class counts and train moments.
+    """Split, encode the label of, cast and write one partition (one Parquet file per split, under
+    job.out_dir), and return its counts, class counts and what its train rows give the preprocessor.
 
     A plain function of its job, so partitions can run side by side: Arrow's Parquet decoding,
     casts, filters and writing release the GIL (the per-row sha256 of ids holds it).
     """
     started = time.perf_counter()
-    part = job.partition
-    moments = _Moments()
+    part, ds = job.partition, job.dataset
     counts = dict.fromkeys(SPLITS, 0)
     class_counts: dict[str, Counter[int]] = {split: Counter() for split in SPLITS}
-    features: list[str] = []
+    inputs: list[tuple[str, str]] | None = None
+    fit: _Fit | None = None
     out = Path(job.out_dir)
     with storage.temp_dir("gauntlet-preprocess-") as tmp:
         writers: dict[str, pq.ParquetWriter] = {}
         schema: pa.Schema | None = None
         try:
-            for batch, ids in _validated_batches(part, Path(tmp) / "raw", job.id_column):
+            for batch, ids in _validated_batches(part, Path(tmp) / "raw", ds.id_column):
                 if schema is None:
-                    features = feature_columns(batch.schema.names, job.feature_prefix)
-                    schema = _output_schema(job, features)
+                    inputs = encoding.input_kinds(batch.schema, ds, part["uri"])
+                    schema, fit = _output_schema(ds, inputs), _Fit.empty(ds, inputs)
+                assert inputs is not None and fit is not None
                 # Per row, Python only calls sha256: the step's costliest loop.
                 split_names = splits.splits_of_text(ids, job.protocol)
+                where = f"{part['uri']}: column"
                 table = pa.Table.from_arrays(
                     [
                         ids,
                         pa.repeat(pa.scalar(part["date"], pa.string()), batch.num_rows),
-                        pc.cast(batch.column(job.label_column), pa.int64()),
-                        *(pc.cast(batch.column(f), pa.float32()) for f in features),
+                        _encode_label(ds, batch.column(ds.label_column), f"{where} '{ds.label_column}'"),
+                        *(_feature_column(batch.column(n), k, f"{where} '{n}'") for n, k in inputs),
                     ],
                     schema=schema,
                 )
-                labels = table.column(job.label_column).to_numpy()
+                labels = table.column(ds.label_column).to_numpy()
                 for split in SPLITS:
                     mask = split_names == split
                     if not mask.any():
@@ -216,19 +207,22 @@ def _process_partition(job: _Job) -> dict[str, Any]:
                         writers[split] = pq.ParquetWriter(out / split / f"part-{job.index:05d}.parquet", schema)
                     writers[split].write_table(chunk)
                     counts[split] += chunk.num_rows
-                    class_counts[split].update(dict(zip(*np.unique(labels[mask], return_counts=True), strict=True)))
+                    if ds.task == "classification":
+                        found = np.unique(labels[mask], return_counts=True)
+                        class_counts[split].update(dict(zip(*found, strict=True)))
                     if split == "train":
-                        moments.add([chunk.column(f).to_numpy() for f in features])
+                        fit.add(chunk, inputs, ds.label_column)
         finally:
             for writer in writers.values():
                 writer.close()
     return {
         "index": job.index,
         "date": part["date"],
-        "features": features,
+        "uri": part["uri"],
+        "inputs": inputs,  # None: the partition has no rows
         "counts": counts,
         "class_counts": {s: dict(c) for s, c in class_counts.items()},
-        "moments": (moments.n, moments.mean, moments.m2),
+        "fit": fit,
         "seconds": time.perf_counter() - started,
     }
 
@@ -295,55 +289,43 @@ def run(config: PipelineConfig, protocol: Protocol, store: str, validation_uri: 
     ds = config.dataset
     with storage.temp_dir() as tmp:
         root = Path(tmp)
-        jobs = [
-            _Job(i, part, tmp, ds.id_column, ds.label_column, ds.feature_prefix, protocol)
-            for i, part in enumerate(partitions)
-        ]
-        features: list[str] = []
-        counts = dict.fromkeys(SPLITS, 0)
-        class_counts: dict[str, Counter[int]] = {split: Counter() for split in SPLITS}
-        moments = _Moments()
-        for result in _process_all(jobs):
-            if features and result["features"] != features:
-                raise PreprocessError(
-                    f"partition date={result['date']} has feature columns {result['features']}, "
-                    f"the earlier partitions {features}"
-                )
-            features = result["features"]
-            for split in SPLITS:
-                counts[split] += result["counts"][split]
-                class_counts[split].update(result["class_counts"][split])
-            moments.merge(*result["moments"])
-            log.info(
-                "partition date=%s: %s (%.1fs)",
-                result["date"],
-                ", ".join(f"{s} {n}" for s, n in result["counts"].items()),
-                result["seconds"],
-            )
-        if not counts["train"]:
+        jobs = [_Job(i, part, tmp, ds, protocol) for i, part in enumerate(partitions)]
+        inputs, fit, counts, class_counts = _merge_partitions(_process_all(jobs))
+        if not counts["train"] or inputs is None or fit is None:
             raise PreprocessError("no rows fall in the train split")
-        assert moments.mean is not None
-        preprocessor = {
-            "kind": "standard_scaler",
-            "features": features,
-            "mean": moments.mean.tolist(),
-            "scale": moments.scale().tolist(),
-        }
+        medians = _train_medians(root / "train", inputs, fit, counts["train"], ds)
+        preprocessor = encoding.fit_preprocessor(
+            ds, inputs, fit.numeric, fit.categories, counts["train"], medians, fit.target
+        )
+        log.info(
+            "%d features (%d categorical) encoded as %d columns",
+            len(inputs),
+            len(encoding.categorical_inputs(inputs)),
+            len(preprocessor["features"]),
+        )
         (root / "preprocessor.json").write_text(json.dumps(preprocessor, indent=1))
         for split in SPLITS:
             if not (root / split).is_dir():
                 # Every split has a file, even an empty one, so readers see the schema.
                 (root / split).mkdir()
-                pq.write_table(_output_schema(jobs[0], features).empty_table(), root / split / "part-00000.parquet")
+                pq.write_table(_output_schema(ds, inputs).empty_table(), root / split / "part-00000.parquet")
         meta = {
             "version": version,
             "dataset": ds.name,
             "created": dt.datetime.now(dt.UTC).isoformat(),
             "protocol_split": protocol.raw["split"],
             "partitions": [{k: p[k] for k in ("uri", "date", "etag")} for p in partitions],
-            "schema": {"id": ds.id_column, "label": ds.label_column, "features": features, "classes": list(ds.classes)},
+            "schema": {
+                "id": ds.id_column,
+                "label": ds.label_column,
+                "task": ds.task,
+                "classes": list(ds.classes),
+                "features": [name for name, _ in inputs],
+                "encoded_features": preprocessor["features"],
+            },
             "rows": counts,
             "quarantined_rows": sum(p["quarantine"]["count"] for p in partitions if p.get("quarantine")),
+            # By class index (the label column's values); empty for regression.
             "class_counts": {s: {str(k): int(v) for k, v in sorted(c.items())} for s, c in class_counts.items()},
             "code_version": code_version(DATASET_CODE),
         }
@@ -352,6 +334,67 @@ def run(config: PipelineConfig, protocol: Protocol, store: str, validation_uri: 
         "dataset %s committed at %s: %s (%.1fs)", version, prefix, _counts(manifest), time.perf_counter() - started
     )
     return _outputs(prefix, version, manifest, cache_hit=False)
+
+
+def _merge_partitions(
+    results: Iterator[dict[str, Any]],
+) -> tuple[list[tuple[str, str]] | None, _Fit | None, dict[str, int], dict[str, Counter[int]]]:
+    """The partitions' results merged in partition order (so the sums do not depend on the workers);
+    every partition with rows must have the same feature columns, each of the same kind."""
+    inputs: list[tuple[str, str]] | None = None
+    first = ""
+    fit: _Fit | None = None
+    counts = dict.fromkeys(SPLITS, 0)
+    class_counts: dict[str, Counter[int]] = {split: Counter() for split in SPLITS}
+    for result in results:
+        log.info(
+            "partition date=%s: %s (%.1fs)",
+            result["date"],
+            ", ".join(f"{s} {n}" for s, n in result["counts"].items()),
+            result["seconds"],
+        )
+        for split in SPLITS:
+            counts[split] += result["counts"][split]
+            class_counts[split].update(result["class_counts"][split])
+        if result["inputs"] is None:
+            continue
+        if inputs is None:
+            inputs, first, fit = result["inputs"], result["uri"], result["fit"]
+            continue
+        if result["inputs"] != inputs:
+            raise PreprocessError(_inputs_differ(first, inputs, result["uri"], result["inputs"]))
+        assert fit is not None
+        fit.merge(result["fit"])
+    return inputs, fit, counts, class_counts
+
+
+def _inputs_differ(first: str, a: list[tuple[str, str]], uri: str, b: list[tuple[str, str]]) -> str:
+    kinds_a, kinds_b = dict(a), dict(b)
+    retyped = sorted(n for n in set(kinds_a) & set(kinds_b) if kinds_a[n] != kinds_b[n])
+    if retyped and list(kinds_a) == list(kinds_b):
+        return (
+            f"feature column(s) {retyped} are text in one file and numbers in the other ({first}, {uri}): "
+            "fix the values, or list them in dataset.categorical to treat them as categories everywhere"
+        )
+    return f"{uri} has feature columns {list(kinds_b)}, {first} has {list(kinds_a)}: every partition needs the same"
+
+
+def _train_medians(
+    train_dir: Path, inputs: list[tuple[str, str]], fit: _Fit, train_rows: int, ds: DatasetConfig
+) -> dict[str, float]:
+    """The exact median of each numeric feature with nulls among the train rows (median imputation),
+    read back from the train files just written; columns without nulls are not read."""
+    numeric = encoding.numeric_inputs(inputs)
+    wanted = [name for j, name in enumerate(numeric) if 0 < fit.numeric.n[j] < train_rows]
+    if ds.imputation != "median" or not wanted:
+        return {}
+    tables = [pq.read_table(path, columns=wanted) for path in sorted(train_dir.glob("*.parquet"))]
+    return {
+        name: float(
+            np.median(pa.chunked_array([t.column(name) for t in tables]).drop_null().to_numpy().astype(np.float64))
+        )
+        for name in wanted
+    }
 
 
 def _counts(manifest: dict[str, Any]) -> str:

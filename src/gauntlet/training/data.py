@@ -14,26 +14,28 @@ if TYPE_CHECKING:  # torch is imported where batches are made, not by every read
     from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from gauntlet import storage
+from gauntlet.encoding import encode_frame
 
 
 @dataclass
 class Split:
     ids: np.ndarray
-    features: np.ndarray  # float32, raw (the model standardises internally)
-    labels: np.ndarray  # int64
+    features: np.ndarray  # float32, encoded by the dataset's preprocessor (the model standardises internally)
+    labels: np.ndarray  # int64 class indices (classification) or float64 values (regression)
     frame: pd.DataFrame  # id, date, label (for slices and ledgers)
 
 
 def load_split(dataset_uri: str, split: str, local_dir: str | Path) -> tuple[Split, dict[str, Any]]:
-    """Download one split of a committed dataset and return it with the dataset manifest."""
+    """Download one split of a committed dataset and return it, encoded, with the dataset manifest."""
     manifest = storage.fetch_committed(dataset_uri, local_dir, only=f"{split}/")
     files = sorted(Path(local_dir, split).glob("*.parquet"))
     frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
     schema = manifest["schema"]
+    regression = schema.get("task", "classification") == "regression"
     return Split(
         ids=frame[schema["id"]].astype(str).to_numpy(),
-        features=frame[schema["features"]].to_numpy(dtype=np.float32),
-        labels=frame[schema["label"]].to_numpy(dtype=np.int64),
+        features=encode_frame(frame, load_preprocessor(dataset_uri)),
+        labels=frame[schema["label"]].to_numpy(dtype=np.float64 if regression else np.int64),
         frame=frame[[schema["id"], "date", schema["label"]]],
     ), manifest
 
