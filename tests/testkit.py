@@ -3,6 +3,7 @@ orchestrator would, and list what a store holds."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -42,10 +43,12 @@ def airflow_dags_test(
     store: str,
     extra_env: dict[str, str] | None = None,
     timeout: float = 900,
+    conf: dict[str, Any] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run one DAG run through Airflow (`airflow dags test`) against a store; return the process."""
+    """Run one DAG run through Airflow (`airflow dags test`, with `conf` as its params) against a
+    store; return the process."""
     return subprocess.run(
-        ["airflow", "dags", "test", dag_id, logical_date],
+        ["airflow", "dags", "test", *(["--conf", json.dumps(conf)] if conf else []), dag_id, logical_date],
         capture_output=True,
         text=True,
         env={**env, "GAUNTLET_STORE": store, **(extra_env or {})},
