@@ -24,7 +24,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from gauntlet import fastchecks, layout, quarantine, rawdata, storage
+from gauntlet import datacheck, fastchecks, layout, quarantine, rawdata, storage
 from gauntlet.config import PipelineConfig, resolve
 from gauntlet.errors import BadInput, NoNewData, RawDataError, ValidationFailed
 from gauntlet.hashing import content_hash
@@ -283,6 +283,7 @@ def run(
             f"in [{start}, {end}); the snapshot of {len(snapshot)} partitions was already trained on"
         )
 
+    datacheck.check(config, snapshot)  # config vs data (columns, label values): names key, column, file
     if config.dataset.validation == "vectorised":
         fast = _validate_vectorised(config, suite_spec, snapshot, new, store, run_id)
         if fast is not None:
