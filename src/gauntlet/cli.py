@@ -213,6 +213,8 @@ def render_summary(steps: dict[str, Any]) -> str:
             f"validate   : {v['verdict']} — {v['rows']} rows in {v['partitions']} partitions "
             f"({v['new_partitions']} new); Data Docs {v['docs_uri']}"
         )
+        if v.get("drift"):
+            lines.append(f"drift      : {v['drift']}")
     if p:
         lines.append(
             f"preprocess : dataset {p['version']} — "

@@ -90,6 +90,8 @@ class ValidateOutputs(StepOutputs):
     new_partitions: int
     quarantined_rows: int
     quarantine_uris: list[str]
+    drift: str  # one line: the new partitions' drift against the earlier ones (gauntlet.drift)
+    drift_uri: str | None  # the drift table, none when nothing was measured
 
 
 class PreprocessOutputs(StepOutputs):

@@ -4,6 +4,7 @@ Everything under one root (`$GAUNTLET_STORE`, default `s3://gauntlet`)::
 
     <raw_prefix>/date=YYYY-MM-DD/part-00000.{parquet,csv}   raw partitions, landed upstream
     runs/<run_id>/validation/result.json, docs/             one orchestrator run's validation
+    runs/<run_id>/validation/drift.{json,png}               the new data's drift vs the earlier data
     runs/<run_id>/steps/<step>.json                         each step's outputs, for `summary`
     datasets/<dataset>/<version>/                           a committed dataset (MANIFEST.json last)
     experiments/<key>/                                      RECORD.json (last), LEASE.json, model.pt,
@@ -106,6 +107,15 @@ def data_docs_prefix(store: str, run_id: str) -> str:
 def data_docs_uri(store: str, run_id: str, relative: str = "index.html") -> str:
     """One file of a run's Data Docs (`relative` to the docs folder); the index by default."""
     return join(data_docs_prefix(store, run_id), relative)
+
+
+def drift_table_uri(store: str, run_id: str) -> str:
+    """The new partitions' drift against the earlier ones, per column (beside the result)."""
+    return join(validation_prefix(store, run_id), "drift.json")
+
+
+def drift_plot_uri(store: str, run_id: str) -> str:
+    return join(validation_prefix(store, run_id), "drift.png")
 
 
 # --- datasets, quarantine, ledgers ---------------------------------------------------------------

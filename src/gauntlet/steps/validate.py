@@ -24,7 +24,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from gauntlet import datacheck, fastchecks, layout, quarantine, rawdata, storage
+from gauntlet import datacheck, drift, fastchecks, layout, quarantine, rawdata, storage
 from gauntlet.config import PipelineConfig, resolve
 from gauntlet.errors import BadInput, NoNewData, RawDataError, ValidationFailed
 from gauntlet.hashing import content_hash
@@ -149,6 +149,7 @@ def _validate_vectorised(
     new: list[rawdata.Partition],
     store: str,
     run_id: str,
+    watch: drift.Watch,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
     """The suite's rules on every row with gauntlet.fastchecks, streamed one Arrow batch at a time.
 
@@ -170,10 +171,12 @@ def _validate_vectorised(
     pool: pa.Table | None = None
     for partition in snapshot:
         checker.start_partition(partition.uri)
+        watch.start_partition(partition in new)
         try:
             data = storage.get_bytes(partition.uri)
             for batch in rawdata.iter_batches(partition.uri, data, id_column=config.dataset.id_column):
                 checker.add(batch)
+                watch.add_batch(batch, partition in new)
                 if sample_rows:
                     table = pa.Table.from_batches([batch]).append_column("__key", pa.array(rng.random(batch.num_rows)))
                     pool = table if pool is None else pa.concat_tables([pool, table], promote_options="default")
@@ -284,12 +287,14 @@ def run(
         )
 
     datacheck.check(config, snapshot)  # config vs data (columns, label values): names key, column, file
+    watch = _drift_watch(config, suite_spec, snapshot, new)
     if config.dataset.validation == "vectorised":
-        fast = _validate_vectorised(config, suite_spec, snapshot, new, store, run_id)
+        fast = _validate_vectorised(config, suite_spec, snapshot, new, store, run_id, watch)
         if fast is not None:
             passed, engine = fast
-            return _finish(passed, suite_spec, start, end, new, store, run_id, started, engine, [])
+            return _finish(passed, suite_spec, start, end, new, store, run_id, started, engine, [], watch)
         log.info("the vectorised checks did not pass the snapshot: running the GX suite for the evidence")
+        watch = _drift_watch(config, suite_spec, snapshot, new)  # the GX pass samples afresh
 
     reports: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="gauntlet-gx-") as tmp:
@@ -299,6 +304,8 @@ def run(
             entry: dict[str, Any] = {**partition.as_dict(), "new": partition in new}
             try:
                 frames.append((partition, rawdata.read_partition(partition.uri, config.dataset.id_column)))
+                watch.start_partition(partition in new)
+                watch.add_frame(frames[-1][1], partition in new)
             except RawDataError as error:
                 log.error("%s", error)
                 entry.update(
@@ -368,7 +375,14 @@ def run(
         if validator.docs_dir.exists():
             _publish_data_docs(validator.docs_dir, store, run_id)
 
-    return _finish(reports, suite_spec, start, end, new, store, run_id, started, {"engine": "gx"}, across)
+    return _finish(reports, suite_spec, start, end, new, store, run_id, started, {"engine": "gx"}, across, watch)
+
+
+def _drift_watch(
+    config: PipelineConfig, suite_spec: dict[str, Any], snapshot: list[rawdata.Partition], new: list[rawdata.Partition]
+) -> drift.Watch:
+    """The drift sampler the engine feeds while it reads: the new partitions against the earlier ones."""
+    return drift.Watch.for_run(config, suite_spec, earlier=len(snapshot) - len(new), new=len(new))
 
 
 def _finish(
@@ -382,12 +396,16 @@ def _finish(
     started: float,
     engine: dict[str, Any],
     across: list[dict[str, Any]],
+    watch: drift.Watch,
 ) -> dict[str, Any]:
     """Write result.json and return the outputs (raising ValidationFailed after writing it).
 
-    `across` holds the failures of the snapshot's rules (fastchecks.snapshot_failures).
+    `across` holds the failures of the snapshot's rules (fastchecks.snapshot_failures); the drift of
+    the new partitions is measured on data that passed them, and fails the run past meta.drift.fail_psi.
     """
     success = all(r["success"] for r in reports) and not across
+    drifted = watch.check(store, run_id) if success else drift.not_measured("the validation failed")
+    success = success and not drifted["failed"]
     result = {
         "verdict": "passed" if success else "failed",
         "suite": suite_spec["name"],
@@ -400,6 +418,7 @@ def _finish(
         "quarantined_rows": sum(r.get("quarantine", {}).get("count", 0) for r in reports),
         "seconds": round(time.perf_counter() - started, 3),
         "engine": engine,
+        "drift": drifted,
     }
     result_uri = layout.validation_result_uri(store, run_id)
     storage.put_json(result_uri, result)
@@ -412,6 +431,8 @@ def _finish(
         "new_partitions": len(new),
         "quarantined_rows": result["quarantined_rows"],
         "quarantine_uris": [r["quarantine"]["uri"] for r in reports if "quarantine" in r],
+        "drift": drifted["line"],
+        "drift_uri": drifted.get("uri"),
     }
     if not success:
         # An unreadable file's error already starts with its URI.
@@ -422,6 +443,7 @@ def _finish(
         ]
         # The whole sentence: it names the files an id was landed in.
         problems += [f"snapshot: {f['expectation']} on column '{f['column']}': {f['error']}" for f in across]
+        problems += [drift.failure_message(drifted, watch.settings.suite)] if drifted["failed"] else []
         raise ValidationFailed("validation failed:\n  " + "\n  ".join(problems) + f"\nfull result: {result_uri}")
     log.info("validation passed: %d rows in %d partitions; result %s", result["rows"], len(reports), result_uri)
     return outputs
