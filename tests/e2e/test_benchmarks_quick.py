@@ -72,15 +72,17 @@ def test_split_hash_is_bit_identical_to_the_per_row_rule() -> None:
 
 
 def test_streamed_moments_match_standard_scaler() -> None:
+    import pyarrow as pa
     from sklearn.preprocessing import StandardScaler
+
+    from gauntlet import encoding
 
     x = np.random.default_rng(0).integers(0, 17, size=(5000, 8)).astype(np.float32)
     x[:, 3] = 0  # a constant column keeps scale 1
-    moments = preprocess._Moments()
+    moments = encoding.Moments(x.shape[1])
     for chunk in np.array_split(x, 7):
-        moments.add(list(chunk.T))  # feature by feature, as preprocess passes a batch's columns
+        moments.add([pa.array(column) for column in chunk.T])  # column by column, as preprocess passes a batch
     scaler = StandardScaler().fit(x)
-    assert moments.mean is not None
     np.testing.assert_allclose(moments.mean, scaler.mean_, rtol=1e-12)
     np.testing.assert_allclose(moments.scale(), scaler.scale_, rtol=1e-9)
 
