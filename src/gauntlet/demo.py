@@ -1,19 +1,23 @@
-"""Demo data: scikit-learn's bundled handwritten digits landed in S3 as daily raw partitions.
+"""Demo data: scikit-learn's bundled tables landed in S3 as daily raw partitions.
 
-Each day gets a slice of the rows, so consecutive nightly runs see growing data, exactly as an
-upstream job landing files would produce.
+digits (8x8 images, 10 classes, the default demo), wine (13 measurements, 3 cultivars named by
+text) and diabetes (10 measurements, a disease-progression score: regression). Each table gets a
+text row id (`wine-00000`). Each day gets a slice of the rows, so consecutive nightly runs see
+growing data, exactly as an upstream job landing files would produce.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import io
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from gauntlet import layout, storage
+from gauntlet.errors import BadInput
 
 
 def digits_frame() -> pd.DataFrame:
@@ -26,6 +30,41 @@ def digits_frame() -> pd.DataFrame:
     return frame
 
 
+def wine_frame() -> pd.DataFrame:
+    """The wine table with its cultivar as the class NAME (text), as a real table would carry it."""
+    from sklearn.datasets import load_wine
+
+    wine = load_wine(as_frame=True)
+    frame = wine.data.copy()
+    frame.insert(0, "cultivar", [str(wine.target_names[i]) for i in wine.target])
+    frame.insert(0, "row_id", [f"wine-{i:05d}" for i in range(len(frame))])
+    return frame
+
+
+def diabetes_frame() -> pd.DataFrame:
+    """The diabetes table in its original units (not scikit-learn's scaled copy); the label is a score."""
+    from sklearn.datasets import load_diabetes
+
+    diabetes = load_diabetes(as_frame=True, scaled=False)
+    frame = diabetes.data.copy()
+    frame.insert(0, "progression", diabetes.target.astype(np.float64))
+    frame.insert(0, "row_id", [f"diabetes-{i:05d}" for i in range(len(frame))])
+    return frame
+
+
+DATASETS: dict[str, Callable[[], pd.DataFrame]] = {
+    "digits": digits_frame,
+    "wine": wine_frame,
+    "diabetes": diabetes_frame,
+}
+
+
+def dataset_frame(name: str) -> pd.DataFrame:
+    if name not in DATASETS:
+        raise BadInput(f"unknown demo dataset {name!r} (known: {', '.join(DATASETS)})")
+    return DATASETS[name]()
+
+
 def write_partition(uri: str, frame: pd.DataFrame) -> None:
     buffer = io.BytesIO()
     if uri.endswith(".csv"):
@@ -35,9 +74,11 @@ def write_partition(uri: str, frame: pd.DataFrame) -> None:
     storage.put_bytes(uri, buffer.getvalue())
 
 
-def seed(store: str, raw_prefix: str, first_day: dt.date, days: int, seed: int = 0) -> list[dict[str, Any]]:
-    """Shuffle the digits (fixed seed) and land them as `days` equal daily partitions."""
-    frame = digits_frame()
+def seed(
+    store: str, raw_prefix: str, first_day: dt.date, days: int, seed: int = 0, dataset: str = "digits"
+) -> list[dict[str, Any]]:
+    """Shuffle a demo table (fixed seed) and land it as `days` equal daily partitions."""
+    frame = dataset_frame(dataset)
     order = np.random.default_rng(seed).permutation(len(frame))
     storage.ensure_bucket(storage.S3Uri.parse(store).bucket)
     landed = []

@@ -1,12 +1,14 @@
-"""gauntlet.demo: scikit-learn's digits landed in S3 as daily raw partitions."""
+"""gauntlet.demo: scikit-learn's digits, wine and diabetes landed in S3 as daily raw partitions."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 import pandas as pd
+import pytest
 
 from gauntlet import demo, layout, rawdata, storage
+from gauntlet.errors import BadInput
 
 DAY = dt.date(2026, 11, 1)
 
@@ -44,3 +46,27 @@ def test_a_csv_uri_gets_a_csv_file(store: str) -> None:
     demo.write_partition(uri, demo.digits_frame().head(3))
     assert storage.get_bytes(uri).startswith(b"row_id,label,pixel_0")
     assert rawdata.read_partition(uri, "row_id")["row_id"].tolist() == ["digits-00000", "digits-00001", "digits-00002"]
+
+
+def test_wine_has_text_ids_and_its_cultivar_names_as_the_label() -> None:
+    frame = demo.dataset_frame("wine")
+    assert list(frame.columns[:3]) == ["row_id", "cultivar", "alcohol"] and len(frame) == 178
+    assert frame["row_id"].is_unique and frame["row_id"].iloc[1] == "wine-00001"
+    assert sorted(set(frame["cultivar"])) == ["class_0", "class_1", "class_2"]
+    assert "od280/od315_of_diluted_wines" in frame.columns  # names as the source gives them, no common prefix
+
+
+def test_diabetes_is_in_its_original_units_with_a_numeric_score() -> None:
+    frame = demo.dataset_frame("diabetes")
+    assert list(frame.columns[:3]) == ["row_id", "progression", "age"] and len(frame) == 442
+    assert frame["row_id"].iloc[0] == "diabetes-00000" and frame["progression"].dtype == "float64"
+    assert frame["age"].min() >= 19 and set(frame["sex"]) == {1.0, 2.0}  # not scikit-learn's scaled copy
+
+
+def test_seed_lands_another_table_and_refuses_an_unknown_one(store: str) -> None:
+    landed = demo.seed(store, "raw/wine", DAY, 3, dataset="wine")
+    frames = [rawdata.read_partition(p.uri) for p in rawdata.list_partitions(store, "raw/wine")]
+    assert [len(f) for f in frames] == [item["rows"] for item in landed]
+    assert pd.concat(frames)["row_id"].str.startswith("wine-").all() and sum(map(len, frames)) == 178
+    with pytest.raises(BadInput, match=r"unknown demo dataset 'iris' \(known: digits, wine, diabetes\)"):
+        demo.seed(store, "raw/iris", DAY, 3, dataset="iris")
