@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +98,51 @@ def test_a_misspelt_key_is_refused_not_ignored() -> None:
         config.config_from_dict(config.apply_overrides(raw, ["training.learning_rate=0.1"]))
     with pytest.raises(ConfigError, match=r"unknown config key\(s\): notes"):
         config.config_from_dict({**raw, "notes": "x"})
+
+
+def _table(**changes: Any) -> dict[str, Any]:
+    """A config for a table without a feature prefix: the demo's, its dataset section changed."""
+    raw = _raw(dataset__feature_prefix=None)
+    raw["dataset"].update({"label_column": "outcome", "classes": ["benign", "malignant"], **changes})
+    raw["dataset"] = {key: value for key, value in raw["dataset"].items() if value is not None}
+    return raw
+
+
+def test_a_table_config_selects_features_by_list_or_exclusion_with_text_classes() -> None:
+    ds = config.config_from_dict(_table(features=["age", "region"], categorical=["region"])).dataset
+    assert ds.features == ("age", "region") and ds.feature_prefix == "" and ds.classes == ("benign", "malignant")
+    assert (ds.task, ds.imputation, ds.categorical_encoding) == ("classification", "median", "one_hot")
+    ds = config.config_from_dict(_table(exclude=["visit_day"], imputation="mean")).dataset
+    assert ds.features == () and ds.exclude == ("visit_day",) and ds.imputation == "mean"
+    ds = config.config_from_dict(_table(task="regression", classes=None)).dataset
+    assert ds.task == "regression" and ds.classes == ()
+    assert config.config_from_dict(_raw()).dataset.feature_prefix == "pixel_"  # the demo as before
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"features": ["age", "outcome"]}, "dataset.features includes the label column 'outcome'"),
+        ({"features": ["row_id", "age"]}, "dataset.features includes the id column 'row_id'"),
+        ({"exclude": ["outcome"]}, "dataset.exclude includes the label column 'outcome'"),
+        ({"categorical": ["date"]}, "dataset.categorical includes the partition column 'date'"),
+        ({"feature_prefix": "ro"}, "dataset.feature_prefix 'ro' matches the id column 'row_id'"),
+        ({"features": ["a"], "feature_prefix": "x_"}, "dataset.features and dataset.feature_prefix are both given"),
+        ({"features": ["a"], "exclude": ["b"]}, "dataset.exclude applies only without dataset.features"),
+        ({"features": []}, "dataset.features is empty"),
+        ({"features": ["a", "a"]}, "dataset.features names ['a'] more than once"),
+        ({"features": ["a"], "categorical": ["b"]}, "dataset.categorical names ['b'], which dataset.features"),
+        ({"task": "ranking"}, "dataset.task 'ranking' is unknown"),
+        ({"imputation": "mode"}, "dataset.imputation 'mode' is unknown"),
+        ({"categorical_encoding": "hash"}, "dataset.categorical_encoding 'hash' is unknown"),
+        ({"task": "regression"}, "dataset.classes is given but dataset.task is regression"),
+        ({"classes": ["yes"]}, "dataset.classes must list at least two classes"),
+        ({"classes": [0, "0"]}, "dataset.classes lists ['0'] more than once"),
+        ({"classes": [True, False]}, "dataset.classes must hold integers or text"),
+        ({"classes": [0.5, 1]}, "dataset.classes must hold integers or text"),
+        ({"label_column": "row_id"}, "dataset.id_column and dataset.label_column both name 'row_id'"),
+    ],
+)
+def test_a_contradictory_dataset_section_is_refused_naming_the_key(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        config.config_from_dict(_table(**changes))
