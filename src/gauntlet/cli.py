@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gauntlet import hostinfo, layout, storage
-from gauntlet.config import DEFAULT_CONFIG, PipelineConfig, config_file, load_config, protocol_file
+from gauntlet.config import DEFAULT_CONFIG, PipelineConfig, config_file, load_config, protocol_file, store_prefix
 from gauntlet.contract import (
     ERROR_PREFIX,
     EXIT_BAD_INPUT,
@@ -51,11 +51,39 @@ def _load(args: argparse.Namespace) -> tuple[PipelineConfig, Any]:
 def cmd_seed(args: argparse.Namespace) -> dict[str, Any]:
     from gauntlet import demo
 
-    config = load_config(config_file(args.config), args.set)
-    landed = demo.seed(args.store, config.dataset.raw_prefix, _date(args.first_day), args.days)
+    raw_prefix = args.raw_prefix
+    if raw_prefix is None and args.dataset is None:
+        raw_prefix = load_config(config_file(args.config), args.set).dataset.raw_prefix  # the digits demo's
+    dataset = args.dataset or "digits"
+    # Another table lands at raw/<name> by default: where `gauntlet init` points its config.
+    prefix = store_prefix(raw_prefix or f"raw/{dataset}", "--raw-prefix")
+    landed = demo.seed(args.store, prefix, _date(args.first_day), args.days, dataset=dataset)
     for item in landed:
         log.info("landed %s (%d rows)", item["uri"], item["rows"])
     return {"partitions": landed}
+
+
+def cmd_init(args: argparse.Namespace) -> dict[str, Any]:
+    """Profile a sample of the table, then write its config, expectation suite and protocol for review."""
+    from gauntlet import profiling, scaffold
+
+    scaffold.check_name(args.name)
+    scaffold.refuse_existing(args.name, args.force)
+    profile = profiling.read_sample(args.source, args.id, max_rows=args.max_rows)
+    for line in profiling.summary_lines(profile, args.label if args.label in profile.names else None):
+        print(line)
+    plan = scaffold.plan(profile, args.name, args.id, args.label, args.task, args.store)
+    texts = scaffold.render(profile, plan)
+    print("decided:")
+    for line in plan.decisions:
+        print(f"  {line}")
+    written = scaffold.write(args.name, texts, args.force)
+    shown = {role: scaffold.shown_path(path) for role, path in written.items()}
+    print("wrote (review them before the first run):")
+    for path in shown.values():
+        print(f"  {path}")
+    print(f"then trigger the nightly DAG with config={shown['config']}")
+    return {"files": shown, "task": plan.task, "rows": profile.rows, "features": list(plan.features)}
 
 
 def cmd_validate(args: argparse.Namespace) -> dict[str, Any]:
@@ -279,9 +307,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    p = add("seed", cmd_seed, "land the demo's raw partitions in S3")
+    p = add("seed", cmd_seed, "land a demo table's raw partitions in S3")
+    p.add_argument("--dataset", default=None, help="digits (default) | wine | diabetes")
+    p.add_argument("--raw-prefix", default=None, help="default: the config's for digits, else raw/<dataset>")
     p.add_argument("--first-day", default="2026-11-01")
     p.add_argument("--days", type=int, default=7)
+    p = add("init", cmd_init, "profile your table and write its config, expectation suite and protocol")
+    p.add_argument("name", help="dataset name: include/configs/NAME.yaml, raw/NAME, the registered model")
+    p.add_argument("--from", dest="source", required=True, help="s3:// prefix of the partitions, a folder or a file")
+    p.add_argument("--id", required=True, help="the row id column")
+    p.add_argument("--label", required=True, help="the label column")
+    p.add_argument("--task", choices=["classification", "regression"], default=None, help="default: from the label")
+    p.add_argument("--max-rows", type=int, default=50_000, help="rows read from the partitions (a spread sample)")
+    p.add_argument("--force", action="store_true", help="replace the three files if they exist")
     p = add("validate", cmd_validate, "run the expectation suite on the raw partitions")
     p.add_argument("--start", required=True, help="data interval start (YYYY-MM-DD)")
     p.add_argument("--end", required=True, help="data interval end, exclusive (YYYY-MM-DD)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -67,3 +68,71 @@ def test_the_store_defaults_to_the_layouts_root(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv(layout.STORE_ENV, "s3://from-env")
     assert cli.build_parser().parse_args(["summary"]).store == "s3://from-env"
     assert cli.build_parser().parse_args(["--store", "s3://given", "summary"]).store == "s3://given"
+
+
+def _land_own_table(store: str) -> str:
+    """Two days of a table as real tables come: text ids and labels, a category, a numeric column with nulls."""
+    import numpy as np
+    import pandas as pd
+
+    from gauntlet import demo
+
+    for day in range(2):
+        n, rng = 40, np.random.default_rng(day)
+        frame = pd.DataFrame(
+            {
+                "patient": [f"P{day}{i:04d}" for i in range(n)],
+                "outcome": rng.choice(["healthy", "sick"], n),
+                "region": rng.choice(["east", "west"], n),
+                "blood_pressure": np.where(np.arange(n) % 6 == 0, np.nan, rng.normal(120, 10, n).round()),
+            }
+        )
+        demo.write_partition(layout.raw_partition_uri(store, "raw/clinic", dt.date(2026, 11, 1 + day)), frame)
+    return layout.raw_root(store, "raw/clinic") + "/"
+
+
+def test_init_prints_the_profile_and_its_decisions_and_writes_three_files(
+    store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GAUNTLET_HOME", str(tmp_path))
+    source = _land_own_table(store)
+    argv = ["--store", store, "init", "clinic", "--from", source, "--id", "patient", "--label", "outcome"]
+    assert cli.main(argv) == contract.EXIT_OK
+    out = capsys.readouterr().out
+    assert f"read 80 rows from 2 of 2 files under {source}" in out
+    assert "  blood_pressure: numeric, double, " in out and "label 'outcome': 'healthy'" in out
+    assert "  task: classification (2 distinct text label values" in out
+    assert "  features: 2 columns, 1 of them categorical (region)" in out
+    assert "then trigger the nightly DAG with config=include/configs/clinic.yaml" in out
+    files = contract.parse_outputs(out)["files"]  # type: ignore[index]
+    assert files == {
+        "config": "include/configs/clinic.yaml",
+        "suite": "include/expectations/clinic.json",
+        "protocol": "include/protocols/clinic-v1.yaml",
+    }
+    assert all((tmp_path / path).is_file() for path in files.values())
+    # A second init would replace the reviewed files: refused (exit 2) unless forced.
+    assert cli.main(argv) == contract.EXIT_BAD_INPUT
+    assert "include/configs/clinic.yaml, include/expectations/clinic.json" in capsys.readouterr().err
+    assert cli.main([*argv, "--force"]) == contract.EXIT_OK
+
+
+def test_init_with_an_unknown_label_exits_2_naming_the_columns_and_writes_nothing(
+    store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GAUNTLET_HOME", str(tmp_path))
+    source = _land_own_table(store)
+    argv = ["--store", store, "init", "clinic", "--from", source, "--id", "patient", "--label", "label"]
+    assert cli.main(argv) == contract.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "--label column 'label' is not in the data; its columns are: patient, outcome, region, blood_pressure" in err
+    assert not (tmp_path / "include").exists()
+
+
+def test_seed_with_a_dataset_lands_it_under_raw_name(store: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--store", store, "seed", "--dataset", "diabetes", "--days", "2"]) == contract.EXIT_OK
+    landed = contract.parse_outputs(capsys.readouterr().out)["partitions"]  # type: ignore[index]
+    assert [item["uri"] for item in landed] == [
+        layout.raw_partition_uri(store, "raw/diabetes", dt.date(2026, 11, 1 + i)) for i in range(2)
+    ]
+    assert sum(item["rows"] for item in landed) == 442
