@@ -82,6 +82,8 @@ class TrainingConfig:
     threads_per_worker: int = 1
     epochs: int | None = None  # None: the protocol's fixed budget
     schedule: str = "cosine"  # learning-rate schedule over the epoch budget: cosine | constant
+    max_hours: float | None = None  # the train step refuses a run its preflight estimates longer
+    max_cost: float | None = None  # ... or costlier (USD, include/prices.yaml)
 
 
 @dataclass(frozen=True)
@@ -256,6 +258,8 @@ def config_from_dict(raw: dict[str, Any]) -> PipelineConfig:
         threads_per_worker=int(t.get("threads_per_worker", 1)),
         epochs=None if epochs is None else int(epochs),
         schedule=str(t.get("schedule", "cosine")),
+        max_hours=None if t.get("max_hours") is None else float(t["max_hours"]),
+        max_cost=None if t.get("max_cost") is None else float(t["max_cost"]),
     )
     if training.schedule not in ("cosine", "constant"):
         raise ConfigError(f"training.schedule {training.schedule!r} is unknown (known: cosine, constant)")

@@ -97,6 +97,11 @@ class InitError(BadInput):
     repeated ids, a label with one value, files it would overwrite); the message says what to change."""
 
 
+class OverBudget(BadInput):
+    """The compute preflight's estimate of a training run exceeds training.max_hours or training.max_cost:
+    the run is refused before any rank starts; the message names the key and the estimate."""
+
+
 class IntegrityError(BadInput):
     """An object's bytes do not match the sha256 its manifest or record promises. Storage already
     re-reads a cut-off body, so the stored bytes themselves are damaged: a retry reads them again."""
