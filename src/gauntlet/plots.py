@@ -103,6 +103,13 @@ def confusion_matrix(
 ) -> Path:
     """Counts of true class (rows) against predicted class (columns), annotated; the ticks show
     `class_names` (one per class index) when given, else the indices."""
+    return _save(confusion_figure(y_true, y_pred, n_classes, title, class_names), path)
+
+
+def confusion_figure(
+    y_true: ArrayLike, y_pred: ArrayLike, n_classes: int, title: str, class_names: Sequence[str] = ()
+) -> Figure:
+    """The confusion matrix's figure, unsaved (the caller saves or closes it)."""
     true = np.asarray(y_true, dtype=np.int64).ravel()
     pred = np.asarray(y_pred, dtype=np.int64).ravel()
     if true.shape != pred.shape:
@@ -147,7 +154,7 @@ def confusion_matrix(
     ax.set_ylabel("true class")
     accuracy = float(np.trace(counts) / counts.sum()) if counts.sum() else math.nan
     ax.set_title(f"{title}\naccuracy {accuracy:.3f} on {int(counts.sum())} rows")
-    return _save(fig, path)
+    return fig
 
 
 def reliability_diagram(

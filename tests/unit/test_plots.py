@@ -84,3 +84,33 @@ def test_figures_are_closed(tmp_path: Path) -> None:
     plots.confusion_matrix(y, proba.argmax(1), 3, tmp_path / "b.png", "b")
     plots.reliability_diagram(y, proba, tmp_path / "c.png", "c", n_bins=10)
     assert len(plt.get_fignums()) == before
+
+
+def test_confusion_matrix_ticks_show_class_names(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    y = np.array([0, 1, 2, 2, 1])
+    names = ["class_0", "a very long class name indeed", "west"]
+    fig = plots.confusion_figure(y, y, 3, "named", names)
+    try:
+        ax = fig.axes[0]
+        shown = [t.get_text() for t in ax.get_xticklabels()]
+        assert shown == ["class_0", plots.truncate_label(names[1], plots.MAX_TICK_LABEL_LENGTH), "west"]
+        assert [t.get_text() for t in ax.get_yticklabels()] == shown
+    finally:
+        plt.close(fig)
+    assert_real_png(plots.confusion_matrix(y, y, 3, tmp_path / "named.png", "named", names))
+    with pytest.raises(ValueError, match="2 class names for 3 classes"):
+        plots.confusion_matrix(y, y, 3, tmp_path / "bad.png", "bad", names[:2])
+
+
+def test_regression_figures(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    actual = rng.normal(150.0, 70.0, 400)
+    predicted = (actual * 0.8 + 30 + rng.normal(0, 40, 400))[:, None]  # (rows, 1), as models give them
+    assert_real_png(plots.residual_plot(actual, predicted, tmp_path / "residuals.png", "residuals"))
+    assert_real_png(plots.predicted_vs_actual(actual, predicted, tmp_path / "pva.png", "predicted vs actual"))
+    with pytest.raises(ValueError, match="differ in length"):
+        plots.residual_plot(actual, predicted[:-1], tmp_path / "bad.png", "bad")
+    # A constant prediction still draws (the axes get a span of their own).
+    assert plots.predicted_vs_actual([5.0, 5.0], [[5.0], [5.0]], tmp_path / "flat.png", "flat").exists()

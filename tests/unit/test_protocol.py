@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import hashlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +172,76 @@ _DELETE = object()
 def test_rejects_bad_fields(raw: dict[str, Any], dotted: str, value: Any, expected: str) -> None:
     with pytest.raises(ValueError, match=expected.replace(".", r"\.")):
         Protocol.from_dict(_mutate(raw, dotted, value))
+
+
+REGRESSION_METRICS = {"primary": "rmse", "guards": {"r2": 0.02}, "report": ["rmse", "mae", "r2"]}
+
+
+def _regression(raw: dict[str, Any], **sections: Any) -> dict[str, Any]:
+    """The digits protocol as a regression protocol: task, regression metrics, a ridge baseline."""
+    data = {**copy.deepcopy(raw), "task": "regression", "metrics": REGRESSION_METRICS, "baseline": {"kind": "ridge"}}
+    return {**data, **sections}
+
+
+def test_a_regression_protocol_file_loads_with_its_task_metrics_and_ridge_baseline(
+    raw: dict[str, Any], project_protocol: Callable[[str], Path]
+) -> None:
+    path = project_protocol("regression")
+    path.write_text(yaml.safe_dump(_regression(raw, baseline={"kind": "ridge", "alpha": 0.5})))
+    loaded = load_protocol(path)
+    assert loaded.task == "regression" and loaded.primary_metric == "rmse"
+    assert loaded.metric_names == ("rmse", "r2", "mae")
+    assert loaded.baseline == {"kind": "ridge", "alpha": 0.5}
+    # Without a baseline section a regression protocol gets the ridge baseline and its default alpha.
+    assert Protocol.from_dict({**_regression(raw), "baseline": None}).baseline == {"kind": "ridge", "alpha": 1.0}
+
+
+def test_the_task_defaults_to_classification_and_keeps_the_digits_id(protocol: Protocol, raw: dict[str, Any]) -> None:
+    assert protocol.task == "classification" and protocol.id == content_hash(raw)
+    assert protocol.baseline == {"kind": "logistic_regression", "C": 1.0, "max_iter": 500}
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"task": "ranking"}, "task must be one of classification, regression, got 'ranking'"),
+        # Metrics of the other task are named, and the fix is given.
+        (
+            {"metrics": REGRESSION_METRICS},
+            r"metrics rmse, r2, mae are not classification metrics.*set the top-level task",
+        ),
+        (
+            {"metrics": {"primary": "error_rate", "report": ["error_rate", "mae"]}},
+            "metrics mae are not classification metrics",
+        ),
+        ({"baseline": {"kind": "ridge"}}, "baseline.kind ridge is a regression baseline.*use baseline.kind logistic"),
+        ({"baseline": {"kind": "forest"}}, "baseline.kind must be one of logistic_regression, ridge"),
+        ({"baseline": {"kind": "logistic_regression", "alpha": 1.0}}, r"unknown field\(s\): baseline.alpha"),
+        ({"baseline": {"C": 0}}, "baseline.C must be > 0"),
+        ({"baseline": {"max_iter": 0}}, "baseline.max_iter must be >= 1"),
+    ],
+)
+def test_a_classification_protocol_refuses_what_belongs_to_regression(
+    raw: dict[str, Any], change: dict[str, Any], expected: str
+) -> None:
+    with pytest.raises(ValueError, match=expected):
+        Protocol.from_dict({**copy.deepcopy(raw), **change})
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"metrics": {"primary": "rmse", "guards": {"ece": 0.1}}}, "metrics ece are not regression metrics"),
+        ({"baseline": {"kind": "logistic_regression"}}, "baseline.kind logistic_regression is a classification"),
+        ({"baseline": {"kind": "ridge", "alpha": -1}}, "baseline.alpha must be >= 0"),
+        ({"baseline": {"kind": "ridge", "C": 1.0}}, r"baseline\.C"),
+    ],
+)
+def test_a_regression_protocol_refuses_what_belongs_to_classification(
+    raw: dict[str, Any], change: dict[str, Any], expected: str
+) -> None:
+    with pytest.raises(ValueError, match=expected):
+        Protocol.from_dict(_regression(raw, **change))
 
 
 def test_non_inferiority_accepts_a_margin(raw: dict[str, Any]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -61,3 +63,42 @@ def test_non_inferiority_speaks_of_its_margin(protocol: Protocol) -> None:
     non_inf: Any = replace(protocol, gate_mode="non_inferiority", margin=0.02)
     decision = decide(non_inf, _comparison(non_inf, 0.005, -0.005, 0.015), None)
     assert decision.passed and "within the non-inferiority margin of 0.020" in decision.reason
+
+
+def test_the_gate_decides_a_regression_pair_on_rmse_in_both_modes(
+    project_protocol: Callable[[str], Path],
+) -> None:
+    from dataclasses import replace
+
+    import numpy as np
+
+    from gauntlet.scoring.bootstrap import paired_bootstrap
+
+    path = project_protocol("regression-gate")
+    path.write_text(
+        "name: regression-gate\ntask: regression\n"
+        "split: {id_column: row_id, salt: s, test_fraction: 0.2, dev_fraction: 0.1}\n"
+        "training: {epochs: 5, seed: 0}\n"
+        "metrics: {primary: rmse, guards: {r2: 0.01}, report: [rmse, mae, r2]}\n"
+        "gate: {mode: superiority, confidence: 0.95, bootstrap_resamples: 1000, bootstrap_seed: 0}\n"
+    )
+    protocol = load_protocol(path)
+    rng = np.random.default_rng(0)
+    y = rng.normal(100.0, 20.0, 300)
+    close, loose = (y + rng.normal(0, 1.0, 300))[:, None], (y + rng.normal(0, 3.0, 300))[:, None]
+
+    def judge(proto: Protocol, candidate: np.ndarray, reference: np.ndarray) -> Any:
+        result = paired_bootstrap(y, candidate, reference, proto.metric_names, 1000, 0, proto.confidence)
+        return decide(proto, None, result)
+
+    better = judge(protocol, close, loose)
+    assert (
+        better.passed and better.reason.startswith("Passed: rmse improved by") and "no guard regressed" in better.reason
+    )
+    assert not better.details["primary"]["higher_is_better"]
+    worse = judge(protocol, loose, close)
+    assert not worse.passed and "which shows a regression" in worse.reason and "guard r2 regressed" in worse.reason
+    # Non-inferiority: a loose model within a generous margin (raw units) passes; within a tight one not.
+    generous: Any = replace(protocol, gate_mode="non_inferiority", margin=5.0, guards={})
+    tight: Any = replace(protocol, gate_mode="non_inferiority", margin=0.5, guards={})
+    assert judge(generous, loose, close).passed and not judge(tight, loose, close).passed

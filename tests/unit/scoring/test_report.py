@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from gauntlet.protocol import load_protocol
 from gauntlet.scoring import report
 
 
@@ -29,3 +35,51 @@ def test_evaluation_tables_add_one_table_per_slice_column() -> None:
     tables = report.evaluation_tables({"candidate": {"error_rate": 0.2}}, {}, ["error_rate"], 0.95, per_class, slices)
     assert list(tables) == ["metrics", "intervals", "per_class", "slice_source"]
     assert "source=scan candidate (n=5)" in tables["slice_source"]
+
+
+def test_per_class_rows_are_named_by_the_dataset_classes() -> None:
+    per_class = [
+        {"class": 0, "support": 5, "precision": 1.0, "recall": 0.8, "error_rate": 0.2},
+        {"class": 1, "support": 3, "precision": 0.5, "recall": 1.0, "error_rate": 0.0},
+    ]
+    metrics = {"candidate": {"error_rate": 0.2}}
+    named = report.evaluation_tables(metrics, {}, ["error_rate"], 0.95, per_class, {}, ["healthy", "sick"])
+    lines = named["per_class"].splitlines()
+    assert lines[0] == "| class | support | precision | recall | error_rate |"
+    assert lines[2].startswith("| healthy | 5.0000 |") and lines[3].startswith("| sick | 3.0000 |")
+    assert (
+        report.evaluation_tables(metrics, {}, ["error_rate"], 0.95, per_class, {})["per_class"]
+        .splitlines()[2]
+        .startswith("| 0 |")
+    )
+
+
+def test_a_regression_report_has_no_per_class_table_and_a_ridge_baseline() -> None:
+    tables = report.evaluation_tables({"candidate": {"rmse": 3.0}}, {}, ["rmse"], 0.95, [], {})
+    assert list(tables) == ["metrics", "intervals"]
+    base = {"champion_version": None, "anchor": {"version": None}, "off_protocol": None}
+    assert "- baseline: the protocol's ridge regression" in report.references_text({**base, "task": "regression"})
+    assert "- baseline: the protocol's logistic regression" in report.references_text(base)
+
+
+def test_regression_figures_are_residuals_and_predicted_vs_actual(
+    tmp_path: Path, project_protocol: Callable[[str], Path]
+) -> None:
+    path = project_protocol("report-regression")
+    path.write_text(
+        "name: r\ntask: regression\nsplit: {id_column: id, salt: s, test_fraction: 0.2, dev_fraction: 0.1}\n"
+        "training: {epochs: 2, seed: 0}\nmetrics: {primary: rmse}\n"
+        "gate: {mode: superiority, confidence: 0.95, bootstrap_resamples: 1000, bootstrap_seed: 0}\n"
+    )
+    protocol = load_protocol(path)
+    rng = np.random.default_rng(0)
+    y = rng.normal(10.0, 3.0, 50)
+    records = [
+        {
+            "key": "k" * 16,
+            "params": {"model": {"kind": "mlp"}, "lr": 0.1, "epochs": 2},
+            "curve": [{"step": 10, "dev_rmse": 3.0}, {"step": 20, "dev_rmse": 2.0}],  # what regression runs record
+        }
+    ]
+    names = report.write_evaluation_figures(tmp_path, protocol, records, y, (y + 1)[:, None], [], "k" * 16)
+    assert names == ["learning_curves.png", "predicted_vs_actual.png", "residuals.png"]

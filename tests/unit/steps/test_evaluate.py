@@ -1,11 +1,27 @@
-"""steps.evaluate: what keys an evaluation and why an earlier one is not reused."""
+"""steps.evaluate: what keys an evaluation, why an earlier one is not reused, and whole evaluations of a
+regression and a binary table with named classes."""
 
 from __future__ import annotations
 
-import numpy as np
+import datetime as dt
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-from gauntlet import storage
-from gauntlet.steps import evaluate
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from gauntlet import layout, registry, storage
+from gauntlet.errors import ProtocolMismatch
+from gauntlet.hashing import content_hash, sha256_bytes
+from gauntlet.protocol import Protocol, load_protocol
+from gauntlet.scoring.compare import protocol_split
+from gauntlet.steps import evaluate, register
+from gauntlet.training.data import load_preprocessor, load_split
+from gauntlet.training.model import build_model, bundle_bytes, bundle_spec
 
 
 def test_the_evaluation_key_names_its_code_and_numeric_libraries() -> None:
@@ -33,3 +49,219 @@ def test_a_miss_names_what_changed_since_the_nearest_earlier_evaluation(store: s
     assert "predates evaluation keys" in (
         evaluate.explain_evaluation_miss(f"{store}/evaluations/p/k2/against", parts) or ""
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Whole evaluations on a small synthetic table: a committed dataset and a one-layer model in the
+# project's bundle (fitted here in closed form), without preprocess or a Horovod run.
+# --------------------------------------------------------------------------------------------
+
+REGRESSION_PROTOCOL = """\
+name: toy-regression
+description: A regression protocol for a two-feature table.
+task: regression
+split: {id_column: row_id, salt: toy-v1, test_fraction: 0.2, dev_fraction: 0.1}
+training: {epochs: 5, seed: 0}
+metrics: {primary: rmse, guards: {r2: 0.05}, report: [rmse, mae, r2]}
+gate: {mode: non_inferiority, margin: 0.5, confidence: 0.95, bootstrap_resamples: 1000, bootstrap_seed: 0}
+baseline: {kind: ridge, alpha: 1.0}
+slices: [date]
+excluded_row_ids: []
+"""
+BINARY_PROTOCOL = """\
+name: toy-binary
+split: {id_column: row_id, salt: toy-v1, test_fraction: 0.2, dev_fraction: 0.1}
+training: {epochs: 5, seed: 0}
+metrics: {primary: error_rate, report: [error_rate, average_precision, roc_auc, log_loss, ece]}
+gate: {mode: superiority, confidence: 0.95, bootstrap_resamples: 1000, bootstrap_seed: 0}
+slices: [date]
+"""
+CLASSES = ["healthy", "sick"]
+
+
+@pytest.fixture
+def regression_protocol(project_protocol: Callable[[str], Path]) -> Protocol:
+    path = project_protocol("regression")
+    path.write_text(REGRESSION_PROTOCOL)
+    return load_protocol(path)
+
+
+@pytest.fixture
+def binary_protocol(project_protocol: Callable[[str], Path]) -> Protocol:
+    path = project_protocol("binary")
+    path.write_text(BINARY_PROTOCOL)
+    return load_protocol(path)
+
+
+def toy_table(task: str, rows: int = 300, seed: int = 0) -> pd.DataFrame:
+    """Two numeric features; a noisy linear value (regression) or its sign as a class index."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, 2)).astype(np.float32)
+    value = 3.0 * x[:, 0] - 2.0 * x[:, 1] + 10.0 + rng.normal(scale=1.0, size=rows)
+    label = value if task == "regression" else (value + rng.normal(scale=2.0, size=rows) > 10.0).astype(np.int64)
+    return pd.DataFrame(
+        {
+            "row_id": [f"r{i:04d}" for i in range(rows)],
+            "date": np.where(np.arange(rows) % 2 == 0, "2026-11-01", "2026-11-02"),
+            "y": label,
+            "x1": x[:, 0],
+            "x2": x[:, 1],
+        }
+    )
+
+
+def toy_dataset(store: str, protocol: Protocol, task: str, tmp: Path) -> str:
+    """A committed dataset as preprocess writes it: train/ and test/ parquet, preprocessor.json, manifest."""
+    table = toy_table(task)
+    train, test = table.iloc[:200], table.iloc[200:]
+    features = train[["x1", "x2"]].to_numpy(dtype=np.float64)
+    classes: list[str] = [] if task == "regression" else CLASSES
+    preprocessor: dict[str, Any] = {
+        "kind": "tabular",
+        "task": task,
+        "classes": classes,
+        "inputs": [{"name": n, "kind": "numeric", "impute": 0.0} for n in ("x1", "x2")],
+        "features": ["x1", "x2"],
+        "mean": features.mean(axis=0).tolist(),
+        "scale": features.std(axis=0).tolist(),
+    }
+    if task == "regression":
+        preprocessor["target"] = {"mean": float(train["y"].mean()), "scale": float(train["y"].std())}
+    folder = tmp / "dataset"
+    for split, frame in (("train", train), ("test", test)):
+        (folder / split).mkdir(parents=True)
+        frame.to_parquet(folder / split / "part-00000.parquet", index=False)
+    (folder / "preprocessor.json").write_text(json.dumps(preprocessor))
+    uri = layout.dataset_prefix(store, "toy", f"{task}-v1")
+    schema = {"id": "row_id", "label": "y", "task": task, "classes": classes, "features": ["x1", "x2"]}
+    meta = {"kind": "dataset", "dataset": "toy", "version": f"{task}-v1", "schema": schema}
+    storage.commit_directory(folder, uri, {**meta, "protocol_split": protocol_split(protocol)})
+    return uri
+
+
+def toy_experiment(store: str, protocol: Protocol, dataset_uri: str, tmp: Path) -> str:
+    """An experiment whose model is a linear layer fitted on the train rows (least squares for
+    regression, logistic regression for classification), recorded as train records one."""
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+
+    train, manifest = load_split(dataset_uri, "train", tmp / "fit")
+    pre = load_preprocessor(dataset_uri)
+    task, classes = manifest["schema"]["task"], manifest["schema"]["classes"]
+    x = (train.features - np.array(pre["mean"])) / np.array(pre["scale"])
+    spec = {"kind": "mlp", "hidden": [], "channels": [], "image_shape": []}
+    model = build_model(spec, pre, len(classes), task)
+    if task == "regression":
+        target = (train.labels - pre["target"]["mean"]) / pre["target"]["scale"]
+        fit: Any = LinearRegression().fit(x, target)
+        weights, bias = fit.coef_.reshape(1, -1), np.atleast_1d(fit.intercept_)
+    else:  # two logits whose softmax is the fitted logistic model
+        fit = LogisticRegression().fit(x, train.labels)
+        weights = np.vstack([np.zeros_like(fit.coef_), fit.coef_])
+        bias = np.array([0.0, fit.intercept_[0]])
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor(weights, dtype=torch.float32))
+        model[1].bias.copy_(torch.tensor(bias, dtype=torch.float32))
+    data = bundle_bytes(model, bundle_spec(spec, pre, task, classes))
+    params = {"model": spec, "epochs": protocol.epochs, "lr": 0.1}
+    parts = {"protocol": protocol.id, "dataset": manifest["version"], "params": params, "code": "handmade"}
+    key = content_hash(parts)
+    uri = layout.experiment_uri(store, key)
+    storage.put_bytes(layout.model_uri(uri), data)
+    record = {
+        "key": key,
+        "key_parts": parts,
+        "uri": uri,
+        "params": params,
+        "dataset_uri": dataset_uri,
+        "dataset_version": manifest["version"],
+        "protocol_id": protocol.id,
+        "code_version": "handmade",
+        "model_uri": layout.model_uri(uri),
+        "model_sha256": sha256_bytes(data),
+        "curve": [{"step": 200, "dev_error": 1.5}, {"step": 400, "dev_error": 1.2}],
+        "finished": dt.datetime.now(dt.UTC).isoformat(),
+        "off_protocol_reason": None,
+    }
+    storage.put_json(layout.record_uri(uri), record)
+    return uri
+
+
+def test_a_regression_evaluation_scores_values_against_a_ridge_baseline(
+    store: str, regression_protocol: Protocol, tmp_path: Path
+) -> None:
+    dataset = toy_dataset(store, regression_protocol, "regression", tmp_path)
+    experiment = toy_experiment(store, regression_protocol, dataset, tmp_path)
+
+    outputs = evaluate.run(regression_protocol, store, experiment, "toy")
+
+    report = storage.get_json(outputs["report_uri"])
+    assert report["task"] == "regression" and report["classes"] == []
+    assert set(report["metrics"]) == {"candidate", "baseline"}
+    test = toy_table("regression").iloc[200:]
+    candidate = report["metrics"]["candidate"]
+    # The candidate is the least-squares line, the baseline a ridge on the same features: both fit the
+    # noise level (1.0) and neither is far from the other.
+    assert set(candidate) == {"rmse", "mae", "r2"} and 0.7 < candidate["rmse"] < 1.3
+    assert 0.8 < candidate["r2"] <= 1.0 and candidate["mae"] < candidate["rmse"]
+    assert report["metrics"]["baseline"]["rmse"] == pytest.approx(candidate["rmse"], abs=0.1)
+    interval = report["comparisons"]["candidate - baseline"]["rmse"]
+    assert interval["low"] <= interval["diff"] <= interval["high"] and report["gate"]["passed"]
+    assert "rmse change vs baseline" in report["gate"]["reason"]
+    assert set(report["slices"]["date"]) == {"2026-11-01", "2026-11-02"}
+    assert sorted(report["plots"]) == ["learning_curves.png", "predicted_vs_actual.png", "residuals.png"]
+    markdown = storage.get_bytes(outputs["report_uri"].replace("report.json", "report.md")).decode()
+    assert "per_class" not in report["tables"] and "- baseline: the protocol's ridge regression" in markdown
+    # No label errors in regression: nothing is written to the ledger.
+    assert report["suspected_label_errors"] is None and report["ledger_uri"] is None
+    assert not storage.exists(layout.ledger_uri(store, "toy"))
+    assert report["test_rows"] == len(test)
+
+
+def test_a_binary_evaluation_names_its_classes_and_scores_average_precision(
+    store: str, binary_protocol: Protocol, tmp_path: Path
+) -> None:
+    dataset = toy_dataset(store, binary_protocol, "classification", tmp_path)
+    experiment = toy_experiment(store, binary_protocol, dataset, tmp_path)
+
+    report_uri = evaluate.run(binary_protocol, store, experiment, "toy")["report_uri"]
+    report = storage.get_json(report_uri)
+
+    assert report["task"] == "classification" and report["classes"] == CLASSES
+    candidate = report["metrics"]["candidate"]
+    assert 0.5 < candidate["average_precision"] <= 1.0 and 0.5 < candidate["roc_auc"] <= 1.0
+    per_class = report["tables"]["per_class"].splitlines()
+    assert per_class[0].startswith("| class |") and [row.split("|")[1].strip() for row in per_class[2:]] == CLASSES
+    assert {"confusion_matrix.png", "reliability.png"} <= set(report["plots"])
+    # `registry show` prints the version record: it names the classes the model predicts, in output order.
+    registered = register.run(store, "toy", report_uri, "run-1", force=True)
+    version = registry.get_version(layout.registry_root(store, "toy"), registered["version"])
+    assert (version["task"], version["classes"]) == ("classification", CLASSES)
+
+
+def test_evaluate_refuses_a_dataset_of_the_other_task(
+    store: str, regression_protocol: Protocol, binary_protocol: Protocol, tmp_path: Path
+) -> None:
+    classification = toy_dataset(store, binary_protocol, "classification", tmp_path / "c")
+    with pytest.raises(ProtocolMismatch, match=r"classification dataset .* scores regression.*task: classification"):
+        evaluate.require_fitting_dataset(regression_protocol, classification, storage.read_manifest(classification))
+    regression = toy_dataset(store, regression_protocol, "regression", tmp_path / "r")
+    with pytest.raises(ProtocolMismatch, match="regression dataset"):
+        evaluate.require_fitting_dataset(binary_protocol, regression, storage.read_manifest(regression))
+    # Through run: refused before anything is scored or written.
+    experiment = toy_experiment(store, binary_protocol, regression, tmp_path / "r")
+    with pytest.raises(ProtocolMismatch):
+        evaluate.run(binary_protocol, store, experiment, "toy")
+    assert not any(o["key"].startswith("evaluations/") for o in storage.list_objects(store + "/"))
+
+
+def test_average_precision_is_refused_for_more_than_two_classes(binary_protocol: Protocol) -> None:
+    manifest = {"schema": {"task": "classification", "classes": ["a", "b", "c"]}}
+    with pytest.raises(ProtocolMismatch, match=r"average_precision.*3 classes.*macro_average_precision"):
+        evaluate.require_fitting_dataset(binary_protocol, "s3://b/datasets/d/v1", manifest)
+    evaluate.require_fitting_dataset(binary_protocol, "s3://b/datasets/d/v1", {"schema": {"classes": [0, 1]}})
+
+
+def test_class_names_come_from_the_manifest_as_text() -> None:
+    assert evaluate.class_names({"schema": {"classes": [0, 1, 2]}}) == ["0", "1", "2"]
+    assert evaluate.class_names({"schema": {"classes": ["no", "yes"]}}) == ["no", "yes"]
+    assert evaluate.class_names({"schema": {"task": "regression", "classes": []}}) == []
