@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
+FEATURE_TYPE = pa.float32()  # a numeric feature as the dataset stores it
 UNKNOWN = "<unknown>"  # the one-hot column of a null or unseen category
 # A one-hot text column with more categories than this is most likely an id or free text.
 MAX_ONE_HOT_CATEGORIES = 1000
@@ -100,11 +101,11 @@ def category_text(values: Any, where: str = "categorical column") -> pa.Array:
         raise BadInput(f"{where}: values of type {array.type} cannot be read as categories") from error
 
 
-def numeric_column(values: Any, where: str) -> pa.Array:
-    """A numeric column as float32 with every missing value (null or NaN) as null."""
+def numeric_column(values: Any, where: str, kind: pa.DataType = FEATURE_TYPE) -> pa.Array:
+    """A numeric column as float32 (or `kind`) with every missing value (null or NaN) as null."""
     array = _arrow(values)
     try:
-        out = pc.cast(array, pa.float32())
+        out = pc.cast(array, kind)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
         raise DataConfigMismatch(
             f"{where}: values of type {array.type} where numbers are expected: list the column in "
@@ -113,7 +114,7 @@ def numeric_column(values: Any, where: str) -> pa.Array:
     if pa.types.is_floating(array.type):
         nan = pc.is_nan(out)
         if pc.any(nan).as_py():
-            out = pc.if_else(nan, pa.scalar(None, pa.float32()), out)
+            out = pc.if_else(nan, pa.scalar(None, kind), out)
     return out
 
 
@@ -150,7 +151,7 @@ def regression_target(values: Any, where: str = "label") -> NDArray[np.float64]:
             f"{where}: dataset.task is regression but the label holds {array.type} values "
             f"(e.g. {array.drop_null().slice(0, 3).to_pylist()}): a regression label must be numeric"
         )
-    out = numeric_column(array, where)
+    out = numeric_column(array, where, pa.float64())
     if out.null_count:
         raise DataConfigMismatch(f"{where}: {out.null_count} missing regression labels")
     return out.to_numpy(zero_copy_only=False).astype(np.float64)

@@ -1,19 +1,26 @@
-"""Preprocess with partitions side by side in threads builds the very same dataset as one at a time."""
+"""preprocess: the same dataset bytes whatever the worker count, and tables of every shape (text ids
+and labels, categories, nulls, regression) written raw-typed with their encoding fitted on train rows."""
 
 from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import os
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from gauntlet import errors, storage
-from gauntlet.config import load_config, resolve
+from gauntlet import encoding, errors, layout, rawdata, storage
+from gauntlet.config import PipelineConfig, config_from_dict, load_config, resolve
 from gauntlet.protocol import load_protocol
 from gauntlet.splits import split_of
 from gauntlet.steps import preprocess, validate
+from gauntlet.training.data import load_split
 
 
 def _build(store: str, validation_uri: str, workers: str, monkeypatch: pytest.MonkeyPatch) -> dict:
@@ -24,7 +31,9 @@ def _build(store: str, validation_uri: str, workers: str, monkeypatch: pytest.Mo
     return built
 
 
-def test_two_workers_commit_the_same_bytes_as_one(seeded_store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_workers_commit_the_same_bytes_as_one(
+    seeded_store: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     config = load_config(resolve("include/configs/digits.yaml"), ["dataset.validation=vectorised"])
     outputs = validate.run(config, seeded_store, dt.date(2026, 11, 1), dt.date(2026, 11, 8), "par")
     one = _build(seeded_store, outputs["result_uri"], "1", monkeypatch)
@@ -50,6 +59,16 @@ def test_two_workers_commit_the_same_bytes_as_one(seeded_store: str, monkeypatch
             assert {split_of(r, protocol) for r in frame["row_id"]} <= {split}
             seen += list(frame["row_id"])
     assert len(seen) == len(set(seen)) == 1797
+    # The demo's preprocessor: 64 numeric pixels, StandardScaler's fit on the train rows.
+    from sklearn.preprocessing import StandardScaler
+
+    pre = json.loads(storage.read_committed_file(two["dataset_uri"], "preprocessor.json"))
+    assert pre["features"] == manifest_two["schema"]["features"] == [f"pixel_{i}" for i in range(64)]
+    assert {s["kind"] for s in pre["inputs"]} == {"numeric"} and manifest_two["schema"]["classes"] == list(range(10))
+    train, _ = load_split(two["dataset_uri"], "train", tmp_path)
+    scaler = StandardScaler().fit(train.features)
+    np.testing.assert_allclose(pre["mean"], scaler.mean_, rtol=1e-9)
+    np.testing.assert_allclose(pre["scale"], scaler.scale_, rtol=1e-9)
 
 
 def test_worker_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -60,3 +79,148 @@ def test_worker_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     assert preprocess.worker_count(8) == 3 and preprocess.worker_count(2) == 2  # never more than partitions
     monkeypatch.setenv("GAUNTLET_PREPROCESS_WORKERS", "auto")
     assert preprocess.worker_count(64) == len(os.sched_getaffinity(0))
+
+
+# --- a table as real ones are: string ids and labels, categories, nulls, no common feature prefix ---
+
+CLASSES = ["benign", "malignant", "unclear"]
+DAYS = [dt.date(2026, 3, 1), dt.date(2026, 3, 2), dt.date(2026, 3, 3)]
+
+
+def clinic_frame(day: int, rows: int = 120) -> pd.DataFrame:
+    rng = np.random.default_rng(day)
+    age = rng.normal(50, 12, rows).round(1)
+    age[rng.random(rows) < 0.2] = np.nan
+    region = rng.choice(np.array(["north", "south", "east"], dtype=object), rows)
+    region[rng.random(rows) < 0.1] = None
+    return pd.DataFrame(
+        {
+            "row_id": [f"P{day}{i:04d}" for i in range(rows)],
+            "visit_day": [f"2026-03-0{day + 1}"] * rows,
+            "age": age,
+            "outcome": rng.choice(CLASSES, rows),
+            "region": region,
+            "ward": rng.integers(1, 4, rows),  # numbers that name wards: dataset.categorical
+            "bmi": rng.normal(25, 4, rows).astype(np.float32),
+            "smoker": rng.random(rows) < 0.3,
+        }
+    )
+
+
+def land(store: str, prefix: str, frames: list[pd.DataFrame], csv_last: bool = False) -> str:
+    """The frames as daily partitions (the last as CSV if asked) and a passed validation naming them."""
+    for i, frame in enumerate(frames):
+        fmt = "csv" if csv_last and i == len(frames) - 1 else "parquet"
+        body = frame.to_csv(index=False).encode() if fmt == "csv" else frame.to_parquet(index=False)
+        storage.put_bytes(layout.raw_partition_uri(store, prefix, DAYS[i], fmt), body)
+    partitions = rawdata.list_partitions(store, prefix)
+    uri = layout.validation_result_uri(store, f"test-{prefix.replace('/', '-')}")
+    storage.put_json(uri, {"verdict": "passed", "partitions": [p.as_dict() for p in partitions]})
+    return uri
+
+
+def table_config(**dataset: Any) -> PipelineConfig:
+    raw = yaml.safe_load(resolve("include/configs/digits.yaml").read_text())
+    raw["dataset"] = {"name": "clinic", "expectation_suite": "include/expectations/digits.json", **dataset}
+    return config_from_dict(raw)
+
+
+CLINIC = {
+    "raw_prefix": "raw/clinic",
+    "id_column": "row_id",
+    "label_column": "outcome",
+    "classes": CLASSES,
+    "exclude": ["visit_day"],
+    "categorical": ["ward"],
+}
+
+
+def test_a_table_with_text_labels_categories_and_nulls(
+    store: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    frames = [clinic_frame(day) for day in range(3)]
+    validation = land(store, "raw/clinic", frames, csv_last=True)
+    config = table_config(**CLINIC)
+    protocol = load_protocol(resolve(config.protocol))
+    monkeypatch.setenv("GAUNTLET_PREPROCESS_WORKERS", "2")
+    built = preprocess.run(config, protocol, store, validation)
+    manifest = storage.read_manifest(built["dataset_uri"])
+    pre = json.loads(storage.read_committed_file(built["dataset_uri"], "preprocessor.json"))
+
+    raw = pd.concat(frames, ignore_index=True).set_index("row_id")
+    train = raw[[split_of(r, protocol) == "train" for r in raw.index]]
+    features = ["age", "region", "ward", "bmi", "smoker"]  # file order; not the id, label or visit_day
+    assert manifest["schema"] == {
+        "id": "row_id",
+        "label": "outcome",
+        "task": "classification",
+        "classes": CLASSES,
+        "features": features,
+        "encoded_features": pre["features"],
+    }
+    assert [(s["name"], s["kind"]) for s in pre["inputs"]] == [
+        ("age", "numeric"),
+        ("region", "categorical"),
+        ("ward", "categorical"),
+        ("bmi", "numeric"),
+        ("smoker", "categorical"),
+    ]
+    # Fitted on train rows only: categories as text, sorted; the exact median of age's present values.
+    assert pre["inputs"][1]["categories"] == ["east", "north", "south"]
+    assert pre["inputs"][2]["categories"] == ["1", "2", "3"] and pre["inputs"][4]["categories"] == ["false", "true"]
+    ages = train["age"].dropna().to_numpy(np.float32).astype(np.float64)
+    assert pre["inputs"][0]["impute"] == float(np.median(ages))
+    np.testing.assert_allclose(pre["mean"][0], ages.mean(), rtol=1e-9)
+    np.testing.assert_allclose(pre["scale"][0], ages.std(), rtol=1e-9)
+    assert pre["inputs"][3]["impute"] == pytest.approx(train["bmi"].mean(), rel=1e-6)  # no nulls: its mean
+    assert len(pre["features"]) == 1 + 4 + 4 + 1 + 3 and pre["features"][4] == "region=<unknown>"
+    assert manifest["class_counts"]["train"] == {
+        str(i): int((train["outcome"] == name).sum()) for i, name in enumerate(CLASSES)
+    }
+
+    # Raw-typed features and the class index in the dataset files; encoded on load, the same as raw rows.
+    test, _ = load_split(built["dataset_uri"], "test", tmp_path)
+    rows = raw.loc[test.ids]
+    assert test.labels.tolist() == [CLASSES.index(v) for v in rows["outcome"]]
+    assert test.features.dtype == np.float32 and test.features.shape == (len(rows), len(pre["features"]))
+    np.testing.assert_array_equal(test.features, encoding.encode_frame(rows, pre))
+    stored = pd.read_parquet(tmp_path / "test")
+    assert stored["age"].dtype == np.float32 and stored["age"].isna().sum() == rows["age"].isna().sum()
+    assert stored["region"].isna().sum() == rows["region"].isna().sum() and stored["outcome"].dtype == np.int64
+
+    # A raw row with a missing number and a category train never saw.
+    odd = pd.DataFrame({"age": [None], "region": ["atlantis"], "ward": [7], "bmi": [30.0], "smoker": [False]})
+    row = encoding.encode_frame(odd, pre)[0]
+    assert row[0] == np.float32(pre["inputs"][0]["impute"])
+    assert row[1:5].tolist() == [0, 0, 0, 1] and row[5:9].tolist() == [0, 0, 0, 1] and row[10:].tolist() == [1, 0, 0]
+
+    # One worker builds the very same bytes.
+    bucket = storage.S3Uri.parse(store).bucket
+    for obj in list(storage.list_objects(built["dataset_uri"] + "/")):
+        storage.client().delete_object(Bucket=bucket, Key=obj["key"])
+    monkeypatch.setenv("GAUNTLET_PREPROCESS_WORKERS", "1")
+    again = preprocess.run(config, protocol, store, validation)
+    assert storage.read_manifest(again["dataset_uri"])["files"] == manifest["files"]
+
+
+def test_a_regression_table_stores_float_labels_and_the_target_moments(store: str, tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    frames = [
+        pd.DataFrame({"row_id": [f"r{d}-{i}" for i in range(80)], "x1": rng.normal(size=80), "x2": rng.normal(size=80)})
+        for d in range(2)
+    ]
+    for frame in frames:
+        frame["y"] = 3 * frame["x1"] + rng.normal(100, 5, len(frame))
+    validation = land(store, "raw/reg", frames)
+    config = table_config(raw_prefix="raw/reg", id_column="row_id", label_column="y", task="regression")
+    protocol = load_protocol(resolve(config.protocol))
+    built = preprocess.run(config, protocol, store, validation)
+    manifest = storage.read_manifest(built["dataset_uri"])
+    assert manifest["schema"]["task"] == "regression" and manifest["schema"]["classes"] == []
+    assert manifest["class_counts"]["train"] == {}
+    pre = json.loads(storage.read_committed_file(built["dataset_uri"], "preprocessor.json"))
+    raw = pd.concat(frames, ignore_index=True)
+    y = raw.loc[[split_of(r, protocol) == "train" for r in raw["row_id"]], "y"].to_numpy()
+    np.testing.assert_allclose([pre["target"]["mean"], pre["target"]["scale"]], [y.mean(), y.std()], rtol=1e-9)
+    train, _ = load_split(built["dataset_uri"], "train", tmp_path)
+    assert train.labels.dtype == np.float64 and sorted(train.labels) == sorted(y)
