@@ -1,5 +1,6 @@
 # gauntlet: two commands set everything up on a fresh machine (Python 3.11):
 #   make demo   one nightly run of the pipeline through Airflow on the embedded S3 server
+#               (DATASET=wine or DATASET=diabetes: the examples `gauntlet init` wrote)
 #   make test   lint, type-check and the test suite (what CI runs)
 .PHONY: setup demo test lint typecheck pytest test-stack browser up down stack-status format clean image image-gpu docker-e2e reliability evaluation bench bench-quick
 
@@ -9,8 +10,9 @@ BIN := $(VENV)/bin
 setup:
 	@bash scripts/setup.sh
 
-demo: setup
-	@bash scripts/demo.sh
+DATASET ?= digits
+demo: setup  ## make demo DATASET=wine | diabetes runs a shipped example instead of digits
+	@DATASET=$(DATASET) bash scripts/demo.sh
 
 lint: setup
 	$(BIN)/ruff check src tests dags plugins scripts benchmarks
