@@ -1,4 +1,5 @@
-"""The label-error ledger end to end, from a real label error to a new protocol version.
+"""The label-error ledger end to end, from a real label error to a new protocol version; which
+suspects it takes (classification only, with class names).
 
 A few test rows get a wrong label in the raw data (as an upstream labelling mistake would). Every
 model then gets them confidently wrong, evaluate records them as suspects, a person confirms one,
@@ -8,9 +9,11 @@ which writes a new protocol version; results under the old and new versions are 
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from pipeline_support import MLP, build_dataset, evaluate, log_of, train
@@ -18,10 +21,10 @@ from testkit import run_cli
 
 from gauntlet import layout, ledger, storage
 from gauntlet.contract import EXIT_BAD_INPUT
-from gauntlet.protocol import load_protocol
+from gauntlet.protocol import Protocol, load_protocol
 from gauntlet.splits import split_of
+from gauntlet.training.data import Split
 
-pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 V1 = load_protocol(ROOT / "include/protocols/digits-v1.yaml")
 MODEL = [*MLP, "--set", "model.hidden=[64]", "--set", "training.epochs=6"]
@@ -46,6 +49,7 @@ def mislabel_test_rows(store: str, count: int) -> set[str]:
     raise AssertionError("not enough test rows to mislabel")
 
 
+@pytest.mark.slow
 def test_confirmed_label_error_makes_a_new_protocol_that_is_never_mixed_with_the_old(
     seeded_store: str, project_protocol: Callable[[str], Path]
 ) -> None:
@@ -102,3 +106,34 @@ def test_confirmed_label_error_makes_a_new_protocol_that_is_never_mixed_with_the
     assert "never compared" in mixed.stderr
     _, compared = run_cli(store, "compare", old_eval["report_uri"], old_eval["report_uri"])
     assert compared["protocol_id"] == V1.id and compared["metrics"]["error_rate"]["diff"] == 0
+
+
+def _split(labels: list[float]) -> Split:
+    ids = np.array([f"r{i}" for i in range(len(labels))])
+    frame = pd.DataFrame({"row_id": ids, "date": "2026-11-01", "y": labels})
+    return Split(ids, np.zeros((len(labels), 1), dtype=np.float32), np.asarray(labels), frame)
+
+
+def test_suspects_name_their_label_and_predicted_class() -> None:
+    test = _split([0, 1, 1])
+    confident_wrong = np.array([[0.9, 0.1], [0.05, 0.95], [0.9, 0.1]])  # row r2 is labelled 1, both say 0
+    probas = {"candidate": confident_wrong, "baseline": confident_wrong}
+    suspects = ledger.suspected_label_errors(test, probas, class_names=["healthy", "sick"])
+    assert [(s["row_id"], s["label"], s["predicted"]) for s in suspects] == [("r2", 1, 0)]
+    assert (suspects[0]["label_name"], suspects[0]["predicted_name"]) == ("sick", "healthy")
+    assert "label_name" not in ledger.suspected_label_errors(test, probas)[0]
+
+
+def test_a_regression_evaluation_records_no_label_errors_and_says_why(
+    store: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw = {**V1.raw, "task": "regression", "metrics": {"primary": "rmse"}, "baseline": {"kind": "ridge"}}
+    protocol = Protocol.from_dict(raw)
+    values = np.array([[10.0], [20.0], [30.0]])
+    with caplog.at_level(logging.INFO, logger="gauntlet.ledger"):
+        found, uri = ledger.record_evaluation(
+            store, protocol, "toy", "k1", _split([10.0, 25.0, 90.0]), {"candidate": values, "baseline": values}
+        )
+    assert (found, uri) == (None, None)
+    assert not storage.exists(layout.ledger_uri(store, "toy"))
+    assert "nothing recorded" in caplog.text and "regression protocol" in caplog.text
