@@ -32,7 +32,10 @@ def own_table(n: int, start: int) -> pd.DataFrame:
             "region": rng.choice(["east", "north", "west"], n),
             "age": rng.integers(18, 90, n),
             "cholesterol": np.where(np.arange(n) % 7 == 0, np.nan, rng.normal(200, 30, n).round(1)),
-            "smoker": rng.random(n) < 0.3,
+            "smoker": pd.array([None if i % 9 == 0 else bool(v) for i, v in enumerate(rng.random(n) < 0.3)], "boolean"),
+            "visits": pd.array(
+                [None if i % 11 == 0 else int(v) for i, v in enumerate(rng.integers(0, 12, n))], "Int64"
+            ),
             "referral_note": [f"seen on visit {i}" for i in range(start, start + n)],
         }
     )
