@@ -386,12 +386,9 @@ def suite(profile: Profile, plan: Plan) -> dict[str, Any]:
 
 
 def _scalar(value: Any) -> str:
-    """A YAML scalar that reads back as `value` (quoted when plain text would read as something else)."""
-    if isinstance(value, str) and not (
-        re.fullmatch(r"[A-Za-z_][A-Za-z0-9_./-]*", value) and yaml.safe_load(value) == value
-    ):
-        return json.dumps(value)
-    return json.dumps(value) if not isinstance(value, str) else value
+    """A YAML scalar that reads back as `value` (PyYAML quotes text that would read as something else)."""
+    text: str = yaml.safe_dump(value, allow_unicode=True, width=1 << 16)
+    return text.removesuffix("...\n").strip()
 
 
 def _flow(values: list[Any] | tuple[Any, ...]) -> str:

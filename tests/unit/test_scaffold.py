@@ -271,3 +271,12 @@ def test_the_shipped_example_files_are_what_init_writes_from_the_seeded_table(
     for role, path in scaffold.paths(name, REPO).items():
         assert path.read_text() == texts[role], f"{path} differs from what `gauntlet init` writes now"
     assert json.loads(texts["suite"])["name"] == f"{name}_raw"
+
+
+def test_column_names_yaml_would_misread_are_quoted_in_the_config() -> None:
+    frame = own().rename(columns={"region": "yes", "age": "1", "bmi": "a: b", "smoker": "null"})
+    profile = profile_of(frame)
+    plan = scaffold.plan(profile, "own", "patient", "outcome", None, STORE)
+    raw = yaml.safe_load(scaffold.config_text(plan, profile))
+    assert raw["dataset"]["features"] == ["yes", "1", "a: b", "null"]
+    assert raw["dataset"]["categorical"] == ["yes", "null"]
