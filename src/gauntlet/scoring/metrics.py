@@ -287,7 +287,8 @@ def log_loss(y_true: ArrayLike, proba: ArrayLike) -> float:
 
 
 def ece(y_true: ArrayLike, proba: ArrayLike, n_bins: int = ECE_BINS) -> float:
-    """Expected calibration error of the top-class confidence, equal-width bins."""
+    """Expected calibration error of the top-class confidence (for two classes max(p, 1 - p), so
+    it does not depend on which class is called positive), equal-width bins."""
     y, p = check_inputs(y_true, proba)
     return float(_ece_w(y, p, np.ones((1, y.shape[0])), n_bins)[0])
 
