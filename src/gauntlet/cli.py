@@ -179,6 +179,12 @@ def cmd_ledger(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def cmd_gc(args: argparse.Namespace) -> dict[str, Any]:
+    from gauntlet import cleanup
+
+    return cleanup.run(args.store, args.grace_hours, apply=args.apply)
+
+
 def cmd_compare(args: argparse.Namespace) -> dict[str, Any]:
     from gauntlet.scoring import compare
 
@@ -352,6 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", required=True, help="JSON list of the plan's pairs")
     p.add_argument("--trained", required=True, help="JSON list of the train outputs, in pair order")
     p.add_argument("--evaluated", required=True, help="JSON list of the evaluate outputs, in pair order")
+    p = add("gc", cmd_gc, "list what no manifest or record commits, older than a grace period (--apply: delete)")
+    p.add_argument("--apply", action="store_true", help="delete what it lists (default: list only)")
+    p.add_argument("--grace-hours", type=float, default=24.0, help="keep anything younger (default: 24)")
     p = add("compare", cmd_compare, "compare two evaluation reports (only under one protocol version)")
     p.add_argument("report_a", help="URI of a report.json")
     p.add_argument("report_b", help="URI of a report.json")

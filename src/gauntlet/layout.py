@@ -25,7 +25,7 @@ import datetime as dt
 import os
 from dataclasses import dataclass
 
-from gauntlet.storage import join
+from gauntlet.storage import MANIFEST_NAME, join
 
 STORE_ENV = "GAUNTLET_STORE"
 DEFAULT_STORE = "s3://gauntlet"
@@ -261,3 +261,52 @@ def sweep_report(store: str, run_id: str) -> SweepReport:
         html=join(prefix, "comparison.html"),
         plot=join(prefix, "learning_curves.png"),
     )
+
+
+# --- clean-up ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommittedFolder:
+    """A store folder of outputs that each exist only once a marker object is written in them, last."""
+
+    kind: str
+    root: str
+    depth: int  # path segments from the root to one output's prefix
+    marker: str
+
+
+def committed_folders(store: str) -> list[CommittedFolder]:
+    return [
+        CommittedFolder("dataset", join(store, "datasets"), 2, MANIFEST_NAME),
+        CommittedFolder("experiment", experiments_root(store), 1, RECORD_NAME),
+        CommittedFolder("evaluation", join(store, "evaluations"), 4, MANIFEST_NAME),
+        CommittedFolder("quarantine", join(store, "quarantine"), 2, MANIFEST_NAME),
+    ]
+
+
+def output_of(folder: CommittedFolder, uri: str) -> str | None:
+    """The prefix of the one output `uri` lies in, or None for an object above that depth."""
+    root = folder.root + "/"
+    parts = uri[len(root) :].split("/") if uri.startswith(root) else []
+    return join(folder.root, *parts[: folder.depth]) if len(parts) > folder.depth and all(parts) else None
+
+
+def marker_uri(folder: CommittedFolder, output: str) -> str:
+    """The object that commits one output of the folder."""
+    return join(output, folder.marker)
+
+
+def registries_root(store: str) -> str:
+    """Where every model's registry lies."""
+    return join(store, "registry")
+
+
+def claim_of(store: str, uri: str) -> tuple[str, str] | None:
+    """(registry, experiment key) when `uri` is a registry's by-experiment claim, else None."""
+    root = registries_root(store) + "/"
+    parts = uri[len(root) :].split("/") if uri.startswith(root) else []
+    if len(parts) != 3 or not parts[0] or not parts[2].endswith(".json"):
+        return None
+    registry, key = registry_root(store, parts[0]), parts[2].removesuffix(".json")
+    return (registry, key) if uri == claim_uri(registry, key) else None

@@ -277,6 +277,61 @@ def list_objects(prefix_uri: str) -> Iterator[dict[str, Any]]:
         raise StorageError(f"cannot list {prefix_uri}: {error}") from error
 
 
+def delete_objects(uris: list[str]) -> None:
+    """Delete objects (a missing one counts as deleted), in batches of S3's 1000 keys per request."""
+    by_bucket: dict[str, list[str]] = {}
+    for uri in uris:
+        loc = S3Uri.parse(uri)
+        by_bucket.setdefault(loc.bucket, []).append(loc.key)
+    for bucket, keys in by_bucket.items():
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
+            try:
+                response = client().delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+            except (ClientError, BotoCoreError) as error:
+                raise StorageError(f"cannot delete {len(batch)} objects in s3://{bucket}: {error}") from error
+            if response.get("Errors"):
+                first = response["Errors"][0]
+                raise StorageError(f"cannot delete s3://{bucket}/{first.get('Key')}: {first.get('Message')}")
+
+
+def list_multipart_uploads(prefix_uri: str) -> Iterator[dict[str, Any]]:
+    """Yield {'uri', 'upload_id', 'initiated', 'size'} for every multipart upload begun under a prefix
+    and neither completed nor aborted: its parts take space but no reader can see them."""
+    loc = S3Uri.parse(prefix_uri)
+    try:
+        for page in client().get_paginator("list_multipart_uploads").paginate(Bucket=loc.bucket, Prefix=loc.key):
+            for upload in page.get("Uploads", []):
+                if not upload["Key"].startswith(loc.key):  # some servers ignore the prefix
+                    continue
+                parts = client().get_paginator("list_parts")
+                size = sum(
+                    int(part["Size"])
+                    for parts_page in parts.paginate(Bucket=loc.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                    for part in parts_page.get("Parts", [])
+                )
+                yield {
+                    "uri": f"s3://{loc.bucket}/{upload['Key']}",
+                    "upload_id": str(upload["UploadId"]),
+                    "initiated": upload["Initiated"].isoformat(),
+                    "size": size,
+                }
+    except (ClientError, BotoCoreError) as error:
+        raise StorageError(f"cannot list the multipart uploads under {prefix_uri}: {error}") from error
+
+
+def abort_multipart_upload(uri: str, upload_id: str) -> None:
+    """Abort an incomplete multipart upload, freeing its parts; one already gone counts as aborted."""
+    loc = S3Uri.parse(uri)
+    try:
+        client().abort_multipart_upload(Bucket=loc.bucket, Key=loc.key, UploadId=upload_id)
+    except ClientError as error:
+        if _error_code(error) != "NoSuchUpload":
+            raise StorageError(f"cannot abort the multipart upload {upload_id} of {uri}: {error}") from error
+    except BotoCoreError as error:
+        raise StorageError(f"cannot abort the multipart upload {upload_id} of {uri}: {error}") from error
+
+
 def upload_file(path: str | Path, uri: str, content_type: str = "application/octet-stream") -> None:
     """Upload a local file; large files go multipart and boto3 aborts the upload on failure."""
     loc = S3Uri.parse(uri)
@@ -407,9 +462,11 @@ __all__ = [
     "MANIFEST_NAME",
     "WRITE_TOKEN_KEY",
     "S3Uri",
+    "abort_multipart_upload",
     "canonical_json",
     "client",
     "commit_directory",
+    "delete_objects",
     "download_file",
     "download_object",
     "ensure_bucket",
@@ -421,6 +478,7 @@ __all__ = [
     "get_object",
     "is_committed",
     "join",
+    "list_multipart_uploads",
     "list_objects",
     "presigned_url",
     "put_bytes",
