@@ -36,6 +36,7 @@ EXPECTED = {
     "NotCommitted": EXIT_BAD_INPUT,
     "IntegrityError": EXIT_BAD_INPUT,
     "InitError": EXIT_BAD_INPUT,
+    "OverBudget": EXIT_BAD_INPUT,
     "NothingToDo": EXIT_NOTHING_TO_DO,
     "NoNewData": EXIT_NOTHING_TO_DO,
     "Retryable": EXIT_FAILED,

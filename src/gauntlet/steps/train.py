@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Any
 
-from gauntlet import experiments, layout, lease, storage
+from gauntlet import experiments, layout, lease, preflight, storage
 from gauntlet.config import PipelineConfig
 from gauntlet.errors import BadInput, PreconditionFailed, TrainingFailed
 from gauntlet.hashing import TRAINING_CODE, code_version
@@ -165,6 +165,7 @@ def run(
         return _outputs(experiment_uri, record, cache_hit=True)
     explanation = experiments.explain_miss(parts, experiments.list_records(store))
     log.info("cache miss: experiment %s is new%s", key, f"; {explanation}" if explanation else "")
+    estimate = _preflight(config, params, dataset_uri)
 
     # An overlapping run (a backfill beside the nightly run) may be training this very key: one
     # holds the lease and trains, the other waits for its RECORD instead of writing the same prefix.
@@ -178,7 +179,7 @@ def run(
         log.info("experiment %s was trained by a concurrent run meanwhile; using its record", key)
         return _outputs(experiment_uri, record, cache_hit=True)
     try:
-        return _train(config, protocol, dataset_uri, dataset_manifest, params, parts, key, experiment_uri)
+        return _train(config, protocol, dataset_uri, dataset_manifest, params, parts, key, experiment_uri, estimate)
     finally:
         claim.release()  # a failed attempt lets its retry (or another run) take over at once
 
@@ -192,6 +193,7 @@ def _train(
     parts: dict[str, Any],
     key: str,
     experiment_uri: str,
+    estimate: dict[str, Any],
 ) -> dict[str, Any]:
     started_at = dt.datetime.now(dt.UTC)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -239,6 +241,7 @@ def _train(
         "off_protocol": off_protocol_reason(params, protocol) is not None,
         "off_protocol_reason": off_protocol_reason(params, protocol),
     }
+    record["preflight"] = _preflight_against_actual(estimate, record)
     try:
         storage.put_json(layout.record_uri(experiment_uri), record, if_none_match=True)
     except PreconditionFailed:
@@ -255,6 +258,31 @@ def _train(
         record["hardware"]["world_size"],
     )
     return _outputs(experiment_uri, record, cache_hit=False)
+
+
+def _preflight(config: PipelineConfig, params: dict[str, Any], dataset_uri: str) -> dict[str, Any]:
+    """The run's compute estimate, stated before any rank starts; over training.max_hours or
+    training.max_cost it is a refusal (OverBudget), with nothing written."""
+    estimate = preflight.estimate(params, dataset_uri)
+    log.info("%s", preflight.describe(estimate))
+    preflight.enforce(estimate, config.training)
+    return estimate
+
+
+def _preflight_against_actual(estimate: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """The estimate with the run's actual wall time and cost beside it, for the record."""
+    found = preflight.with_actual(estimate, record["wall_seconds"], record["cost_usd"])
+    ratio = found["actual_over_estimate"]
+    log.info(
+        "preflight estimate vs actual: %.1fs vs %.1fs wall (actual/estimate %s), $%.6f vs $%.6f (%s)",
+        estimate["wall_seconds"],
+        record["wall_seconds"],
+        ratio["wall_seconds"],
+        estimate["cost_usd"],
+        record["cost_usd"],
+        ratio["cost_usd"],
+    )
+    return found
 
 
 def _outputs(experiment_uri: str, record: dict[str, Any], cache_hit: bool) -> dict[str, Any]:
