@@ -116,7 +116,8 @@ def _label_problems(ds: DatasetConfig, uri: str, labels: pa.ChunkedArray) -> lis
         if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
             return []
         examples = labels.drop_null().slice(0, _EXAMPLES).to_pylist()
-        return [f"{where}: dataset.task is regression but the label holds {kind} values (e.g. {examples})"]
+        what = "text" if _is_text(kind) else str(kind)
+        return [f"{where}: dataset.task is regression but the label holds {what} values (e.g. {examples})"]
     try:
         encoding.label_index(labels.drop_null(), ds.classes, where)  # missing labels are the suite's to report
     except BadInput as error:

@@ -86,6 +86,10 @@ def _arrow(values: Any) -> pa.Array:
     return values
 
 
+def _type_text(kind: pa.DataType) -> str:
+    return "text" if pa.types.is_string(kind) or pa.types.is_large_string(kind) else str(kind)
+
+
 def category_text(values: Any, where: str = "categorical column") -> pa.Array:
     """A categorical column's values as text (nulls stay null): integers in plain decimal, booleans
     as true/false. One function for fitting and for encoding, so a category always reads the same."""
@@ -148,7 +152,7 @@ def regression_target(values: Any, where: str = "label") -> NDArray[np.float64]:
     array = _arrow(values)
     if not (pa.types.is_integer(array.type) or pa.types.is_floating(array.type) or pa.types.is_decimal(array.type)):
         raise DataConfigMismatch(
-            f"{where}: dataset.task is regression but the label holds {array.type} values "
+            f"{where}: dataset.task is regression but the label holds {_type_text(array.type)} values "
             f"(e.g. {array.drop_null().slice(0, 3).to_pylist()}): a regression label must be numeric"
         )
     out = numeric_column(array, where, pa.float64())

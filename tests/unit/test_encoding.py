@@ -70,7 +70,7 @@ def test_label_index_matches_labels_to_classes_by_text_and_names_a_stranger() ->
 
 def test_a_regression_label_must_be_numeric() -> None:
     assert encoding.regression_target(pa.array([1, 2])).dtype == np.float64
-    with pytest.raises(DataConfigMismatch, match="regression but the label holds string values"):
+    with pytest.raises(DataConfigMismatch, match="regression but the label holds text values"):
         encoding.regression_target(pa.array(["1.5", "x"]))
 
 
