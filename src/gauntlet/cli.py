@@ -165,7 +165,9 @@ def cmd_ledger(args: argparse.Namespace) -> dict[str, Any]:
     if args.action == "list":
         entries = storage.get_json(layout.ledger_uri(args.store, config.dataset.name))["entries"]
         for row_id, entry in sorted(entries.items()):
-            print(f"{row_id}  label={entry['label']} predicted={entry['predicted']}  {entry['status']}")
+            label = entry.get("label_name", entry["label"])
+            predicted = entry.get("predicted_name", entry["predicted"])
+            print(f"{row_id}  label={label} predicted={predicted}  {entry['status']}")
         return {"entries": len(entries)}
     if not args.row_id or not args.output:
         raise BadInput("ledger confirm needs a row id and --output PATH for the new protocol file")
@@ -257,8 +259,8 @@ def render_summary(steps: dict[str, Any]) -> str:
         )
     if t:
         lines.append(
-            f"train      : experiment {t['key']} — dev_error {t['dev_error']:.4f}, {t['wall_seconds']:.1f}s"
-            + (" (cache hit)" if t["cache_hit"] else "")
+            f"train      : experiment {t['key']} — dev {t.get('curve_metric', 'error_rate')} {t['dev_error']:.4f}, "
+            f"{t['wall_seconds']:.1f}s" + (" (cache hit)" if t["cache_hit"] else "")
         )
     if e:
         lines.append(f"evaluate   : {e['gate_reason']}\n             report {e['report_html_uri']}")

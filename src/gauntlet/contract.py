@@ -106,7 +106,8 @@ class TrainOutputs(StepOutputs):
     experiment_uri: str
     key: str
     cache_hit: bool
-    dev_error: float
+    dev_error: float  # the curve metric's final dev value: error rate, or RMSE for a regression
+    curve_metric: str
     wall_seconds: float
 
 

@@ -136,3 +136,11 @@ def test_seed_with_a_dataset_lands_it_under_raw_name(store: str, capsys: pytest.
         layout.raw_partition_uri(store, "raw/diabetes", dt.date(2026, 11, 1 + i)) for i in range(2)
     ]
     assert sum(item["rows"] for item in landed) == 442
+
+
+def test_summary_names_the_curve_metric_of_a_regression(store: str, capsys: pytest.CaptureFixture[str]) -> None:
+    run = "scheduled__2026-11-03T00_00_00_00_00"
+    train = {"key": "k" * 12, "cache_hit": False, "dev_error": 6.25, "curve_metric": "rmse", "wall_seconds": 3.0}
+    storage.put_json(layout.step_outputs_uri(store, run, "train"), train)
+    assert cli.main(["--store", store, "--run-id", run, "summary"]) == contract.EXIT_OK
+    assert f"train      : experiment {'k' * 12} — dev rmse 6.2500, 3.0s" in capsys.readouterr().out

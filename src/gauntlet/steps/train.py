@@ -291,5 +291,6 @@ def _outputs(experiment_uri: str, record: dict[str, Any], cache_hit: bool) -> di
         "key": record["key"],
         "cache_hit": cache_hit,
         "dev_error": record["final"]["dev_error"],
+        "curve_metric": record.get("curve_metric", "error_rate"),
         "wall_seconds": record["wall_seconds"],
     }
