@@ -20,6 +20,10 @@ night reads exactly what it read then. A scheduled or backfilled night whose int
 partition ends at validate with a "no new data" skip (not a failure); a manual run trains on the
 snapshot as it is. Trigger it by hand with the form to try other settings;
 every such run is recorded as an experiment like any other.
+
+**Deadline**: a run must finish within `GAUNTLET_NIGHTLY_DEADLINE` (default `6h`; or e.g. `90m`, `45s`,
+a number of seconds) of its logical (scheduled) time. Airflow's deadline alert then logs it and writes a
+`deadline_missed` event to the model's registry (backfilled nights are not alerted).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import pendulum
 from airflow.sdk import DAG, CronTriggerTimetable
 
 from gauntlet.airflow import nightly_params, publish_champion_task, step_task
+from gauntlet.airflow.deadlines import nightly_deadline
 
 with DAG(
     dag_id="gauntlet_nightly",
@@ -42,6 +47,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=6),
+    deadline=nightly_deadline(),
     default_args={
         "retries": 2,
         "retry_delay": timedelta(seconds=30),
