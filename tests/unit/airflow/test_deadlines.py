@@ -112,3 +112,26 @@ def test_the_callback_writes_a_registry_event_for_the_model_of_the_runs_config(
 def test_a_backfilled_night_is_not_alerted(store: str) -> None:
     assert deadlines.record_missed(_context("backfill", {}), "6h", store=store) is None
     assert registry.events(layout.registry_root(store, "digits-classifier")) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["/venv/bin/airflow", "dags", "test", "gauntlet_nightly", "2026-11-08"], True),
+        (["airflow", "dags", "test", "--conf", "{}", "gauntlet_nightly"], True),
+        (["airflow", "dag-processor"], False),
+        (["airflow", "dags", "list"], False),
+    ],
+)
+def test_only_airflow_dags_test_counts_as_an_in_process_run(argv: list[str], expected: bool) -> None:
+    assert deadlines.parsed_by_dags_test(argv) is expected
+
+
+def test_no_alert_under_dags_test_or_when_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `airflow dags test` in Airflow 3.3 fails a successful run whose DAG has a deadline alert.
+    monkeypatch.setattr(deadlines.sys, "argv", ["airflow", "dags", "test", "gauntlet_nightly"])
+    assert deadlines.nightly_deadline() is None
+    monkeypatch.setattr(deadlines.sys, "argv", ["airflow", "dag-processor"])
+    assert deadlines.nightly_deadline() is not None
+    monkeypatch.setenv(deadlines.DEADLINE_ENV, "off")
+    assert deadlines.nightly_deadline() is None
