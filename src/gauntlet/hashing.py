@@ -109,6 +109,8 @@ EVALUATE_CODE = (
     "scoring/metrics.py",
     "scoring/bootstrap.py",
     "scoring/gate.py",
+    "scoring/power.py",
+    "scoring/diagnosis.py",
     "scoring/references.py",
     "training/model.py",
     "training/data.py",

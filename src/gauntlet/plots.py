@@ -260,3 +260,38 @@ def predicted_vs_actual(y_true: ArrayLike, predicted: ArrayLike, path: str | Pat
     ax.legend(loc="upper left", fontsize="small")
     ax.set_title(f"{title}\n{actual.size} rows")
     return _save(fig, path)
+
+
+def bias_variance(
+    errors: Mapping[str, float], path: str | Path, title: str, ylabel: str, reference: float | None = None
+) -> Path:
+    """One bar per error (training, dev, test, the baseline's test...), each labelled with its value, and
+    the reference level (human-level or a known best) as a dashed line when there is one: the gaps
+    between neighbouring bars are what a bias/variance diagnosis reads."""
+    names = list(errors)
+    values = np.asarray([errors[n] for n in names], dtype=np.float64)
+    fig, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+    colours = [plt.get_cmap("tab10")(i % 10) for i in range(len(names))]
+    shown = np.where(np.isfinite(values), values, 0.0)
+    bars = ax.bar(range(len(names)), shown, color=colours, edgecolor="black", linewidth=0.5)
+    for bar, value in zip(bars, values, strict=True):
+        text = f"{value:.4g}" if math.isfinite(value) else "n/a"
+        ax.annotate(
+            text,
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            xytext=(0, 3),
+            textcoords="offset points",
+        )
+    if reference is not None and math.isfinite(reference):
+        ax.axhline(reference, color="gray", linestyle="--", linewidth=1.2, label=f"reference level {reference:.4g}")
+        ax.legend(loc="upper left", fontsize="small")
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels([truncate_label(n, MAX_TICK_LABEL_LENGTH) for n in names])
+    top = max([*shown.tolist(), reference or 0.0, 0.0])
+    ax.set_ylim(0, top * 1.2 if top > 0 else 1.0)  # room for the value labels above the bars
+    ax.set_ylabel(ylabel)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.set_title(title)
+    return _save(fig, path)

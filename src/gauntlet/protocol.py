@@ -63,6 +63,9 @@ class Protocol:
     # classification (labels are class indices, models give probabilities) or regression (float
     # labels, models give one value per row); every metric of the protocol belongs to it.
     task: str = CLASSIFICATION
+    # Bias/variance diagnosis settings as given (reference_error, bias_gap, variance_gap, dev_test_gap);
+    # gauntlet.scoring.diagnosis fills in the defaults for keys left out.
+    diagnosis: dict[str, float] = field(default_factory=dict, hash=False)
 
     @property
     def id(self) -> str:
@@ -110,7 +113,9 @@ _TOP_LEVEL_KEYS = {
     "excluded_row_ids",
     "slices",
     "task",
+    "diagnosis",
 }
+DIAGNOSIS_KEYS = ("reference_error", "bias_gap", "variance_gap", "dev_test_gap")
 _SECTION_KEYS = {
     "split": {"id_column", "salt", "test_fraction", "dev_fraction"},
     "training": {"epochs", "seed", "until_plateau"},
@@ -242,7 +247,22 @@ def _parse_protocol(raw: Any) -> Protocol:
         patience=patience,
         slices=slices,
         task=task,
+        diagnosis=_diagnosis(raw.get("diagnosis")),
     )
+
+
+def _diagnosis(section: Any) -> dict[str, float]:
+    """The optional diagnosis section: reference level and gaps, each a number >= 0 in the task's error metric."""
+    if section is None:
+        return {}
+    if not isinstance(section, Mapping):
+        raise ProtocolError(f"diagnosis must be a mapping of {', '.join(DIAGNOSIS_KEYS)} to numbers")
+    _reject_unknown(section, set(DIAGNOSIS_KEYS), "diagnosis.")
+    settings = {key: _number(section[key], f"diagnosis.{key}") for key in DIAGNOSIS_KEYS if key in section}
+    negative = [key for key, value in settings.items() if value < 0]
+    if negative:
+        raise ProtocolError(f"diagnosis.{negative[0]} must be >= 0, got {settings[negative[0]]}")
+    return settings
 
 
 def _require_task_metrics(task: str, names: Sequence[str]) -> None:

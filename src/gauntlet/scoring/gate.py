@@ -13,6 +13,7 @@ from typing import Any
 
 from gauntlet.protocol import Protocol
 from gauntlet.scoring.metrics import higher_is_better
+from gauntlet.scoring.power import Inconclusive, inconclusive
 
 
 @dataclass
@@ -33,6 +34,13 @@ class _Verdict:
     text: str
     primary: dict[str, Any]
     guards: dict[str, dict[str, Any]]
+    # Set when the primary rule failed only because the test set is too small to decide it.
+    inconclusive: Inconclusive | None = None
+
+    @property
+    def only_inconclusive(self) -> bool:
+        """Failed on an undecidable primary rule alone (every guard held)."""
+        return self.inconclusive is not None and all(g["passed"] for g in self.guards.values())
 
 
 def _decimals(*values: float) -> int:
@@ -80,8 +88,15 @@ def _primary_text(protocol: Protocol, row: Mapping[str, float], name: str, ok: b
     return f"{primary} change vs {name} is {diff:.{d}f} ({ci}), {why}"
 
 
-def _judge(protocol: Protocol, result: Mapping[str, Mapping[str, float]], name: str, with_guards: bool) -> _Verdict:
-    """The primary rule (and, with_guards, the guards) against one reference."""
+def _judge(
+    protocol: Protocol,
+    result: Mapping[str, Mapping[str, float]],
+    name: str,
+    with_guards: bool,
+    test_rows: int | None = None,
+) -> _Verdict:
+    """The primary rule (and, with_guards, the guards) against one reference; with `test_rows`, a failure
+    the test set is too small to decide is marked inconclusive."""
     primary = protocol.primary_metric
     guards = protocol.guards if with_guards else {}
     _require_results(result, name, [primary, *guards])
@@ -109,13 +124,15 @@ def _judge(protocol: Protocol, result: Mapping[str, Mapping[str, float]], name: 
     elif guards and primary_ok:
         # The non-inferiority text already ends in a clause, hence the comma there.
         text += f"{' and' if protocol.gate_mode == 'superiority' else ', and'} no guard regressed"
+    undecided = inconclusive(protocol, row, test_rows, name) if test_rows and not primary_ok else None
     details = {
         "metric": primary,
         "higher_is_better": higher,
         "passed": primary_ok,
         **{k: float(v) for k, v in row.items()},
+        **({"inconclusive": undecided.as_dict()} if undecided else {}),
     }
-    return _Verdict(name, primary_ok and not regressions, text, details, guard_details)
+    return _Verdict(name, primary_ok and not regressions, text, details, guard_details, undecided)
 
 
 def decide(
@@ -127,6 +144,7 @@ def decide(
     vs_anchor: Mapping[str, Mapping[str, float]] | None = None,
     anchor_name: str = "anchor",
     off_protocol: str | None = None,
+    test_rows: int | None = None,
 ) -> GateDecision:
     """Apply the protocol's gate to paired_bootstrap results (a = candidate, b = reference).
 
@@ -137,17 +155,19 @@ def decide(
     the champion and the anchor, or against the baseline when there is no champion: the baseline is
     a floor for the primary metric, not a calibration reference. An empty or None vs_baseline is
     not judged. `off_protocol` (why the run broke the protocol's budget) fails the gate whatever
-    the figures: such a run is kept and reported, never promoted.
+    the figures: such a run is kept and reported, never promoted. Given `test_rows` (the rows
+    compared), a failure that the test set is too small to decide says so: "inconclusive: the test set
+    is too small to show a difference of <margin> (<N> rows; about <M> needed)"; it still fails.
     """
     if vs_champion is None and not vs_baseline:
         raise ValueError("the gate needs a comparison with the champion or the baseline")
     verdicts: list[_Verdict] = []
     if vs_baseline:
-        verdicts.append(_judge(protocol, vs_baseline, baseline_name, with_guards=vs_champion is None))
+        verdicts.append(_judge(protocol, vs_baseline, baseline_name, vs_champion is None, test_rows))
     if vs_anchor is not None:
-        verdicts.append(_judge(protocol, vs_anchor, anchor_name, with_guards=True))
+        verdicts.append(_judge(protocol, vs_anchor, anchor_name, True, test_rows))
     if vs_champion is not None:
-        verdicts.append(_judge(protocol, vs_champion, champion_name, with_guards=True))
+        verdicts.append(_judge(protocol, vs_champion, champion_name, True, test_rows))
     # The main target (the champion, else the baseline) is listed last; its figures are `primary`.
     target = verdicts[-1]
     failing = [v for v in verdicts if not v.passed]
@@ -157,10 +177,15 @@ def decide(
     else:
         holds = [v.name for v in verdicts if v.passed]
         reason = "; ".join(v.text for v in failing) + "."
+        reason += _undecided_text(failing)
         if holds:
             reason += f" It passes against {' and '.join(holds)}."
     if off_protocol is not None:
         reason = f"Failed: {off_protocol}; it is kept and reported but never promoted. Against the references: {reason}"
+    elif failing and all(v.only_inconclusive for v in failing):
+        # Not a loss: more test rows could decide it either way. Still not promoted.
+        clause = _largest_need(failing).text
+        reason = f"{clause[0].upper()}{clause[1:]}: {reason}"
     else:
         reason = ("Passed: " if passed else "Failed: ") + reason
 
@@ -181,4 +206,20 @@ def decide(
         details["vs_baseline"] = {k: float(v) for k, v in vs_baseline[protocol.primary_metric].items()}
     if vs_anchor is not None:
         details["anchor"] = anchor_name
+    undecided = [v for v in failing if v.inconclusive is not None]
+    if undecided:
+        details["inconclusive"] = _largest_need(undecided).as_dict()
     return GateDecision(passed=passed, reason=reason, details=details)
+
+
+def _largest_need(verdicts: Sequence[_Verdict]) -> Inconclusive:
+    """The undecided comparison that needs the most rows: the one that says how big the test set must be."""
+    found = [v.inconclusive for v in verdicts if v.inconclusive is not None]
+    return max(found, key=lambda u: u.needed)
+
+
+def _undecided_text(failing: Sequence[_Verdict]) -> str:
+    """For a failure that also has clear losses: which undecided comparisons more rows could still turn."""
+    if all(v.only_inconclusive for v in failing):
+        return ""  # the whole verdict leads with it instead
+    return "".join(f" Against {v.name} it is {v.inconclusive.text}." for v in failing if v.inconclusive)

@@ -17,6 +17,7 @@ import numpy as np
 
 from gauntlet import plots
 from gauntlet.protocol import Protocol
+from gauntlet.scoring.diagnosis import sections_html, sections_markdown
 from gauntlet.scoring.metrics import REGRESSION
 
 
@@ -124,7 +125,8 @@ def references_text(report: Mapping[str, Any]) -> str:
 
 def evaluation_markdown(report: Mapping[str, Any]) -> str:
     """report.md: the verdict, the references and every table."""
-    parts = [f"# Evaluation of {report['experiment_key']}", report["gate"]["reason"], references_text(report)]
+    parts = [f"# Evaluation of {report['experiment_key']}", report["gate"]["reason"], *sections_markdown(report)]
+    parts.append(references_text(report))
     return "\n\n".join([*parts, *report["tables"].values()]) + "\n"
 
 
@@ -150,6 +152,7 @@ def evaluation_html(report: Mapping[str, Any]) -> str:
         f"dataset <code>{html.escape(report['dataset_version'])}</code>, {report['test_rows']} test rows.</p>"
         + champion
         + f"<p><b>{html.escape(report['gate']['reason'])}</b></p>"
+        + sections_html(report)  # bias / variance, and whether the test set is big enough
         + "<pre>"
         + html.escape(references_text(report))
         + "</pre>"

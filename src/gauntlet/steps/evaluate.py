@@ -33,7 +33,9 @@ from gauntlet.protocol import Protocol, off_protocol_reason
 from gauntlet.scoring import gate
 from gauntlet.scoring.bootstrap import paired_bootstrap
 from gauntlet.scoring.compare import test_set_id
+from gauntlet.scoring.diagnosis import diagnose, write_chart
 from gauntlet.scoring.metrics import BINARY_ONLY, CLASSIFICATION, compute_metrics, per_class_table, slice_metrics
+from gauntlet.scoring.power import resolution
 from gauntlet.scoring.references import (
     baseline_predictions,
     champion_model_bytes,
@@ -320,6 +322,7 @@ def _decide(plan: Plan, scores: Scores, comparisons: dict[str, Comparison]) -> g
         vs_anchor=comparisons.get(anchor_label) if anchor_label else None,
         anchor_name=anchor_label or "anchor",
         off_protocol=plan.off_protocol,
+        test_rows=len(scores.test.labels),  # so a test set too small to decide says so
     )
     # The gate's details travel into a registered version's lineage: the anchor goes with them.
     verdict.details["anchor_record"] = scores.anchor_record
@@ -345,6 +348,11 @@ def _report(
         classes,
         record["key"],
     )
+    diagnosis = diagnose(protocol, record, test.labels, scores.probas["candidate"], scores.probas["baseline"])
+    write_chart(folder, diagnosis, record["key"])  # the report's bias / variance section shows it
+    log.info("%s", diagnosis["sentence"])
+    power = resolution(protocol, comparisons, len(test.labels), verdict.details["target"])
+    log.info("test set size: %s", power["sentence"])
     labelled = {f"candidate - {reference}": result for reference, result in comparisons.items()}
     # Per-class figures only mean something for classes; a regression report has none.
     per_class = per_class_table(test.labels, scores.probas["candidate"]) if protocol.task == CLASSIFICATION else []
@@ -387,6 +395,8 @@ def _report(
         "metrics": scores.metrics,
         "comparisons": labelled,
         "gate": {"passed": verdict.passed, "reason": verdict.reason, "details": verdict.details},
+        "diagnosis": diagnosis,  # training, dev, test and baseline error, and what they say
+        "test_set_power": power,  # the smallest difference the test rows resolve
         "suspected_label_errors": suspects,  # None: the task has no label errors (regression)
         "ledger_uri": ledger_uri,
         "plots": figures,

@@ -77,6 +77,7 @@ def _row(pair: dict[str, Any], trained: dict[str, Any] | None, evaluated: dict[s
         model=record["params"]["model"]["kind"],
         epochs=record["params"]["epochs"],
         lr=record["params"]["lr"],
+        train_error=record["final"].get("train_error"),
         dev_error=record["final"]["dev_error"],
         wall_seconds=record["wall_seconds"],
         cache_hit=bool(trained and trained.get("cache_hit")),
@@ -92,6 +93,8 @@ def _row(pair: dict[str, Any], trained: dict[str, Any] | None, evaluated: dict[s
             gate_passed=report["gate"]["passed"],
             report_uri=evaluated.get("report_html_uri"),
         )
+        if report.get("diagnosis"):  # reports before the bias/variance diagnosis have none
+            row.update(test_error=report["diagnosis"]["errors"]["test"], diagnosis=report["diagnosis"]["findings"])
     return row
 
 
@@ -102,7 +105,10 @@ def _markdown(rows: list[dict[str, Any]], metrics: list[str]) -> str:
         "model",
         "epochs",
         "lr",
-        "dev_error",
+        "train error",
+        "dev error",
+        "test error",
+        "diagnosis",
         *(f"test {m}" for m in metrics),
         "gate",
         "compared within",
@@ -121,7 +127,10 @@ def _markdown(rows: list[dict[str, Any]], metrics: list[str]) -> str:
             r["model"],
             str(r["epochs"]),
             f"{r['lr']:g}",
-            f"{r['dev_error']:.4f}",
+            _error(r.get("train_error")),
+            _error(r["dev_error"]),
+            _error(r.get("test_error")),
+            ", ".join(r.get("diagnosis") or []),
             *(f"{test[m]:.4f}" if m in test else "" for m in metrics),
             "" if "gate_passed" not in r else ("pass" if r["gate_passed"] else "fail"),
             r.get("comparable_group", ""),
@@ -130,6 +139,11 @@ def _markdown(rows: list[dict[str, Any]], metrics: list[str]) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _error(value: float | None) -> str:
+    """An error cell (the run's curve metric: error rate, or RMSE for regression); blank when unknown."""
+    return "" if value is None else f"{value:.4f}"
 
 
 def _identity(row: dict[str, Any]) -> dict[str, Any]:
