@@ -100,7 +100,8 @@ TRAINING_CODE = (
     "encoding.py",
 )
 # An evaluation's figures and verdict: the evaluate step, the protocol's budget rule, the anchor,
-# the scoring that shapes a score (metrics, bootstrap, gate, the references) and the model code.
+# the scoring that shapes a score (metrics, bootstrap, gate, the references), the error analysis,
+# the domain-shift check and the kept predictions, and the model code.
 # scoring/report.py only renders them, so rewording a table does not re-score every candidate.
 EVALUATE_CODE = (
     "steps/evaluate.py",
@@ -112,6 +113,9 @@ EVALUATE_CODE = (
     "scoring/power.py",
     "scoring/diagnosis.py",
     "scoring/references.py",
+    "scoring/predictions.py",
+    "scoring/mistakes.py",
+    "scoring/shift.py",
     "training/model.py",
     "training/data.py",
     "encoding.py",

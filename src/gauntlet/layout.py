@@ -9,7 +9,8 @@ Everything under one root (`$GAUNTLET_STORE`, default `s3://gauntlet`)::
     datasets/<dataset>/<version>/                           a committed dataset (MANIFEST.json last)
     experiments/<key>/                                      RECORD.json (last), LEASE.json, model.pt,
                                                             worker.json, curve.jsonl, checkpoints/
-    evaluations/<protocol>/<key>/<against>/<eval key>/      report.{json,md,html}, plots, MANIFEST.json
+    evaluations/<protocol>/<key>/<against>/<eval key>/      report.{json,md,html}, predictions.parquet, plots,
+                                                            MANIFEST.json
     registry/<model>/                                       versions/, by-experiment/, aliases/, events/
     quarantine/<dataset>/<id>/                              rows a suite held back from one file
     ledgers/<dataset>/ledger.json                           suspected label errors
@@ -33,6 +34,7 @@ DEFAULT_STORE = "s3://gauntlet"
 RECORD_NAME = "RECORD.json"
 LEASE_NAME = "LEASE.json"
 REPORT_NAME = "report.json"
+PREDICTIONS_NAME = "predictions.parquet"
 
 # Top-level folders whose next segment is an orchestrator run's id.
 _RUN_FOLDERS = ("runs", "sweeps")
@@ -202,6 +204,11 @@ def report_uri(evaluation: str) -> str:
 
 def report_html_uri(evaluation: str) -> str:
     return join(evaluation, "report.html")
+
+
+def predictions_uri(evaluation: str) -> str:
+    """Every scored model's predictions on the test rows, committed with the report."""
+    return join(evaluation, PREDICTIONS_NAME)
 
 
 # --- the registry --------------------------------------------------------------------------------

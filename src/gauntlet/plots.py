@@ -262,6 +262,31 @@ def predicted_vs_actual(y_true: ArrayLike, predicted: ArrayLike, path: str | Pat
     return _save(fig, path)
 
 
+def image_gallery(
+    images: Sequence[np.ndarray],
+    captions: Sequence[str],
+    path: str | Path,
+    title: str,
+    highlighted: Sequence[bool] = (),
+    columns: int = 4,
+) -> Path:
+    """Small images (2-D arrays, dark ink on white) in a grid, each with its caption; highlighted
+    captions are red."""
+    if not images or len(captions) != len(images):
+        raise ValueError(f"{len(images)} images and {len(captions)} captions: need one caption per image, at least one")
+    cols = min(columns, len(images))
+    rows = math.ceil(len(images) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.1 * rows + 0.6), dpi=DPI, squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    marked = list(highlighted) or [False] * len(images)
+    for ax, image, caption, red in zip(axes.ravel(), images, captions, marked, strict=False):
+        ax.imshow(np.nan_to_num(np.asarray(image, dtype=np.float64)), cmap="gray_r", interpolation="nearest")
+        ax.set_title(caption, fontsize=8, color="tab:red" if red else "black")
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
 def bias_variance(
     errors: Mapping[str, float], path: str | Path, title: str, ylabel: str, reference: float | None = None
 ) -> Path:

@@ -17,6 +17,7 @@ import numpy as np
 
 from gauntlet import plots
 from gauntlet.protocol import Protocol
+from gauntlet.scoring import mistakes, predictions, shift
 from gauntlet.scoring.diagnosis import sections_html, sections_markdown
 from gauntlet.scoring.metrics import REGRESSION
 
@@ -127,7 +128,21 @@ def evaluation_markdown(report: Mapping[str, Any]) -> str:
     """report.md: the verdict, the references and every table."""
     parts = [f"# Evaluation of {report['experiment_key']}", report["gate"]["reason"], *sections_markdown(report)]
     parts.append(references_text(report))
-    return "\n\n".join([*parts, *report["tables"].values()]) + "\n"
+    parts += [*report["tables"].values(), *analysis_sections(report, markdown=True)]
+    return "\n\n".join(parts) + "\n"
+
+
+def analysis_sections(report: Mapping[str, Any], markdown: bool) -> list[str]:
+    """The sections a report has beyond its tables (error analysis, domain shift, kept predictions)."""
+    if markdown:
+        found = [
+            mistakes.markdown_section(report),
+            shift.markdown_section(report),
+            predictions.markdown_section(report),
+        ]
+    else:
+        found = [mistakes.html_section(report), shift.html_section(report), predictions.html_section(report)]
+    return [section for section in found if section]
 
 
 def evaluation_html(report: Mapping[str, Any]) -> str:
@@ -158,6 +173,7 @@ def evaluation_html(report: Mapping[str, Any]) -> str:
         + "</pre>"
         + "".join(table_html(t) for t in report["tables"].values())
         + images
+        + "".join(analysis_sections(report, markdown=False))
     )
 
 

@@ -30,7 +30,7 @@ from gauntlet.errors import EvaluationError, ProtocolMismatch
 from gauntlet.hashing import EVALUATE_CODE, code_version, content_hash
 from gauntlet.logs import get_logger
 from gauntlet.protocol import Protocol, off_protocol_reason
-from gauntlet.scoring import gate
+from gauntlet.scoring import gate, mistakes, predictions, shift
 from gauntlet.scoring.bootstrap import paired_bootstrap
 from gauntlet.scoring.compare import test_set_id
 from gauntlet.scoring.diagnosis import diagnose, write_chart
@@ -353,6 +353,12 @@ def _report(
     log.info("%s", diagnosis["sentence"])
     power = resolution(protocol, comparisons, len(test.labels), verdict.details["target"])
     log.info("test set size: %s", power["sentence"])
+    kept = predictions.write_predictions(folder, plan.out_prefix, test, scores.probas, classes, protocol.task)
+    # After the ledger took this evaluation's suspects, so the error analysis marks them too.
+    errors = mistakes.analyse(
+        folder, plan.store, scores.manifest["dataset"], test, scores.probas["candidate"], classes, protocol.task, record
+    )
+    newest_day = shift.check(protocol, test.labels, scores.probas["candidate"], test.frame["date"].to_numpy())
     labelled = {f"candidate - {reference}": result for reference, result in comparisons.items()}
     # Per-class figures only mean something for classes; a regression report has none.
     per_class = per_class_table(test.labels, scores.probas["candidate"]) if protocol.task == CLASSIFICATION else []
@@ -399,6 +405,9 @@ def _report(
         "test_set_power": power,  # the smallest difference the test rows resolve
         "suspected_label_errors": suspects,  # None: the task has no label errors (regression)
         "ledger_uri": ledger_uri,
+        "predictions": kept,  # every scored model on the test rows, beside the report
+        "mistakes": errors,
+        "domain_shift": newest_day,
         "plots": figures,
         "tables": tables,
         "created": dt.datetime.now(dt.UTC).isoformat(),

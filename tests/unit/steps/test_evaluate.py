@@ -4,6 +4,7 @@ regression and a binary table with named classes."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,8 @@ from gauntlet.errors import ProtocolMismatch
 from gauntlet.hashing import content_hash, sha256_bytes
 from gauntlet.protocol import Protocol, load_protocol
 from gauntlet.scoring.compare import protocol_split
+from gauntlet.scoring.metrics import compute_metrics
+from gauntlet.scoring.predictions import model_arrays
 from gauntlet.steps import evaluate, register
 from gauntlet.training.data import load_preprocessor, load_split
 from gauntlet.training.model import build_model, bundle_bytes, bundle_spec
@@ -265,3 +268,49 @@ def test_class_names_come_from_the_manifest_as_text() -> None:
     assert evaluate.class_names({"schema": {"classes": [0, 1, 2]}}) == ["0", "1", "2"]
     assert evaluate.class_names({"schema": {"classes": ["no", "yes"]}}) == ["no", "yes"]
     assert evaluate.class_names({"schema": {"task": "regression", "classes": []}}) == []
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_an_evaluation_keeps_predictions_reads_its_mistakes_and_checks_the_newest_day(
+    store: str, binary_protocol: Protocol, regression_protocol: Protocol, task: str, tmp_path: Path
+) -> None:
+    protocol = regression_protocol if task == "regression" else binary_protocol
+    experiment = toy_experiment(store, protocol, toy_dataset(store, protocol, task, tmp_path), tmp_path)
+
+    outputs = evaluate.run(protocol, store, experiment, "toy")
+    report = storage.get_json(outputs["report_uri"])
+    prefix = outputs["report_uri"].rsplit("/", 1)[0]
+
+    # Predictions: committed with the report (sha256-checked against its manifest), and enough to recompute it.
+    kept = report["predictions"]
+    assert kept["uri"] == layout.predictions_uri(prefix) and kept["models"] == ["candidate", "baseline"]
+    frame = pd.read_parquet(io.BytesIO(storage.read_committed_file(prefix, "predictions.parquet")))
+    assert len(frame) == kept["rows"] == 2 * report["test_rows"] and set(frame["date"]) == {"2026-11-01", "2026-11-02"}
+    for model in kept["models"]:
+        labels, predicted = model_arrays(frame, model, task)
+        assert compute_metrics(labels, predicted, list(report["metrics"][model])) == report["metrics"][model]
+
+    # Error analysis: the candidate's worst rows, each a real test row with its date.
+    section = report["mistakes"]
+    rows = section["largest_residuals"] if task == "regression" else section["most_confident"]
+    assert rows and set(frame["row_id"]) >= {r["row_id"] for r in rows}
+    if task == "classification":
+        candidate = frame[frame["model"] == "candidate"]
+        wrong = candidate[candidate["label"] != candidate["prediction"]]
+        assert section["wrong_rows"] == len(wrong) == round(report["metrics"]["candidate"]["error_rate"] * 100)
+        top = wrong.loc[wrong[["p_healthy", "p_sick"]].max(axis=1).idxmax()]
+        assert (rows[0]["row_id"], rows[0]["date"], rows[0]["label"]) == (top["row_id"], top["date"], top["label"])
+        assert section["confused_pairs"] and section["gallery"] is None  # two features are no image
+
+    # The newest day (2026-11-02, half the 100 test rows) against all of them, with an interval.
+    shift = report["domain_shift"]
+    assert (shift["newest_day"], shift["newest_rows"], shift["test_rows"]) == ("2026-11-02", 50, 100)
+    assert shift["metric"] == protocol.primary_metric and shift["low"] <= shift["diff"] <= shift["high"]
+    assert shift["all"] == pytest.approx(report["metrics"]["candidate"][protocol.primary_metric])
+    assert shift["newest"] == pytest.approx(
+        report["slices"]["date"]["2026-11-02"]["metrics"]["candidate"][shift["metric"]]
+    )
+    markdown = storage.get_bytes(prefix + "/report.md").decode()
+    page = storage.get_bytes(outputs["report_html_uri"]).decode()
+    assert "## Error analysis" in markdown and shift["sentence"] in markdown and "predictions.parquet" in markdown
+    assert "<h2>Error analysis</h2>" in page and "<h2>Domain shift" in page and '<a href="predictions.parquet">' in page
