@@ -140,8 +140,9 @@ def sentence(diagnosis: Mapping[str, Any]) -> str:
     source = "defaults" if set(limits["defaults"]) >= {*GAPS} else "the protocol's diagnosis section"
     if limits.get("default_gap_rule") and set(GAPS) & set(limits["defaults"]):
         source += f", default gap {limits['default_gap_rule']}"
+    text = "; ".join(parts)
     return (
-        f"Diagnosis: {head}. " + "; ".join(parts) + f"; the baseline's test {metric} is {f(e['baseline_test'])}"
+        f"Diagnosis: {head}. {text[0].upper()}{text[1:]}" + f"; the baseline's test {metric} is {f(e['baseline_test'])}"
         f" (thresholds from {source})."
     )
 

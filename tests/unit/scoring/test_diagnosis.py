@@ -76,7 +76,7 @@ def test_the_sentence_quotes_the_numbers_and_thresholds(digits: Protocol) -> Non
     sentence = diagnosed(digits, 0.01, 0.06, 0.065)["sentence"]
     assert sentence == (
         "Diagnosis: high variance (get more training data or regularise). "
-        "training error_rate 0.0100 is 0.0100 above the reference level 0.0000 (within bias_gap 0.0200); "
+        "Training error_rate 0.0100 is 0.0100 above the reference level 0.0000 (within bias_gap 0.0200); "
         "dev error_rate 0.0600 is 0.0500 above training 0.0100 (over variance_gap 0.0200); "
         "test error_rate 0.0650 is 0.0050 above dev 0.0600 (within dev_test_gap 0.0200); "
         "the baseline's test error_rate is 0.1000 (thresholds from defaults)."
