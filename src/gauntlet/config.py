@@ -148,8 +148,6 @@ def _check_dataset(ds: DatasetConfig, section: dict[str, Any]) -> None:
     _one_of(ds.task, TASKS, "task")
     _one_of(ds.imputation, IMPUTATIONS, "imputation")
     _one_of(ds.categorical_encoding, ENCODINGS, "categorical_encoding")
-    if ds.id_column == ds.label_column:
-        raise ConfigError(f"dataset.id_column and dataset.label_column both name {ds.id_column!r}")
     if "features" in section and "feature_prefix" in section:
         raise ConfigError(
             "dataset.features and dataset.feature_prefix are both given: select the features one way "

@@ -1,15 +1,18 @@
 """The dataset config checked against the raw partitions, before the expectation suite runs.
 
-A config can name a column no file has, list classes the labels do not use, or select a text
-column whose values are meant to be numbers. Each is found here, per file, and fails validate with
-a DataConfigMismatch that names the config key, the column and the file, so nothing downstream
-runs. Only what the checks need is read: a Parquet file's footer and the columns whose values
-matter (the label, text features), by ranged reads; a CSV file whole.
+A config can name a column that no partition has, list classes that a partition's labels are not
+among (more of them than quarantine may set aside), select a text column whose values are numbers
+in every partition, or expect numeric labels for a regression. Each fails validate with a
+DataConfigMismatch naming the config key, the column and the file, so nothing downstream runs.
+A fault of some partitions only (a column or type that the others have, a few stray labels) is
+the data's, left to the suite, its evidence and its row-level quarantine. Only what the checks
+need is read: a Parquet file's footer and its label and text columns, by ranged reads; a CSV whole.
 """
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -29,67 +32,78 @@ _NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 _EXAMPLES = 3
 
 
+@dataclass
+class _File:
+    """What one partition says about the config."""
+
+    uri: str
+    names: list[str]
+    problems: list[str] = field(default_factory=list)  # its own: labels, features it cannot give
+    kinds: dict[str, str] = field(default_factory=dict)  # feature -> numeric | categorical
+    numbers_as_text: dict[str, str] = field(default_factory=dict)  # text feature -> the problem
+
+
 def check(config: PipelineConfig, partitions: list[rawdata.Partition]) -> None:
     """Raise DataConfigMismatch listing every way the dataset config and these partitions disagree.
 
-    An unreadable file is left to the suite, which reports it with the rest of its evidence.
+    What the suite owns is left to it, with its evidence and row-level quarantine: an unreadable
+    file, a column or type that one partition lacks while others have it, a few stray labels.
     """
-    ds = config.dataset
-    problems: list[str] = []
-    kinds: dict[str, tuple[str, str]] = {}  # feature -> (kind, the first file that had it)
-    for partition in partitions:
-        try:
-            schema, values = _read(partition, ds)
-        except BadInput as error:  # unreadable: the suite names it
-            log.info("config check skips %s: %s", partition.uri, error)
-            continue
-        problems += file_problems(ds, partition.uri, schema, values, kinds)
+    files = [facts for partition in partitions if (facts := _facts(config.dataset, partition)) is not None]
+    problems = snapshot_problems(config.dataset, files)
     if problems:
-        shown = problems[:MAX_PROBLEMS] + (
-            [f"... and {len(problems) - MAX_PROBLEMS} more"] * (len(problems) > MAX_PROBLEMS)
+        shown = problems[:MAX_PROBLEMS] + [f"... and {len(problems) - MAX_PROBLEMS} more"] * (
+            len(problems) > MAX_PROBLEMS
         )
         raise DataConfigMismatch("the dataset config does not match the data:\n  " + "\n  ".join(shown))
-    log.info("dataset config matches the columns of %d partitions", len(partitions))
+    log.info("the dataset config matches the %d partitions' columns and labels", len(files))
 
 
-def file_problems(
-    ds: DatasetConfig,
-    uri: str,
-    schema: pa.Schema,
-    values: dict[str, pa.ChunkedArray],
-    kinds: dict[str, tuple[str, str]],
-) -> list[str]:
-    """What is wrong with one file of this schema for this config. `values` holds the label's and
-    the text columns' values; `kinds` collects each feature's kind across files."""
-    names = schema.names
+def snapshot_problems(ds: DatasetConfig, files: list[_File]) -> list[str]:
+    """The disagreements of the whole snapshot: a configured column that no partition has, each
+    partition's own, and a feature that is text everywhere though its values are numbers."""
+    if not files:
+        return []
     problems = [
-        f"{uri}: dataset.{key} {column!r} is not a column of the file (its columns: {names})"
+        f"dataset.{key} {column!r} is not a column of any of the {len(files)} partitions "
+        f"(e.g. {files[0].uri}, columns {files[0].names})"
         for key, column in _configured_columns(ds)
-        if column not in names
+        if not any(column in f.names for f in files)
     ]
-    if ds.label_column in values:
-        problems += _label_problems(ds, uri, values[ds.label_column])
-    try:
-        inputs = encoding.input_kinds(schema, ds, uri)
-    except DataConfigMismatch as error:
-        return [*problems, str(error)]
-    selected = dict(inputs)
+    for f in files:
+        problems += f.problems
     problems += [
-        f"{uri}: dataset.categorical names {name!r}, which is not among the selected features {list(selected)}"
+        f"dataset.categorical names {name!r}, which {_selected_by(ds)} does not select as a feature"
         for name in ds.categorical
-        if name in names and name not in selected
+        if any(name in f.names for f in files) and not any(name in f.kinds for f in files)
     ]
-    for name, kind in inputs:
-        first_kind, first_uri = kinds.setdefault(name, (kind, uri))
-        if kind != first_kind:
-            problems.append(
-                f"{uri}: feature column {name!r} ({_selected_by(ds)}) holds {_kind_text(kind)} here but "
-                f"{_kind_text(first_kind)} in {first_uri}: fix the values, or list it in dataset.categorical "
-                "to encode it as categories everywhere"
-            )
-        elif name in values and name not in ds.categorical:
-            problems += _numbers_as_text(ds, uri, name, values[name])
+    flagged = dict.fromkeys(name for f in files for name in f.numbers_as_text)
+    for name in flagged:
+        # Numbers in some partitions and text in others is the suite's type rule to report.
+        if all(f.kinds.get(name, encoding.CATEGORICAL) == encoding.CATEGORICAL for f in files):
+            problems.append(next(f.numbers_as_text[name] for f in files if name in f.numbers_as_text))
     return problems
+
+
+def _facts(ds: DatasetConfig, partition: rawdata.Partition) -> _File | None:
+    try:
+        schema, values = _read(partition, ds)
+    except BadInput as error:  # unreadable: the suite names it
+        log.info("config check skips %s: %s", partition.uri, error)
+        return None
+    facts = _File(partition.uri, schema.names)
+    if ds.label_column in values:
+        facts.problems += _label_problems(ds, partition.uri, values[ds.label_column])
+    if any(name not in facts.names for name in ds.features):
+        return facts  # a listed feature it lacks: see snapshot_problems, or the suite's column rule
+    try:
+        facts.kinds = dict(encoding.input_kinds(schema, ds, partition.uri))
+    except DataConfigMismatch as error:
+        facts.problems.append(str(error))
+    for name, kind in facts.kinds.items():
+        if kind == encoding.CATEGORICAL and name in values and name not in ds.categorical:
+            facts.numbers_as_text.update(_numbers_as_text(ds, partition.uri, name, values[name]))
+    return facts
 
 
 def _configured_columns(ds: DatasetConfig) -> list[tuple[str, str]]:
@@ -105,10 +119,6 @@ def _selected_by(ds: DatasetConfig) -> str:
     return f"dataset.feature_prefix {ds.feature_prefix!r}" if ds.feature_prefix else "every column but dataset.exclude"
 
 
-def _kind_text(kind: str) -> str:
-    return "numbers" if kind == encoding.NUMERIC else "text"
-
-
 def _label_problems(ds: DatasetConfig, uri: str, labels: pa.ChunkedArray) -> list[str]:
     where = f"{uri}: column {ds.label_column!r} (dataset.label_column)"
     if ds.task == "regression":
@@ -118,32 +128,40 @@ def _label_problems(ds: DatasetConfig, uri: str, labels: pa.ChunkedArray) -> lis
         examples = labels.drop_null().slice(0, _EXAMPLES).to_pylist()
         what = "text" if _is_text(kind) else str(kind)
         return [f"{where}: dataset.task is regression but the label holds {what} values (e.g. {examples})"]
-    try:
-        encoding.label_index(labels.drop_null(), ds.classes, where)  # missing labels are the suite's to report
-    except BadInput as error:
-        return [str(error)]
-    return []
+    present = labels.drop_null()  # missing labels are the suite's to report
+    positions = encoding.class_positions(present, ds.classes, where)
+    outside = positions.null_count
+    # A few stray labels are rows for the suite's row-level rules to set aside (quarantine).
+    allowed = int(ds.quarantine_max_fraction * len(labels))
+    if outside <= allowed:
+        return []
+    stray = pc.unique(encoding.category_text(present, where).filter(positions.is_null())).to_pylist()
+    return [
+        f"{where}: {outside} of {len(labels)} labels are not among dataset.classes {list(ds.classes)} "
+        f"(e.g. {sorted(stray)[:_EXAMPLES]}; quarantine may set aside {allowed}): list the label values "
+        "in dataset.classes (in class-index order), or fix the labels"
+    ]
 
 
-def _numbers_as_text(ds: DatasetConfig, uri: str, name: str, values: pa.ChunkedArray) -> list[str]:
+def _numbers_as_text(ds: DatasetConfig, uri: str, name: str, values: pa.ChunkedArray) -> dict[str, str]:
     """A text feature whose values are mostly numbers is most likely a numeric column with a few
     stray entries ('n/a', '?'): encoded as categories it would train on the wrong thing."""
     if not _is_text(values.type):
-        return []
+        return {}
     present = pc.drop_null(values)
     if not len(present):
-        return []
+        return {}
     numeric = pc.match_substring_regex(present, _NUMBER)
     hits = pc.sum(numeric.cast(pa.int64())).as_py() or 0
     if hits * 2 < len(present):
-        return []
+        return {}
     others = pc.unique(present.filter(pc.invert(numeric))).slice(0, _EXAMPLES).to_pylist()
     detail = f"e.g. {others} are not" if others else "all are"
-    return [
-        f"{uri}: feature column {name!r} ({_selected_by(ds)}) is text, yet {hits} of its {len(present)} values "
-        f"are numbers ({detail}): fix the values so the column is numeric, or list it in dataset.categorical "
-        "to encode it as categories"
-    ]
+    return {
+        name: f"{uri}: feature column {name!r} ({_selected_by(ds)}) is text, yet {hits} of its {len(present)} "
+        f"values are numbers ({detail}): fix the values so the column is numeric, or list it in "
+        "dataset.categorical to encode it as categories"
+    }
 
 
 # --- reading only what the checks need --------------------------------------------------------------

@@ -134,17 +134,22 @@ def label_index(values: Any, classes: Sequence[int | str], where: str = "label")
         bounds = pc.min_max(array)
         if not len(array) or (bounds["min"].as_py() >= 0 and bounds["max"].as_py() < len(classes)):
             return array.to_numpy().astype(np.int64, copy=False)
-    if pa.types.is_boolean(array.type):
-        array = pc.cast(array, pa.int8())
-    text = category_text(array, where)
-    index = pc.index_in(text, value_set=pa.array([str(c) for c in classes], pa.string()))
+    index = class_positions(array, classes, where)
     if index.null_count:
-        bad = pc.unique(text.filter(index.is_null())).to_pylist()
+        bad = pc.unique(category_text(array, where).filter(index.is_null())).to_pylist()
         raise DataConfigMismatch(
             f"{where}: label value(s) {sorted(bad)[:_EXAMPLES]} are not among dataset.classes {list(classes)}: "
             "add them to dataset.classes (in class-index order) or fix the labels"
         )
     return index.to_numpy().astype(np.int64)
+
+
+def class_positions(values: Any, classes: Sequence[int | str], where: str = "label") -> pa.Array:
+    """Each label's position in `classes` by text (booleans as 0 and 1), null where it is none of them."""
+    array = _arrow(values)
+    if pa.types.is_boolean(array.type):
+        array = pc.cast(array, pa.int8())
+    return pc.index_in(category_text(array, where), value_set=pa.array([str(c) for c in classes], pa.string()))
 
 
 def regression_target(values: Any, where: str = "label") -> NDArray[np.float64]:

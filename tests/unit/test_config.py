@@ -140,7 +140,6 @@ def test_a_table_config_selects_features_by_list_or_exclusion_with_text_classes(
         ({"classes": [0, "0"]}, "dataset.classes lists ['0'] more than once"),
         ({"classes": [True, False]}, "dataset.classes must hold integers or text"),
         ({"classes": [0.5, 1]}, "dataset.classes must hold integers or text"),
-        ({"label_column": "row_id"}, "dataset.id_column and dataset.label_column both name 'row_id'"),
     ],
 )
 def test_a_contradictory_dataset_section_is_refused_naming_the_key(changes: dict[str, Any], message: str) -> None:
