@@ -43,7 +43,7 @@ MAX_CATEGORIES = 20
 OTHER, NULL = "<other>", "<null>"
 # The PNG: PSI bars for this many columns, bin-by-bin panels for the most drifted few.
 PLOT_COLUMNS, PLOT_PANELS = 15, 4
-_KNOWN_KEYS = ("warn_psi", "fail_psi", "bins", "sample_rows")
+_KNOWN_KEYS = ("warn_psi", "fail_psi", "bins", "sample_rows", "min_rows")
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,9 @@ class Settings:
     bins: int = 10  # numeric columns: reference-quantile bins
     sample_rows: int = 20_000  # rows sampled from each side (reference, new)
     suite: str = ""  # the suite's file, for messages
+    # Fewer rows on either side and nothing is judged: a PSI's own sampling noise grows as bins / rows
+    # (a few dozen rows of unchanged data score above 0.2), so small nights would always "drift".
+    min_rows: int = 200
 
     def level(self, psi: float) -> str:
         if self.fail_psi is not None and psi >= self.fail_psi:
@@ -76,9 +79,10 @@ def settings(suite_spec: dict[str, Any], suite_path: str) -> Settings:
     fail = None if raw.get("fail_psi") is None else _positive(raw["fail_psi"], f"{where}.fail_psi")
     bins = int(_positive(raw.get("bins", found.bins), f"{where}.bins"))
     rows = int(_positive(raw.get("sample_rows", found.sample_rows), f"{where}.sample_rows"))
+    least = int(_positive(raw.get("min_rows", found.min_rows), f"{where}.min_rows"))
     if bins < 2 or rows < 100:
         raise BadInput(f"{where}: bins must be >= 2 and sample_rows >= 100 (got {bins}, {rows})")
-    return Settings(warn, fail, bins, rows, suite_path)
+    return Settings(warn, fail, bins, rows, suite_path, least)
 
 
 def _positive(value: Any, key: str) -> float:
@@ -214,14 +218,22 @@ class Watch:
         log_table(table)
         return publish(table, store, run_id)
 
+    def _too_few_rows(self) -> str | None:
+        least = self.settings.min_rows
+        for side, pool in (("new", self.new), ("earlier", self.reference)):
+            if pool.rows < least:
+                return f"{pool.rows} {side} rows, fewer than meta.drift.min_rows {least} (too few to tell drift from noise)"
+        return None
+
     def measure(self) -> dict[str, Any]:
         sides = {
             side: {"partitions": pool.partitions, "rows": pool.rows, "sampled": min(pool.rows, pool.cap)}
             for side, pool in (("reference", self.reference), ("new", self.new))
         }
         base: dict[str, Any] = {"settings": asdict(self.settings), **sides}
-        if self.idle_reason is not None:
-            return {**base, "status": "not measured", "line": f"not measured: {self.idle_reason}", "columns": []}
+        idle = self.idle_reason or self._too_few_rows()
+        if idle is not None:
+            return {**base, "status": "not measured", "line": f"not measured: {idle}", "columns": []}
         return {**base, **compare(self.reference.frame(), self.new.frame(), self.columns, self.settings)}
 
 

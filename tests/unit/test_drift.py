@@ -107,3 +107,23 @@ def test_feature_columns_follow_the_dataset_rule() -> None:
     assert drift.Columns("row_id", "label", "categorical").feature_names(names) == ["x_a", "x_b", "other"]
     listed = drift.Columns("row_id", "label", "categorical", features=("x_b", "other"))
     assert listed.watched(names) == ["x_b", "other", "label"]
+
+
+def test_a_small_night_of_unchanged_data_is_not_called_drift() -> None:
+    # 25 new rows of the reference's own distribution score PSI well above 0.2 from noise alone.
+    reference, night = _frame(3000, 0), _frame(25, 1)
+    noisy = drift.compare(reference, night, COLUMNS, drift.Settings())
+    assert noisy["status"] == "drift"
+    watch = drift.Watch(drift.Settings(), COLUMNS, None)
+    watch.add_frame(reference, new=False)
+    watch.add_frame(night, new=True)
+    table = watch.measure()
+    assert table["status"] == "not measured" and table["columns"] == []
+    assert table["line"] == (
+        "not measured: 25 new rows, fewer than meta.drift.min_rows 200 (too few to tell drift from noise)"
+    )
+    assert drift.settings({"meta": {"drift": {"min_rows": 20}}}, "s.json").min_rows == 20
+    watch = drift.Watch(drift.settings({"meta": {"drift": {"min_rows": 20}}}, "s.json"), COLUMNS, None)
+    watch.add_frame(reference, new=False)
+    watch.add_frame(night, new=True)
+    assert watch.measure()["status"] == "drift"
