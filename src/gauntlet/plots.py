@@ -276,7 +276,7 @@ def image_gallery(
         raise ValueError(f"{len(images)} images and {len(captions)} captions: need one caption per image, at least one")
     cols = min(columns, len(images))
     rows = math.ceil(len(images) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.1 * rows + 0.6), dpi=DPI, squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.5 * rows + 0.6), dpi=DPI, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     marked = list(highlighted) or [False] * len(images)

@@ -25,6 +25,7 @@ from gauntlet.training.data import Split
 TOP_MISTAKES = 16  # a 4 x 4 gallery
 TOP_PAIRS = 10
 GALLERY_NAME = "mistakes.png"
+CAPTION_LENGTH = 26  # characters that fit over one 2-inch image
 log = get_logger("gauntlet.evaluate")
 
 
@@ -108,14 +109,18 @@ def largest_residuals(test: Split, predicted: np.ndarray, k: int = TOP_MISTAKES)
 def draw_gallery(
     test: Split, mistakes: Sequence[Mapping[str, Any]], image_shape: Sequence[int], path: Path, title: str
 ) -> Path:
-    """Each mistake's row (its features) as an image of `image_shape`, titled label→prediction p=..;
-    rows in the label-error ledger are red and say so."""
+    """Each mistake's row (its features) as an image of `image_shape`, captioned label→prediction p=..
+    and its row id; rows in the label-error ledger are red and say so."""
     where = {row: i for i, row in enumerate(test.ids.tolist())}
     images = [test.features[where[m["row_id"]]].reshape(tuple(image_shape)) for m in mistakes]
     captions = [
-        f"{m['label']}→{m['prediction']} p={m['probability']:.2f}\n"
-        + (f"[{m['ledger']} label error] " if m["ledger"] else "")
-        + f"row {m['row_id']}"
+        "\n".join(
+            [
+                plots.truncate_label(f"{m['label']}→{m['prediction']} p={m['probability']:.2f}", CAPTION_LENGTH),
+                plots.truncate_label(f"row {m['row_id']}", CAPTION_LENGTH),
+                *([f"ledger: {m['ledger']}"] if m["ledger"] else []),
+            ]
+        )
         for m in mistakes
     ]
     return plots.image_gallery(images, captions, path, title, highlighted=[bool(m["ledger"]) for m in mistakes])
@@ -178,9 +183,13 @@ def summary(section: Mapping[str, Any]) -> str:
     return (
         f"{section['wrong_rows']} of {section['test_rows']} test rows wrong; most confident mistake: row "
         f"{top['row_id']} ({top['label']}→{top['prediction']}, p={top['probability']:.2f}); most confused: "
-        + ", ".join(f"{p['label']}→{p['prediction']} ({p['rows']} rows)" for p in pairs)
+        + ", ".join(f"{p['label']}→{p['prediction']} ({_rows_text(p['rows'])})" for p in pairs)
         + f"; {in_ledger} of the {len(section['most_confident'])} listed are in the label-error ledger"
     )
+
+
+def _rows_text(n: int) -> str:
+    return f"{n} row" if n == 1 else f"{n} rows"
 
 
 def _rows(section: Mapping[str, Any]) -> tuple[list[str], list[list[str]], list[str], list[list[str]]]:

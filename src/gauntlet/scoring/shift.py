@@ -59,8 +59,15 @@ def newest_day_gap(
     result["diff"] = result["newest"] - result["all"]
     enough = min_rows <= result["newest_rows"] < result["test_rows"]
     if enough and math.isfinite(result["diff"]):
-        low, high = _interval(y, p, mask, metric, resamples, seed, confidence)
-        result |= {"low": low, "high": high, "significant": bool(low > 0 or high < 0)}
+        low, high, varies = _interval(y, p, mask, metric, resamples, seed, confidence)
+        # A newest day whose rows all score alike (no mistakes among them, say) scores the same on every
+        # resample: the interval then only reflects the other rows, and cannot show a gap.
+        result |= {
+            "low": low,
+            "high": high,
+            "newest_varies": varies,
+            "significant": bool(varies and (low > 0 or high < 0)),
+        }
         lower_better = not higher_is_better(metric)
         result["worse"] = bool(result["diff"] > 0) if lower_better else bool(result["diff"] < 0)
     result["sentence"] = sentence(result, min_rows)
@@ -69,29 +76,34 @@ def newest_day_gap(
 
 def _interval(
     y: np.ndarray, p: np.ndarray, mask: np.ndarray, metric: str, resamples: int, seed: int, confidence: float
-) -> tuple[float, float]:
-    """Percentile interval of metric(newest-day rows) - metric(all rows) over paired resamples."""
+) -> tuple[float, float, bool]:
+    """Percentile interval of metric(newest-day rows) - metric(all rows) over paired resamples, and
+    whether the newest day's figure varied across them."""
     n_rows = y.shape[0]
     rng = np.random.default_rng(seed)
     chunk = max(1, _BOOTSTRAP_CELLS_PER_CHUNK // n_rows)  # as paired_bootstrap: bounded work matrices
     weighted, keep = WEIGHTED[metric], mask.astype(np.float64)
     diffs: list[np.ndarray] = []
+    varies = False
     done = 0
     while done < resamples:
         size = min(chunk, resamples - done)
         weights = _weights_from_indices(rng.integers(0, n_rows, size=(size, n_rows)), n_rows)
         drew_newest = (weights @ keep) > 0  # a resample without a newest-day row has no figure for it
         with np.errstate(invalid="ignore", divide="ignore"):
-            gap = weighted(y, p, weights[drew_newest] * keep) - weighted(y, p, weights[drew_newest])
+            on_newest = weighted(y, p, weights[drew_newest] * keep)
+            gap = on_newest - weighted(y, p, weights[drew_newest])
+        finite = on_newest[np.isfinite(on_newest)]
+        varies = varies or bool(finite.size and np.ptp(finite) > 0)
         diffs.append(gap)
         done += size
     samples = np.concatenate(diffs)
     samples = samples[np.isfinite(samples)]
     if not samples.size:
-        return math.nan, math.nan
+        return math.nan, math.nan, varies
     alpha = 1.0 - confidence
     low, high = np.quantile(samples, [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high)
+    return float(low), float(high), varies
 
 
 def sentence(result: Mapping[str, Any], min_rows: int = MIN_ROWS) -> str:
@@ -112,6 +124,11 @@ def sentence(result: Mapping[str, Any], min_rows: int = MIN_ROWS) -> str:
     interval = (
         f"difference {result['diff']:+.4f}, {result['confidence']:.0%} CI [{result['low']:+.4f}, {result['high']:+.4f}]"
     )
+    if not result.get("newest_varies", True):
+        return (
+            f"no gap claimed: the newest day's rows score {metric} {result['newest']:.4f} on every resample (its "
+            f"rows all score alike), so the interval reflects only the rest of the test set ({figures}; {interval})"
+        )
     if not result["significant"]:
         return f"no significant gap between the newest day's rows and the test set: {figures} ({interval}, includes 0)"
     direction = "worse" if result["worse"] else "better"
@@ -119,6 +136,11 @@ def sentence(result: Mapping[str, Any], min_rows: int = MIN_ROWS) -> str:
     if result["worse"]:
         out += "; the newest data may not look like the data the model was judged on"
     return out
+
+
+def called_out(result: Mapping[str, Any]) -> bool:
+    """Whether the newest day's rows score significantly worse than the test set."""
+    return bool(result["significant"] and result["worse"])
 
 
 def check(protocol: Protocol, labels: np.ndarray, predictions: np.ndarray, dates: np.ndarray) -> dict[str, Any]:
@@ -133,7 +155,7 @@ def check(protocol: Protocol, labels: np.ndarray, predictions: np.ndarray, dates
         protocol.bootstrap_seed,
         protocol.confidence,
     )
-    if result["significant"] and result["worse"]:
+    if called_out(result):
         log.warning("domain shift: %s", result["sentence"])
     else:
         log.info("domain shift: %s", result["sentence"])
@@ -141,19 +163,22 @@ def check(protocol: Protocol, labels: np.ndarray, predictions: np.ndarray, dates
 
 
 def markdown_section(report: Mapping[str, Any]) -> str:
-    """## Domain shift: the sentence; "" for a report without the check."""
+    """## Domain shift: the sentence (in bold when it calls out a worse newest day); "" without the check."""
     result = report.get("domain_shift")
-    return f"## Domain shift (newest day vs the test set)\n\n{result['sentence']}" if result else ""
+    if not result:
+        return ""
+    text = f"**{result['sentence']}**" if called_out(result) else result["sentence"]
+    return f"## Domain shift (newest day vs the test set)\n\n{text}"
 
 
 def html_section(report: Mapping[str, Any]) -> str:
-    """The same section as HTML, the sentence in bold when it calls out a gap."""
+    """The same section as HTML."""
     result = report.get("domain_shift")
     if not result:
         return ""
     text = html.escape(result["sentence"])
     return (
         "<h2>Domain shift (newest day vs the test set)</h2><p>"
-        + (f"<b>{text}</b>" if result["significant"] else text)
+        + (f"<b>{text}</b>" if called_out(result) else text)
         + "</p>"
     )

@@ -74,11 +74,14 @@ def test_image_rows_get_a_gallery_and_the_report_sections_show_everything(store:
     assert section["gallery"] == "mistakes.png" and section["wrong_rows"] == 4 and section["test_rows"] == 6
     assert section["most_confident"][0]["ledger"] == "suspected"
     pixels = imread(tmp_path / "mistakes.png")
-    assert pixels.shape[:2] == (int(2.1 * 1 * 100 + 60), 800)  # one row of four 2-inch images at 100 dpi
+    assert pixels.shape[:2] == (310, 800)  # one row of four 2 x 2.5 inch cells (and the title) at 100 dpi
     assert len(np.unique(pixels.reshape(-1, pixels.shape[2]), axis=0)) > 20
     summary = mistakes.summary(section)
     assert summary.startswith("4 of 6 test rows wrong; most confident mistake: row r4 (two→one, p=0.95)")
-    assert "most confused: one→two (2 rows)" in summary and "1 of the 4 listed are in the label-error ledger" in summary
+    assert (
+        "most confused: one→two (2 rows), zero→two (1 row)" in summary
+        and "1 of the 4 listed are in the label-error ledger" in summary
+    )
 
     markdown = mistakes.markdown_section({"mistakes": section})
     assert "| r4 | 2026-11-02 | two | one | 0.9500 | suspected |" in markdown

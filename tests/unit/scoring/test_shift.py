@@ -34,6 +34,7 @@ def test_a_newest_day_that_scores_worse_is_called_out() -> None:
     assert result["all"] == pytest.approx(error_rate(y, p))
     assert result["diff"] == pytest.approx(result["newest"] - result["all"])
     assert 0 < result["low"] < result["diff"] < result["high"] and result["significant"] and result["worse"]
+    assert shift.called_out(result) and result["newest_varies"]
     assert result["sentence"].startswith(f"the newest day's rows score {result['diff']:.4f} worse than the test set: ")
     assert "on the 100 rows of 2026-11-03 vs" in result["sentence"] and "95% CI" in result["sentence"]
 
@@ -75,8 +76,21 @@ def test_a_test_set_of_one_day_has_nothing_to_compare() -> None:
     )
 
 
-def test_the_sections_show_the_sentence_and_bold_a_gap() -> None:
-    found = {"sentence": "the newest day's rows score 0.1 worse <x>", "significant": True}
-    assert shift.markdown_section({"domain_shift": found}).endswith("the newest day's rows score 0.1 worse <x>")
+def test_a_newest_day_without_mistakes_claims_no_gap() -> None:
+    # 0 of 66 wrong against 10 of 360: every resample gives the newest day 0, so the interval would
+    # only show the other rows' spread and exclude 0 although 0/66 is no evidence of a better day.
+    y = np.zeros(360, dtype=np.int64)
+    predicted = y.copy()
+    predicted[:10] = 1
+    result = shift.newest_day_gap(y, one_hot(predicted, 2), days(294, 66), "error_rate", 1000, 0, 0.95)
+    assert result["high"] < 0 and not result["newest_varies"] and not result["significant"]
+    assert result["sentence"].startswith("no gap claimed: the newest day's rows score error_rate 0.0000 on every")
+
+
+def test_the_sections_show_the_sentence_and_bold_a_worse_newest_day() -> None:
+    found = {"sentence": "the newest day's rows score 0.1 worse <x>", "significant": True, "worse": True}
+    assert shift.markdown_section({"domain_shift": found}).endswith("**the newest day's rows score 0.1 worse <x>**")
     assert "<b>the newest day&#x27;s rows score 0.1 worse &lt;x&gt;</b>" in shift.html_section({"domain_shift": found})
+    better = {"sentence": "better", "significant": True, "worse": False}
+    assert "<b>" not in shift.html_section({"domain_shift": better}) and not shift.called_out(better)
     assert shift.markdown_section({}) == shift.html_section({}) == ""
