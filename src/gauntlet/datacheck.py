@@ -6,23 +6,21 @@ in every partition, or expect numeric labels for a regression. Each fails valida
 DataConfigMismatch naming the config key, the column and the file, so nothing downstream runs.
 A fault of some partitions only (a column or type that the others have, a few stray labels) is
 the data's, left to the suite, its evidence and its row-level quarantine. Only what the checks
-need is read: a Parquet file's footer and its label and text columns, by ranged reads; a CSV whole.
+need is decoded: a Parquet file's schema and its label and text columns; a CSV file whole.
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from botocore.exceptions import BotoCoreError, ClientError
 
 from gauntlet import encoding, rawdata, storage
 from gauntlet.config import DatasetConfig, PipelineConfig
-from gauntlet.errors import BadInput, DataConfigMismatch, StorageError
+from gauntlet.errors import BadInput, DataConfigMismatch
 from gauntlet.logs import get_logger
 
 log = get_logger("gauntlet.datacheck")
@@ -168,62 +166,26 @@ def _numbers_as_text(ds: DatasetConfig, uri: str, name: str, values: pa.ChunkedA
 
 
 def _read(partition: rawdata.Partition, ds: DatasetConfig) -> tuple[pa.Schema, dict[str, pa.ChunkedArray]]:
-    """The partition's schema, and the values of its label and text columns (Parquet: only those)."""
+    """The partition's schema, and the values of its label and text columns (of a Parquet file,
+    only those columns are decoded, from a local copy)."""
     if not partition.uri.endswith(".parquet"):
         frame = rawdata.parse_partition(partition.uri, storage.get_bytes(partition.uri), ds.id_column)
         table = pa.Table.from_pandas(frame, preserve_index=False)
         return table.schema, {name: table.column(name) for name in table.column_names}
-    try:
-        source = pq.ParquetFile(_RangedObject(partition.uri, partition.size))
-        # The columns preprocess reads: without the unnamed index pandas may store.
-        columns = rawdata._data_columns(source.schema_arrow)
-        schema = pa.schema([source.schema_arrow.field(name) for name in columns])
-        wanted = [f.name for f in schema if f.name == ds.label_column or _is_text(f.type)]
-        table = source.read(columns=wanted) if wanted else pa.table({})
-    except (pa.ArrowInvalid, OSError) as error:
-        raise BadInput(f"{partition.uri}: not a readable Parquet file ({error})") from error
+    with storage.temp_dir("gauntlet-datacheck-") as tmp:
+        path = Path(tmp) / "partition.parquet"
+        storage.download_object(partition.uri, path)
+        try:
+            with pq.ParquetFile(path) as source:
+                # The columns preprocess reads: without the unnamed index pandas may store.
+                columns = rawdata._data_columns(source.schema_arrow)
+                schema = pa.schema([source.schema_arrow.field(name) for name in columns])
+                wanted = [f.name for f in schema if f.name == ds.label_column or _is_text(f.type)]
+                table = source.read(columns=wanted) if wanted else pa.table({})
+        except (pa.ArrowInvalid, OSError) as error:
+            raise BadInput(f"{partition.uri}: not a readable Parquet file ({error})") from error
     return schema, {name: table.column(name) for name in table.column_names}
 
 
 def _is_text(kind: pa.DataType) -> bool:
     return pa.types.is_string(kind) or pa.types.is_large_string(kind)
-
-
-class _RangedObject(io.RawIOBase):
-    """An S3 object as a seekable file that fetches only the byte ranges read (a Parquet footer and
-    the column chunks asked for), so checking a column does not download the whole object."""
-
-    def __init__(self, uri: str, size: int) -> None:
-        super().__init__()
-        self.uri, self.size, self.position = uri, size, 0
-        self.location = storage.S3Uri.parse(uri)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
-        self.position = max(0, base + offset)
-        return self.position
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        end = min(self.position + len(view), self.size)
-        if end <= self.position:
-            return 0
-        try:
-            response = storage.client().get_object(
-                Bucket=self.location.bucket, Key=self.location.key, Range=f"bytes={self.position}-{end - 1}"
-            )
-            data = response["Body"].read()
-        except (ClientError, BotoCoreError) as error:
-            raise StorageError(f"cannot read {self.uri}: {error}") from error
-        view[: len(data)] = data
-        self.position += len(data)
-        return len(data)

@@ -35,6 +35,7 @@ EXPECTED = {
     "ObjectNotFound": EXIT_BAD_INPUT,
     "NotCommitted": EXIT_BAD_INPUT,
     "IntegrityError": EXIT_BAD_INPUT,
+    "DataConfigMismatch": EXIT_BAD_INPUT,
     "InitError": EXIT_BAD_INPUT,
     "OverBudget": EXIT_BAD_INPUT,
     "NothingToDo": EXIT_NOTHING_TO_DO,
