@@ -140,3 +140,12 @@ class TrainingFailed(Retryable):
 class LeaseTimeout(Retryable):
     """Another process held the lease for longer than this one was willing to wait; a later try
     finds its result or the lease expired."""
+
+
+class MirrorError(Retryable):
+    """The MLflow server refused a mirror request or did not answer. The mirror logs it as a warning
+    and never fails a step; a later run back-fills what it missed."""
+
+    def __init__(self, message: str, error_code: str = "") -> None:
+        super().__init__(message)
+        self.error_code = error_code  # MLflow's own, e.g. RESOURCE_ALREADY_EXISTS

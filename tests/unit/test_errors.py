@@ -47,6 +47,7 @@ EXPECTED = {
     "ClaimPending": EXIT_FAILED,
     "TrainingFailed": EXIT_FAILED,
     "LeaseTimeout": EXIT_FAILED,
+    "MirrorError": EXIT_FAILED,
 }
 CLASSES = {
     name: cls
