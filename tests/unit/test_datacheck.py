@@ -73,7 +73,8 @@ def test_configured_columns_that_no_partition_has_are_named_with_their_key(store
     partitions = land(store, [frame(seed=1), frame(seed=2).drop(columns=["bmi"])])
     text = problems(table_config(features=["age", "bmi", "weight"]), partitions)
     assert f"dataset.features 'weight' is not a column of any of the 2 partitions (e.g. {partitions[0].uri}" in text
-    assert "dataset.features 'bmi'" not in text  # one partition lacks it, the other has it: the suite's column rule reports that
+    # One partition lacks 'bmi', the other has it: the suite's column rule reports that.
+    assert "dataset.features 'bmi'" not in text
     text = problems(table_config(id_column="patient", label_column="diagnosis", exclude=["notes"]), partitions[:1])
     for key, column in (("id_column", "patient"), ("label_column", "diagnosis"), ("exclude", "notes")):
         assert f"dataset.{key} '{column}' is not a column of any of the 1 partitions" in text
