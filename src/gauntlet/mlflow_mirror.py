@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
+import inspect
 import json
 import math
 import os
@@ -26,8 +28,8 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, ParamSpec
 
 from gauntlet import experiments, layout, registry, storage
 from gauntlet.errors import MirrorError
@@ -44,6 +46,7 @@ _BATCH_METRICS, _BATCH_PARAMS, _BATCH_TAGS = 1000, 100, 100
 _PARAM_CHARS, _TAG_CHARS = 6000, 5000
 # Files of a report above this size are linked (their S3 URI in a tag) rather than uploaded.
 _MAX_ARTIFACT_BYTES = 50 * 1024 * 1024
+P = ParamSpec("P")
 
 
 # --- public hooks: each one call from a step, none ever raises ----------------------------------
@@ -73,6 +76,21 @@ def mirror_registration(store: str, model_name: str, report_uri: str) -> None:
         sync_registry(client, layout.registry_root(store, model_name), model_name)
 
     _best_effort(f"registry of model {model_name}", mirror)
+
+
+def after_register(step: Callable[P, dict[str, Any]]) -> Callable[P, dict[str, Any]]:
+    """Decorates register's `run(store, model_name, report_uri, ...)`: whichever way it returns
+    (registered, awaiting approval, not registered), the registration is mirrored after it."""
+    signature = inspect.signature(step)
+
+    @functools.wraps(step)
+    def run(*args: P.args, **kwargs: P.kwargs) -> dict[str, Any]:
+        outputs = step(*args, **kwargs)
+        bound = signature.bind(*args, **kwargs).arguments
+        mirror_registration(bound["store"], bound["model_name"], bound["report_uri"])
+        return outputs
+
+    return run
 
 
 def _best_effort(what: str, work: Any) -> None:

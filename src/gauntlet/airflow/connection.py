@@ -34,3 +34,30 @@ def s3_environment(conn_id: str = S3_CONN_ID) -> dict[str, str]:
     if extra.get("aws_session_token"):
         env["AWS_SESSION_TOKEN"] = extra["aws_session_token"]
     return env
+
+
+MLFLOW_CONN_ID = os.environ.get("GAUNTLET_MLFLOW_CONN_ID", "gauntlet_mlflow")
+
+
+def mlflow_environment(conn_id: str = MLFLOW_CONN_ID) -> dict[str, str]:
+    """MLflow tracking settings from an Airflow connection, if one is defined; else the environment's own.
+
+    The connection's extra `tracking_uri`, or its host (a URL, or a name with schema and port);
+    login/password for basic auth, extra `token` for a bearer token. Child environment only, as above.
+    """
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except Exception:  # no such connection: MLFLOW_TRACKING_URI as the environment has it, or no mirror
+        return {}
+    extra = conn.extra_dejson
+    uri = extra.get("tracking_uri") or conn.host or ""
+    if uri and "://" not in uri:
+        scheme = conn.schema or ("https" if conn.conn_type == "https" else "http")
+        uri = f"{scheme}://{uri}{f':{conn.port}' if conn.port else ''}"
+    env = {"MLFLOW_TRACKING_URI": uri} if uri else {}
+    if conn.login:
+        env["MLFLOW_TRACKING_USERNAME"] = conn.login
+        env["MLFLOW_TRACKING_PASSWORD"] = conn.password or ""
+    if extra.get("token"):
+        env["MLFLOW_TRACKING_TOKEN"] = extra["token"]
+    return env

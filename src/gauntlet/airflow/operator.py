@@ -18,7 +18,7 @@ from airflow.sdk import BaseOperator
 
 from gauntlet import layout
 from gauntlet.airflow import containers
-from gauntlet.airflow.connection import s3_environment
+from gauntlet.airflow.connection import mlflow_environment, s3_environment
 from gauntlet.airflow.links import links_for
 from gauntlet.airflow.params import cli_options
 from gauntlet.contract import (
@@ -115,7 +115,7 @@ class GauntletStepOperator(BaseOperator):
 
         command = self.command(context)
         self.log.info("running: %s", " ".join(command[1:]))
-        env = {**os.environ, **s3_environment(), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **s3_environment(), **mlflow_environment(), "PYTHONUNBUFFERED": "1"}
         lines: list[str] = []
         with subprocess.Popen(
             command,

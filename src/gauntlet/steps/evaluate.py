@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from gauntlet import anchor, experiments, layout, ledger, registry, storage
+from gauntlet import anchor, experiments, layout, ledger, mlflow_mirror, registry, storage
 from gauntlet.errors import EvaluationError, ProtocolMismatch
 from gauntlet.hashing import EVALUATE_CODE, code_version, content_hash
 from gauntlet.logs import get_logger
@@ -187,6 +187,7 @@ def run(protocol: Protocol, store: str, experiment_uri: str, model_name: str) ->
         report = _report(plan, scores, comparisons, verdict, Path(tmp) / "report")
         outputs = _commit(plan, report, Path(tmp) / "report")
     log.info("report: %s (%.1fs)", outputs["report_html_uri"], time.perf_counter() - started)
+    mlflow_mirror.mirror_evaluation(outputs["report_uri"])  # when configured; a failure is only a warning
     return outputs
 
 

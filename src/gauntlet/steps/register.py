@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from gauntlet import experiments, layout, registry, storage
+from gauntlet import experiments, layout, mlflow_mirror, registry, storage
 from gauntlet.errors import RegistryError
 from gauntlet.logs import get_logger
 
 log = get_logger("gauntlet.register")
 
 
+@mlflow_mirror.after_register  # when configured, MLflow gets the version and alias; a failure only warns
 def run(store: str, model_name: str, report_uri: str, run_id: str, force: bool = False) -> dict[str, Any]:
     report = storage.get_json(report_uri)
     record = experiments.find_record(report["experiment_uri"])

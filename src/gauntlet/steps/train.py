@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Any
 
-from gauntlet import experiments, layout, lease, preflight, storage
+from gauntlet import experiments, layout, lease, mlflow_mirror, preflight, storage
 from gauntlet.config import PipelineConfig
 from gauntlet.errors import BadInput, PreconditionFailed, TrainingFailed
 from gauntlet.hashing import TRAINING_CODE, code_version
@@ -162,6 +162,7 @@ def run(
             record["finished"],
             layout.record_uri(experiment_uri),
         )
+        mlflow_mirror.mirror_experiment(record, protocol.name)  # back-fills a run an earlier mirror missed
         return _outputs(experiment_uri, record, cache_hit=True)
     explanation = experiments.explain_miss(parts, experiments.list_records(store))
     log.info("cache miss: experiment %s is new%s", key, f"; {explanation}" if explanation else "")
@@ -257,6 +258,7 @@ def _train(
         record["cost_usd"],
         record["hardware"]["world_size"],
     )
+    mlflow_mirror.mirror_experiment(record, protocol.name)  # when configured; a failure is only a warning
     return _outputs(experiment_uri, record, cache_hit=False)
 
 
