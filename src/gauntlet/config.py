@@ -25,6 +25,7 @@ EXPECTATIONS_DIR = "include/expectations"
 TASKS = ("classification", "regression")
 IMPUTATIONS = ("median", "mean", "zero")
 ENCODINGS = ("one_hot", "ordinal")
+BACKENDS = ("horovod", "ddp")  # training engines; the first is the default
 # The column preprocess writes each row's partition date into: never a feature.
 PARTITION_COLUMN = "date"
 
@@ -84,6 +85,7 @@ class TrainingConfig:
     schedule: str = "cosine"  # learning-rate schedule over the epoch budget: cosine | constant
     max_hours: float | None = None  # the train step refuses a run its preflight estimates longer
     max_cost: float | None = None  # ... or costlier (USD, include/prices.yaml)
+    backend: str = "horovod"  # the training engine: horovod (horovodrun) | ddp (torchrun, DistributedDataParallel)
 
 
 @dataclass(frozen=True)
@@ -258,7 +260,10 @@ def config_from_dict(raw: dict[str, Any]) -> PipelineConfig:
         schedule=str(t.get("schedule", "cosine")),
         max_hours=None if t.get("max_hours") is None else float(t["max_hours"]),
         max_cost=None if t.get("max_cost") is None else float(t["max_cost"]),
+        backend=str(t.get("backend", BACKENDS[0])),
     )
+    if training.backend not in BACKENDS:
+        raise ConfigError(f"training.backend {training.backend!r} is unknown (known: {', '.join(BACKENDS)})")
     if training.schedule not in ("cosine", "constant"):
         raise ConfigError(f"training.schedule {training.schedule!r} is unknown (known: cosine, constant)")
     if training.batch_size < 1 or training.workers < 1 or training.lr <= 0:

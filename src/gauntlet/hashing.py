@@ -91,6 +91,7 @@ DATASET_CODE = ("steps/preprocess.py", "encoding.py", "rawdata.py", "splits.py",
 TRAINING_CODE = (
     "steps/train.py",
     "training/worker.py",
+    "training/backends.py",
     "training/loop.py",
     "training/checkpoint.py",
     "training/cpu_tuning.py",

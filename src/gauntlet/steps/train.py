@@ -1,9 +1,10 @@
-"""train: run one experiment under Horovod, or report the cache hit if it was already run.
+"""train: run one experiment under Horovod (or DDP), or report the cache hit if it was already run.
 
 The experiment key hashes (protocol id, dataset version, training params, code version). With a
 RECORD.json under experiments/<key>/ the work is done and nothing trains. Otherwise `horovodrun`
-starts N worker processes (training/worker.py); their rank-0 lines stream into this process's log
-as they happen, warnings from any rank keep their rank prefix. RECORD.json is written last.
+(or, for `training.backend: ddp`, `torchrun`) starts N worker processes (training/worker.py); their
+rank-0 lines stream into this process's log as they happen, warnings from any rank keep their rank
+prefix. RECORD.json is written last.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
 from gauntlet import experiments, layout, lease, mlflow_mirror, preflight, storage
-from gauntlet.config import PipelineConfig
+from gauntlet.config import BACKENDS, PipelineConfig
 from gauntlet.errors import BadInput, PreconditionFailed, TrainingFailed
 from gauntlet.hashing import TRAINING_CODE, code_version
 from gauntlet.logs import get_logger
@@ -30,10 +32,13 @@ from gauntlet.training import credentials
 
 log = get_logger("gauntlet.train")
 
-# horovodrun prefixes every line with "[<rank>]<stdout>:" or "[<rank>]<stderr>:".
-_RANK_PREFIX = re.compile(r"^\[(\d+)\]<(stdout|stderr)>:(.*)$")
+# horovodrun prefixes every line with "[<rank>]<stdout>:" or "[<rank>]<stderr>:"; torchrun with the
+# template below, "[<rank>]:".
+_RANK_PREFIX = re.compile(r"^\[(\d+)\](<stdout>|<stderr>)?:(.*)$")
+_TORCHRUN_PREFIX = "[${rank}]:"
 # A dead rank must end the job, not hang it: Gloo gives up on a silent peer after this long.
 DEFAULT_GLOO_TIMEOUT_S = 60
+HOROVOD, DDP = BACKENDS
 # The last curve row's values a record keeps as "final" (the rmse pair only in regression rows).
 FINAL_KEYS = ("train_loss", "train_error", "dev_loss", "dev_error", "train_rmse", "dev_rmse")
 
@@ -52,6 +57,8 @@ def training_params(config: PipelineConfig, protocol: Protocol, workers: int | N
         "workers": workers or t.workers,
         "threads_per_worker": t.threads_per_worker,
         "schedule": t.schedule,
+        # Only a non-default engine is named, so every Horovod experiment keeps the key it had.
+        **({"backend": t.backend} if t.backend != HOROVOD else {}),
     }
 
 
@@ -111,19 +118,83 @@ def run_horovod(workers: int, worker_args: list[str]) -> float:
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
     }
     log.info("launching: %s", " ".join(command[:8]) + " ... gauntlet.training.worker")
-    started = time.perf_counter()
-    tail: list[str] = []
     # horovodrun puts its whole environment on each rank's command line: keys travel in a file instead.
     hosts = credentials.remote_hosts(os.environ.get("GAUNTLET_HOROVOD_HOSTFILE"))
-    with (
-        credentials.rank_environment(env, hosts, os.environ.get("GAUNTLET_HOROVOD_SSH_PORT")) as rank_env,
-        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=rank_env) as process,
-    ):
+    with credentials.rank_environment(env, hosts, os.environ.get("GAUNTLET_HOROVOD_SSH_PORT")) as rank_env:
+        return _launch("horovodrun", command, rank_env)
+
+
+def torchrun_command(workers: int, worker_args: list[str], log_dir: str) -> list[str]:
+    """torchrun on this host: a standalone rendezvous (its own store on a free port) with rank 0's
+    address on loopback, no restarts (a retry is the orchestrator's), each rank's output teed with
+    its rank prefix."""
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or "torchrun"
+    return [
+        torchrun,
+        "--standalone",
+        "--local-addr",
+        "127.0.0.1",
+        "--nproc-per-node",
+        str(workers),
+        "--max-restarts",
+        "0",
+        "--tee",
+        "3",
+        "--log-dir",
+        log_dir,
+        "-m",
+        "gauntlet.training.worker",
+        *worker_args,
+    ]
+
+
+def run_torchrun(workers: int, worker_args: list[str]) -> float:
+    """The ddp backend's launch. torchrun hands its environment to the ranks directly (never on a
+    command line), so the AWS keys stay where they are."""
+    env = {
+        **os.environ,
+        "TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE": _TORCHRUN_PREFIX,
+        "GAUNTLET_GLOO_TIMEOUT_S": os.environ.get("GAUNTLET_GLOO_TIMEOUT_S", str(DEFAULT_GLOO_TIMEOUT_S)),
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+        # Gloo's and NCCL's own sockets on loopback too, like the rendezvous.
+        "GLOO_SOCKET_IFNAME": os.environ.get("GLOO_SOCKET_IFNAME", "lo"),
+        "NCCL_SOCKET_IFNAME": os.environ.get("NCCL_SOCKET_IFNAME", "lo"),
+    }
+    with tempfile.TemporaryDirectory(prefix="gauntlet-torchrun-") as log_dir:
+        command = torchrun_command(workers, worker_args, log_dir)
+        log.info("launching: %s", " ".join(command[:6]) + f" {workers} ... gauntlet.training.worker")
+        return _launch("torchrun", command, env)
+
+
+def _launch(launcher: str, command: list[str], env: dict[str, str]) -> float:
+    """Run a launcher to the end, relaying its ranks' lines; its wall time, or TrainingFailed."""
+    started = time.perf_counter()
+    tail: list[str] = []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as process:
         _stream(process, tail)
         code = process.wait()
     if code != 0:
-        raise TrainingFailed(f"horovodrun exited with {code}; last lines:\n" + "\n".join(tail[-15:]))
+        raise TrainingFailed(f"{launcher} exited with {code}; last lines:\n" + "\n".join(tail[-15:]))
     return time.perf_counter() - started
+
+
+def launch(backend: str, workers: int, worker_args: list[str]) -> float:
+    """Start the worker's ranks under the run's engine; the launch's wall time."""
+    if backend == DDP:
+        return run_torchrun(workers, worker_args)
+    return run_horovod(workers, worker_args)
+
+
+def _require_launchable(backend: str) -> None:
+    """torchrun starts ranks on this host only; an MPIJob's hostfile is Horovod's to use."""
+    hostfile = os.environ.get("GAUNTLET_HOROVOD_HOSTFILE")
+    if backend == DDP and hostfile:
+        raise BadInput(
+            f"training.backend ddp starts its ranks on this host only, but GAUNTLET_HOROVOD_HOSTFILE "
+            f"({hostfile}) asks for ranks across hosts (an MPIJob launcher): set training.backend=horovod "
+            "for a multi-host run, or unset GAUNTLET_HOROVOD_HOSTFILE"
+        )
 
 
 def _require_protocol_split(dataset_uri: str, manifest: dict[str, Any], protocol: Protocol) -> None:
@@ -166,6 +237,7 @@ def run(
         return _outputs(experiment_uri, record, cache_hit=True)
     explanation = experiments.explain_miss(parts, experiments.list_records(store))
     log.info("cache miss: experiment %s is new%s", key, f"; {explanation}" if explanation else "")
+    _require_launchable(params.get("backend", HOROVOD))
     estimate = _preflight(config, params, dataset_uri)
 
     # An overlapping run (a backfill beside the nightly run) may be training this very key: one
@@ -198,8 +270,10 @@ def _train(
 ) -> dict[str, Any]:
     started_at = dt.datetime.now(dt.UTC)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    wall = run_horovod(
-        params["workers"], ["--dataset", dataset_uri, "--experiment", experiment_uri, "--params", json.dumps(params)]
+    wall = launch(
+        params.get("backend", HOROVOD),
+        params["workers"],
+        ["--dataset", dataset_uri, "--experiment", experiment_uri, "--params", json.dumps(params)],
     )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_seconds = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -219,6 +293,7 @@ def _train(
         "code_version": parts["code"],
         "image_digest": os.environ.get("GAUNTLET_IMAGE_DIGEST"),
         "hardware": {**hardware, "world_size": worker["world_size"], "device": worker["device"]},
+        "backend": worker.get("backend", HOROVOD),
         "started": started_at.isoformat(),
         "finished": dt.datetime.now(dt.UTC).isoformat(),
         "wall_seconds": round(wall, 3),

@@ -1,12 +1,14 @@
-"""The Horovod worker: data-parallel training of one experiment, one process per rank.
+"""The training worker: data-parallel training of one experiment, one process per rank.
 
-Started by `horovodrun -np N python -m gauntlet.training.worker ...` (see steps/train.py). `train()`
-is Horovod's recipe (examples/pytorch/pytorch_mnist.py): init, pin a GPU per local rank (NCCL) or
-stay on CPU (Gloo), shard the data with a DistributedSampler, scale the learning rate by the world
-size, wrap the optimizer in hvd.DistributedOptimizer (gradients averaged by allreduce), broadcast
-rank 0's state, train epochs, and rank 0 saves. Around it: checkpoints (training/checkpoint.py; a
-restarted run resumes with the epoch counter, optimizer and RNG state it had), the step itself
-(training/loop.py), CPU thread scheduling (training/cpu_tuning.py) and test faults (training/faults.py).
+Started by `horovodrun -np N python -m gauntlet.training.worker ...`, or for `training.backend: ddp`
+by `torchrun --nproc-per-node N -m gauntlet.training.worker ...` (see steps/train.py). `train()` is
+Horovod's recipe (examples/pytorch/pytorch_mnist.py) for either engine (training/backends.py):
+init, pin a GPU per local rank (NCCL) or stay on CPU (Gloo), shard the data with a
+DistributedSampler, scale the learning rate by the world size, average gradients by allreduce
+(hvd.DistributedOptimizer, or DistributedDataParallel), broadcast rank 0's state, train epochs, and
+rank 0 saves. Around it: checkpoints (training/checkpoint.py; a restarted run resumes with the epoch
+counter, optimizer and RNG state it had), the step itself (training/loop.py) and test faults
+(training/faults.py).
 
 The dataset manifest's task picks the net's output (one logit per class, or one value) and the loss
 (cross-entropy, or MSE on standardised targets). Every curve row's `train_error`/`dev_error` is the
@@ -24,7 +26,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import horovod.torch as hvd
 import numpy as np
 import torch
 from torch.utils.data import DistributedSampler, TensorDataset
@@ -33,9 +34,10 @@ from gauntlet import layout, storage
 from gauntlet.hashing import sha256_bytes
 from gauntlet.logs import get_logger, setup_logging
 from gauntlet.protocol import plateaued
-from gauntlet.training import checkpoint, cpu_tuning, faults
+from gauntlet.training import backends, checkpoint
+from gauntlet.training.backends import Backend
 from gauntlet.training.data import batch_loader, load_preprocessor, load_split
-from gauntlet.training.loop import EpochTotals, StepHooks, TaskLoss, task_loss, train_epoch
+from gauntlet.training.loop import EpochTotals, TaskLoss, task_loss, train_epoch
 from gauntlet.training.model import build_model, bundle_bytes, bundle_spec, parameter_digest
 
 log = get_logger("gauntlet.worker")
@@ -44,16 +46,14 @@ log = get_logger("gauntlet.worker")
 def train(args: argparse.Namespace) -> None:
     params = json.loads(args.params)
     epochs, seed = params["epochs"], params["seed"]
-    # 1. Horovod up; this rank's CPU threads and device.
-    threads = cpu_tuning.HorovodThreads.start()  # hvd.init()
-    rank, size = hvd.rank(), hvd.size()
+    # 1. The engine up (Horovod unless the params name another); this rank's device.
+    backend = backends.start(params.get("backend", backends.HOROVOD))
+    rank, size = backend.rank, backend.size
     torch.set_num_threads(int(params.get("threads_per_worker", 1)))
     torch.manual_seed(seed)
     np.random.seed(seed)
-    device = _pin_device()
+    device = backend.device()
     on_cpu = device.type == "cpu"
-    if on_cpu:
-        threads.defer_to_compute()
 
     # 2. Data: the committed dataset's train split (sharded below) and its dev split.
     scratch = storage.temp_dir()
@@ -65,50 +65,46 @@ def train(args: argparse.Namespace) -> None:
     sgd = torch.optim.SGD(
         model.parameters(), lr=params["lr"] * size, momentum=params["momentum"], weight_decay=params["weight_decay"]
     )
-    optimizer = hvd.DistributedOptimizer(sgd, named_parameters=model.named_parameters(), op=hvd.Average)
+    optimizer = backend.distributed_optimizer(sgd, model)
     # Cosine decay over the fixed epoch budget, stepped per epoch so a resume lands on the same rate.
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(params["schedule"], epochs))
 
-    # 4. Resume on rank 0, then every rank starts from rank 0's state. Optimizer state first: a rank
-    # with empty state (every rank but 0 on a resume) initialises it with a zero-gradient step, which
-    # weight decay turns into a real update; the parameter broadcast after it undoes that.
-    start_epoch, curve = _resume(args.experiment, model, optimizer, schedule)
-    hvd.broadcast_optimizer_state(optimizer, root_rank=0)
-    hvd.broadcast_parameters(model.state_dict(), root_rank=0)
-    schedule.load_state_dict(hvd.broadcast_object(schedule.state_dict(), root_rank=0, name="schedule"))
-    torch.set_rng_state(hvd.broadcast_object(torch.get_rng_state(), root_rank=0, name="rng"))
+    # 4. Resume on rank 0, then every rank starts from rank 0's state; `trained` is the module whose
+    # backward averages gradients (the model itself under Horovod, its DDP wrapper under ddp).
+    start_epoch, curve = _resume(backend, args.experiment, model, optimizer, schedule)
+    backend.broadcast_state(model, optimizer)
+    schedule.load_state_dict(backend.broadcast_object(schedule.state_dict(), "schedule"))
+    torch.set_rng_state(backend.broadcast_object(torch.get_rng_state(), "rng"))
+    trained = backend.trainable(model)
 
     # 5. Each rank trains on its shard of the rows, reshuffled every epoch.
     sampler: DistributedSampler[Any] = DistributedSampler(
         data.train, num_replicas=size, rank=rank, shuffle=True, seed=seed
     )
     loader = batch_loader(data.train, sampler, params["batch_size"], pin_memory=not on_cpu)
-    _log_plan(sampler, len(data.train), params, device)
+    _log_plan(backend, sampler, len(data.train), params, device)
 
     # 6. Epochs, until the budget or the protocol's plateau; rank 0 checkpoints each one.
     started, stopped_early = time.perf_counter(), False
     for epoch in range(start_epoch, epochs + 1):
-        if params.get("patience") and _should_stop(curve, params["patience"], epoch):
+        if params.get("patience") and _should_stop(backend, curve, params["patience"], epoch):
             stopped_early = True
             break
         sampler.set_epoch(epoch)
         tick = time.perf_counter()
-        hooks = StepHooks(
-            before_batch=faults.batch_hook(rank, epoch),
-            around_compute=threads.yielding,
-            before_step=cpu_tuning.wait_for_gradients if on_cpu else None,
-        )
-        totals = train_epoch(model, optimizer, loader, device, hooks, loss_fn=data.loss)
+        hooks = backend.step_hooks(epoch, on_cpu)
+        totals = train_epoch(trained, optimizer, loader, device, hooks, loss_fn=data.loss)
         schedule.step()
-        curve.append(_curve_row(epoch, totals, model, data, tick))
+        curve.append(_curve_row(backend, epoch, totals, model, data, tick))
         if rank == 0:
             _log_epoch(curve[-1], epochs, (time.perf_counter() - started) / (epoch - start_epoch + 1))
             checkpoint.save(args.experiment, model, optimizer, schedule, epoch, curve)
 
     # 7. Every rank must hold the same weights; rank 0 writes the model and the run's record.
     record = {"device": device.type, "resumed_from_epoch": start_epoch - 1 if start_epoch > 1 else None}
-    _save_model(args.experiment, model.cpu(), params, data, curve, {**record, "stopped_early": stopped_early})
+    _save_model(backend, args.experiment, model.cpu(), params, data, curve, {**record, "stopped_early": stopped_early})
     scratch.cleanup()
+    backend.close()
 
 
 @dataclass
@@ -146,14 +142,6 @@ def _labels(labels: np.ndarray, task: str) -> torch.Tensor:
     return torch.from_numpy(labels)
 
 
-def _pin_device() -> torch.device:
-    """One GPU per local rank where there are GPUs, else the CPU."""
-    if torch.cuda.is_available():
-        torch.cuda.set_device(hvd.local_rank())
-        return torch.device("cuda", hvd.local_rank())
-    return torch.device("cpu")
-
-
 def _lr_factor(schedule: str, epochs: int) -> Callable[[int], float]:
     if schedule == "constant":
         return lambda epoch: 1.0
@@ -161,6 +149,7 @@ def _lr_factor(schedule: str, epochs: int) -> Callable[[int], float]:
 
 
 def _resume(
+    backend: Backend,
     experiment: str,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -168,22 +157,22 @@ def _resume(
 ) -> tuple[int, list[dict[str, Any]]]:
     """The first epoch to train and the curve so far, from rank 0's latest checkpoint (if any)."""
     start_epoch, curve = 1, list[dict[str, Any]]()
-    if hvd.rank() == 0:
+    if backend.rank == 0:
         restored = checkpoint.restore_latest(experiment, model, optimizer, schedule)
         if restored is not None:
             last, curve = restored
             start_epoch = last + 1
             log.info("resuming from checkpoint of epoch %d", last)
-    start_epoch, curve = hvd.broadcast_object((start_epoch, curve), root_rank=0, name="resume")
+    start_epoch, curve = backend.broadcast_object((start_epoch, curve), "resume")
     return start_epoch, curve
 
 
-def _should_stop(curve: list[dict[str, Any]], patience: int, epoch: int) -> bool:
+def _should_stop(backend: Backend, curve: list[dict[str, Any]], patience: int, epoch: int) -> bool:
     """The protocol's "until plateau" rule, decided on rank 0 and broadcast so every rank agrees
     (checked before an epoch, so a run resumed after the plateau stops at once)."""
     stop = plateaued([row["dev_error"] for row in curve], patience)
-    stop = bool(hvd.broadcast_object(stop, root_rank=0, name=f"plateau.{epoch}"))
-    if stop and hvd.rank() == 0:
+    stop = bool(backend.broadcast_object(stop, f"plateau.{epoch}"))
+    if stop and backend.rank == 0:
         best = min(curve, key=lambda row: row["dev_error"])
         log.info(
             "stopping early after epoch %d: dev_%s has not improved for %d epochs (best %.4f at epoch %d)",
@@ -201,10 +190,12 @@ def curve_metric(task: str) -> str:
     return "rmse" if task == "regression" else "error_rate"
 
 
-def _curve_row(epoch: int, totals: EpochTotals, model: torch.nn.Module, data: _Data, tick: float) -> dict[str, Any]:
+def _curve_row(
+    backend: Backend, epoch: int, totals: EpochTotals, model: torch.nn.Module, data: _Data, tick: float
+) -> dict[str, Any]:
     """The epoch's line of the learning curve, over all ranks."""
-    loss_sum, wrong, seen = _allreduce_sums([totals.loss_sum, totals.wrong, totals.seen], f"train.{epoch}")
-    dev_loss, dev_wrong = _evaluate_shard(model, data, f"dev.{epoch}")
+    loss_sum, wrong, seen = backend.allreduce_sums([totals.loss_sum, totals.wrong, totals.seen], f"train.{epoch}")
+    dev_loss, dev_wrong = _evaluate_shard(backend, model, data, f"dev.{epoch}")
     row = {
         "epoch": epoch,
         "step": int(epoch * len(data.train)),  # samples seen: comparable across batch sizes and ranks
@@ -225,24 +216,20 @@ def _error(mean_wrong: float, task: str) -> float:
     return math.sqrt(mean_wrong) if task == "regression" else mean_wrong
 
 
-def _evaluate_shard(model: torch.nn.Module, data: _Data, name: str) -> tuple[float, float]:
+def _evaluate_shard(backend: Backend, model: torch.nn.Module, data: _Data, name: str) -> tuple[float, float]:
     """Mean loss and mean `wrong` over the dev split: each rank scores rank::size rows, sums are allreduced."""
     model.eval()
     with torch.no_grad():
-        rows = slice(hvd.rank(), None, hvd.size())
+        rows = slice(backend.rank, None, backend.size)
         outputs, y = model(data.x_dev[rows]), data.y_dev[rows]
         loss_sum = data.loss.total(outputs, y).item()
         wrong = data.loss.wrong(outputs, y).item()
-    loss_sum, wrong, count = _allreduce_sums([loss_sum, wrong, len(y)], name)
+    loss_sum, wrong, count = backend.allreduce_sums([loss_sum, wrong, len(y)], name)
     return loss_sum / count, wrong / count
 
 
-def _allreduce_sums(values: list[float], name: str) -> list[float]:
-    tensor = torch.tensor(values, dtype=torch.float64)
-    return hvd.allreduce(tensor, op=hvd.Sum, name=name).tolist()  # type: ignore[no-any-return]
-
-
 def _save_model(
+    backend: Backend,
     experiment: str,
     model: torch.nn.Module,
     params: dict[str, Any],
@@ -251,8 +238,8 @@ def _save_model(
     record: dict[str, Any],
 ) -> None:
     """Check that all ranks hold bit-identical weights, then (rank 0) write model.pt and worker.json."""
-    digests = hvd.allgather_object(parameter_digest(model), name="digests")
-    if hvd.rank() != 0:
+    digests = backend.allgather_object(parameter_digest(model), "digests")
+    if backend.rank != 0:
         return
     if len(set(digests)) != 1:
         raise RuntimeError(f"ranks disagree on the final weights: {digests}")
@@ -263,7 +250,8 @@ def _save_model(
         {
             "curve": curve,
             "rank_parameter_digests": digests,
-            "world_size": hvd.size(),
+            "world_size": backend.size,
+            "backend": backend.name,
             "model_sha256": sha256_bytes(model_bytes),
             "device": record["device"],
             "resumed_from_epoch": record["resumed_from_epoch"],
@@ -273,11 +261,13 @@ def _save_model(
             "curve_metric": curve_metric(data.task),
         },
     )
-    log.info("model written: %d ranks hold identical weights (%s)", hvd.size(), digests[0][:12])
+    log.info("model written: %d ranks hold identical weights (%s)", backend.size, digests[0][:12])
 
 
-def _log_plan(sampler: DistributedSampler[Any], rows: int, params: dict[str, Any], device: torch.device) -> None:
-    rank, size = hvd.rank(), hvd.size()
+def _log_plan(
+    backend: Backend, sampler: DistributedSampler[Any], rows: int, params: dict[str, Any], device: torch.device
+) -> None:
+    rank, size = backend.rank, backend.size
     # Equal shards need total_size rows: the sampler repeats rows at the end, and they land on the last ranks.
     repeated = sum(1 for i in range(rows, sampler.total_size) if i % size == rank)
     if repeated:
@@ -298,7 +288,7 @@ def _log_plan(sampler: DistributedSampler[Any], rows: int, params: dict[str, Any
             params["batch_size"],
             size * params["batch_size"],
             params["lr"] * size,
-            "GPU/NCCL" if device.type == "cuda" else "CPU/Gloo",
+            backend.describe(device),
         )
 
 
