@@ -12,7 +12,11 @@ current champion under the fixed comparison protocol:
 4. **evaluate**: candidate vs. scikit-learn baseline vs. champion on the frozen test set, with
    bootstrap confidence intervals and the protocol's gate.
 5. **register**: a new registry version, promoted to `champion` if the gate passed.
-6. **publish_champion**: emits the `gauntlet.champion.<model>@<bucket>` Asset event, only when the champion
+6. **approval** (only under a protocol with `gate.approval: required`; skipped otherwise): register
+   leaves the version unpromoted and a person approves or rejects it (Browse → Required Actions, or
+   the REST API). **promote** then moves `champion`; a rejection skips it and is recorded, with who
+   rejected and why, as a registry event.
+7. **publish_champion**: emits the `gauntlet.champion.<model>@<bucket>` Asset event, only when the champion
    actually moved, so downstream DAGs scheduled on it run once per new champion.
 
 The run's data interval selects the partitions (`raw/<dataset>/date=YYYY-MM-DD/`): a backfilled
@@ -34,7 +38,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import DAG, CronTriggerTimetable
 
-from gauntlet.airflow import nightly_params, publish_champion_task, step_task
+from gauntlet.airflow import approval_task, nightly_params, promote_task, publish_champion_task, step_task
 from gauntlet.airflow.deadlines import nightly_deadline
 
 with DAG(
@@ -79,6 +83,10 @@ with DAG(
         force="{{ params.register_even_if_gate_fails }}",
     )
 
-    publish_champion = publish_champion_task(register_task_id="register")
+    # The protocol is chosen per run: register says whether this version awaits a person's approval.
+    approval = approval_task(register_task_id="register")
+    promote = promote_task(register_task_id="register", approval_task_id="approval")
+    publish_champion = publish_champion_task(register_task_id="register", promote_task_id="promote")
 
-    validate >> preprocess >> train >> evaluate >> register >> publish_champion
+    validate >> preprocess >> train >> evaluate >> register >> approval >> promote >> publish_champion
+    register >> publish_champion

@@ -119,8 +119,15 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_register(args: argparse.Namespace) -> dict[str, Any]:
     from gauntlet.steps import register
 
+    config, protocol = _load(args)  # the protocol's gate.approval decides who moves the champion
+    return register.run(args.store, config.model.name, args.report, args.run_id, force=args.force, protocol=protocol)
+
+
+def cmd_promote(args: argparse.Namespace) -> dict[str, Any]:
+    from gauntlet.steps import promote
+
     config = load_config(config_file(args.config), args.set)
-    return register.run(args.store, config.model.name, args.report, args.run_id, force=args.force)
+    return promote.run(args.store, config.model.name, args.report, args.run_id, args.approved_by)
 
 
 def cmd_registry(args: argparse.Namespace) -> dict[str, Any]:
@@ -344,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("register", cmd_register, "register the candidate; move champion if the gate passed")
     p.add_argument("--report", required=True, help="URI of the evaluation report.json")
     p.add_argument("--force", action="store_true", help="register even if the gate failed (never promotes)")
+    p = add("promote", cmd_promote, "make an approved candidate champion (protocols with gate.approval: required)")
+    p.add_argument("--report", required=True, help="URI of the evaluation report.json the approval was asked for")
+    p.add_argument("--approved-by", required=True, help="who approved it (recorded in the promotion event)")
     p = add("registry", cmd_registry, "list | show | promote | rollback")
     p.add_argument("action", choices=["list", "show", "promote", "rollback"])
     p.add_argument("version", type=int, nargs="?")
@@ -372,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     args = build_parser().parse_args(argv)
-    if args.command in ("validate", "register", "summary", "sweep-report") and not args.run_id:
+    if args.command in ("validate", "register", "promote", "summary", "sweep-report") and not args.run_id:
         print(f"{ERROR_PREFIX} {args.command} needs --run-id", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.command in ("validate", "preprocess", "train", "evaluate", "register"):

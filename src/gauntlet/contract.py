@@ -131,6 +131,19 @@ class _RegisterVerdict(StepOutputs):
     gate_passed: bool
     reason: str
     report_uri: str
+    approval: str  # the protocol's gate.approval: automatic | required
+    awaiting_approval: bool  # registered, gate passed, champion left for a person to approve
+
+
+class ApprovalRequest(TypedDict):
+    """What the approval task shows a person (register's outputs, when awaiting approval)."""
+
+    champion_version: int | None
+    protocol: str | None
+    test_rows: int | None
+    metrics_table: str  # Markdown, one row per model
+    intervals_table: str  # Markdown, paired-bootstrap differences with their intervals
+    report_html_uri: str
 
 
 class RegisterOutputs(_RegisterVerdict, total=False):
@@ -138,6 +151,20 @@ class RegisterOutputs(_RegisterVerdict, total=False):
     created: bool
     already_registered_as: int | None
     version_uri: str
+    # Only when awaiting approval:
+    approval_request: ApprovalRequest
+
+
+class PromoteOutputs(TypedDict):
+    """`promote` (run on an approval; not one of the pipeline's five steps)."""
+
+    version: int
+    champion: bool
+    promoted: bool
+    approved_by: str
+    version_uri: str
+    registry_uri: str
+    report_uri: str
 
 
 STEP_OUTPUTS: dict[str, type[StepOutputs]] = {

@@ -23,6 +23,10 @@ from gauntlet.hashing import content_hash
 from gauntlet.scoring.metrics import CLASSIFICATION, METRIC_TASK, METRICS, REGRESSION, TASKS, metrics_for
 
 GATE_MODES = ("superiority", "non_inferiority")
+# gate.approval: who moves `champion` after a passed gate. automatic: the register step does;
+# required: a person approves first (Airflow's approval task), and a rejection is recorded.
+AUTOMATIC, REQUIRED = "automatic", "required"
+APPROVALS = (AUTOMATIC, REQUIRED)
 MIN_BOOTSTRAP_RESAMPLES = 1000
 # baseline.kind -> (its task, its settings and their defaults): the simple model every candidate must beat.
 BASELINES: dict[str, tuple[str, dict[str, float | int]]] = {
@@ -66,6 +70,9 @@ class Protocol:
     # Bias/variance diagnosis settings as given (reference_error, bias_gap, variance_gap, dev_test_gap);
     # gauntlet.scoring.diagnosis fills in the defaults for keys left out.
     diagnosis: dict[str, float] = field(default_factory=dict, hash=False)
+    # gate.approval as given, else automatic. Only a key in the file changes the id (the id hashes
+    # `raw`), so protocols written before the key existed keep theirs.
+    approval: str = AUTOMATIC
 
     @property
     def id(self) -> str:
@@ -120,7 +127,7 @@ _SECTION_KEYS = {
     "split": {"id_column", "salt", "test_fraction", "dev_fraction"},
     "training": {"epochs", "seed", "until_plateau"},
     "metrics": {"primary", "guards", "report"},
-    "gate": {"mode", "margin", "confidence", "bootstrap_resamples", "bootstrap_seed"},
+    "gate": {"mode", "margin", "confidence", "bootstrap_resamples", "bootstrap_seed", "approval"},
 }
 
 
@@ -202,6 +209,12 @@ def _parse_protocol(raw: Any) -> Protocol:
         minimum=MIN_BOOTSTRAP_RESAMPLES,
     )
     bootstrap_seed = _integer(gate.get("bootstrap_seed"), "gate.bootstrap_seed", minimum=0)
+    approval = gate.get("approval", AUTOMATIC)
+    if approval not in APPROVALS:
+        raise ProtocolError(
+            f"gate.approval must be one of {', '.join(APPROVALS)}, got {approval!r} "
+            "(required: a person approves each promotion in Airflow; leave it out for automatic)"
+        )
 
     baseline = _baseline(raw.get("baseline") or {}, task)
 
@@ -248,6 +261,7 @@ def _parse_protocol(raw: Any) -> Protocol:
         slices=slices,
         task=task,
         diagnosis=_diagnosis(raw.get("diagnosis")),
+        approval=approval,
     )
 
 

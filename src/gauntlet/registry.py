@@ -139,11 +139,12 @@ def set_alias(
     reason: str,
     event: str = "alias_set",
     run_id: str | None = None,
+    **details: Any,
 ) -> bool:
     """Point `alias` at `version` if it still points at `expected_version` (None: unset).
 
     The alias keeps its history (a rollback walks it back). Returns False, changing nothing, when
-    another writer moved the alias first.
+    another writer moved the alias first. `details` (e.g. who approved it) go into the event.
     """
     current, etag = get_alias(registry, alias)
     current_version = None if current is None else current["version"]
@@ -164,7 +165,9 @@ def set_alias(
             storage.put_json(uri, value, if_match=etag)
     except PreconditionFailed:
         return False
-    record_event(registry, event, alias=alias, version=version, previous=current_version, reason=reason, run_id=run_id)
+    record_event(
+        registry, event, alias=alias, version=version, previous=current_version, reason=reason, run_id=run_id, **details
+    )
     return True
 
 
@@ -284,16 +287,22 @@ def _await_claim(registry: str, uri: str, mine: dict[str, Any]) -> tuple[dict[st
 # --- moving the champion -------------------------------------------------------------------------
 
 
+def require_promotable(registry: str, version: int) -> dict[str, Any]:
+    """The version's record, if it exists and may become champion; RegistryError otherwise."""
+    record = get_version(registry, version)
+    off_protocol = (record.get("experiment") or {}).get("off_protocol_reason")
+    if off_protocol:
+        raise RegistryError(f"v{version} is off-protocol ({off_protocol}); it is kept but never promoted")
+    return record
+
+
 def promote(registry: str, version: int, reason: str, alias: str = CHAMPION) -> None:
     """Point an alias at a version, retrying if another writer moves it meanwhile.
 
     A version trained off its protocol's budget (registered with --force) is kept for the record
     but never becomes champion: its numbers were not earned under the fixed protocol.
     """
-    record = get_version(registry, version)  # must exist
-    off_protocol = (record.get("experiment") or {}).get("off_protocol_reason")
-    if off_protocol:
-        raise RegistryError(f"v{version} is off-protocol ({off_protocol}); it is kept but never promoted")
+    require_promotable(registry, version)
     for _ in range(_MAX_RACE_RETRIES):
         current, _ = get_alias(registry, alias)
         expected = None if current is None else current["version"]

@@ -57,7 +57,7 @@ class PublishChampionOperator(BaseOperator):
 
     ui_color = "#fdf1d8"
 
-    def __init__(self, *, register_task_id: str = "register", **kwargs: Any) -> None:
+    def __init__(self, *, register_task_id: str | tuple[str, ...] = "register", **kwargs: Any) -> None:
         alias = AssetAlias(CHAMPION_ALIAS, group="model")
         super().__init__(outlets=[alias], **kwargs)
         self.alias = alias
@@ -66,7 +66,10 @@ class PublishChampionOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        registered = context["ti"].xcom_pull(task_ids=self.register_task_id) or {}
+        # One task id, or several (register, then promote after an approval): the one that promoted counts.
+        task_ids = [self.register_task_id] if isinstance(self.register_task_id, str) else list(self.register_task_id)
+        pulled = [context["ti"].xcom_pull(task_ids=task_id) or {} for task_id in task_ids]
+        registered = next((outputs for outputs in pulled if outputs.get("promoted")), pulled[0])
         if not registered.get("promoted"):
             reason = "already champion" if registered.get("champion") else (registered.get("reason") or "not promoted")
             raise AirflowSkipException(f"champion unchanged ({reason}): no asset event")

@@ -20,13 +20,43 @@ def runtime() -> str:
 
 
 def publish_champion_task(
-    task_id: str = "publish_champion", register_task_id: str = "register", task_kwargs: dict[str, Any] | None = None
+    task_id: str = "publish_champion",
+    register_task_id: str = "register",
+    task_kwargs: dict[str, Any] | None = None,
+    promote_task_id: str | None = None,
 ) -> BaseOperator:
     """A task that emits the champion Asset event (for the model the run registered) when
-    `register_task_id` promoted a new champion."""
+    `register_task_id` promoted a new champion, or `promote_task_id` did after an approval."""
     from gauntlet.airflow.assets import PublishChampionOperator
 
-    return PublishChampionOperator(task_id=task_id, register_task_id=register_task_id, **(task_kwargs or {}))
+    kwargs = dict(task_kwargs or {})
+    task_ids: str | tuple[str, ...] = register_task_id
+    if promote_task_id:
+        # After register (automatic) or after promote (approved): whichever ran; a skipped one is fine.
+        task_ids = (register_task_id, promote_task_id)
+        kwargs.setdefault("trigger_rule", "none_failed_min_one_success")
+    return PublishChampionOperator(task_id=task_id, register_task_id=task_ids, **kwargs)
+
+
+def approval_task(
+    task_id: str = "approval", register_task_id: str = "register", task_kwargs: dict[str, Any] | None = None
+) -> BaseOperator:
+    """Airflow's approval task for a version `register_task_id` left awaiting approval (skipped otherwise)."""
+    from gauntlet.airflow.approval import GauntletApprovalOperator
+
+    return GauntletApprovalOperator(task_id=task_id, register_task_id=register_task_id, **(task_kwargs or {}))
+
+
+def promote_task(
+    task_id: str = "promote", register_task_id: str = "register", approval_task_id: str = "approval"
+) -> BaseOperator:
+    """The `promote` step, run when the approval task was answered Approve (its operator skips it otherwise)."""
+    return step_task(
+        "promote",
+        task_id=task_id,
+        report=f"{{{{ ti.xcom_pull(task_ids='{register_task_id}')['report_uri'] }}}}",
+        approved_by=f"{{{{ ti.xcom_pull(task_ids='{approval_task_id}')['by'] }}}}",
+    )
 
 
 def step_task(
