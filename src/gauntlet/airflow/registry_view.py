@@ -29,7 +29,7 @@ from gauntlet.scoring.compare import test_set_of
 
 URL_PREFIX = "/gauntlet-registry"
 VIEW_ROUTE = "gauntlet-registry"
-VIEW_NAME = "Model registry"
+VIEW_NAME = "Registry"
 # Relative to the UI's <base href>, so the view also works behind a proxy that adds a path.
 EXTERNAL_VIEW: dict[str, Any] = {
     "name": VIEW_NAME,
