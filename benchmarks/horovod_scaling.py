@@ -1,8 +1,9 @@
 """Benchmarks 1 and 2: Horovod scaling (1 vs 2 ranks) and Horovod vs torch DDP, on the pipeline's worker.
 
-The Horovod runs go through steps/train.py's own launcher (`horovodrun ... gauntlet.training.worker`,
-with the launch environment the pipeline sets), reading a committed dataset from S3; the DDP run
-is benchmarks/ddp_worker.py under torchrun with the same data, model, per-rank batch and clock.
+Both engines go through steps/train.py's own launchers (`horovodrun ... gauntlet.training.worker`,
+or for `training.backend: ddp` `torchrun ... gauntlet.training.worker`, with the launch environment
+the pipeline sets), reading a committed dataset from S3: the same data, model, per-rank batch, step
+and clock, only the engine differs (training/backends.py).
 Throughput is the worker's allreduced samples/s, median over the epochs after the first (warm-up)
 and then over interleaved rounds (hvd-1, hvd-2, ddp-2, hvd-1, ...). Where a Horovod step's time
 goes (compute, negotiation, each allreduce phase) is benchmarks/horovod_timeline.py's to show.
@@ -26,7 +27,6 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import (
-    BIN,
     ROOT,
     commit_training_dataset,
     fresh_store,
@@ -73,16 +73,21 @@ def _throughput(curve: list[dict[str, Any]]) -> float:
     return median([row["samples_per_s"] for row in steady])
 
 
-def run_horovod(store: str, dataset: str, ranks: int, p: dict[str, Any], env: dict[str, str] | None = None) -> float:
+def run_backend(
+    store: str, dataset: str, ranks: int, p: dict[str, Any], backend: str, env: dict[str, str] | None = None
+) -> float:
+    """One training run through the train step's launcher for `backend`; its steady samples/s."""
     from gauntlet import layout, storage
     from gauntlet.steps import train
 
     experiment = layout.experiment_uri(store, f"bench-{uuid.uuid4().hex[:10]}")
+    params = {**p, **({"backend": backend} if backend != train.HOROVOD else {})}  # as training_params names it
+    args = ["--dataset", dataset, "--experiment", experiment, "--params", json.dumps(params)]
     saved = {k: os.environ.get(k) for k in (env or {})}
     os.environ.update(env or {})
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # the worker's epoch lines; figures come from S3
-            train.run_horovod(ranks, ["--dataset", dataset, "--experiment", experiment, "--params", json.dumps(p)])
+            train.launch(backend, ranks, args)
     finally:
         for key, value in saved.items():
             if value is None:
@@ -92,23 +97,12 @@ def run_horovod(store: str, dataset: str, ranks: int, p: dict[str, Any], env: di
     return _throughput(storage.get_json(layout.worker_report_uri(experiment))["curve"])
 
 
-def run_ddp(dataset: str, ranks: int, p: dict[str, Any]) -> float:
-    command = [
-        str(BIN / "torchrun"),
-        "--standalone",
-        f"--nproc-per-node={ranks}",
-        str(ROOT / "benchmarks" / "ddp_worker.py"),
-        "--dataset",
-        dataset,
-        "--params",
-        json.dumps(p),
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800, check=False)
-    for line in reversed(done.stdout.splitlines()):
-        if line.startswith("DDP_RESULT "):
-            return _throughput(json.loads(line[len("DDP_RESULT ") :])["curve"])
-    raise RuntimeError(f"DDP run failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+def run_horovod(store: str, dataset: str, ranks: int, p: dict[str, Any], env: dict[str, str] | None = None) -> float:
+    return run_backend(store, dataset, ranks, p, "horovod", env)
+
+
+def run_ddp(store: str, dataset: str, ranks: int, p: dict[str, Any]) -> float:
+    return run_backend(store, dataset, ranks, p, "ddp")
 
 
 _CEILING = """
@@ -197,7 +191,7 @@ def bench(quick: bool = False) -> dict[str, Any]:
             variants = {
                 "horovod_1": lambda p=p: run_horovod(store, dataset, 1, p),
                 "horovod_2": lambda p=p: run_horovod(store, dataset, 2, p),
-                "ddp_2": lambda p=p: run_ddp(dataset, 2, p),
+                "ddp_2": lambda p=p: run_ddp(store, dataset, 2, p),
                 "compute_1": lambda p=p: compute_ceiling(p, 1, cfg["ceiling_steps"]),
                 "compute_2": lambda p=p: compute_ceiling(p, 2, cfg["ceiling_steps"]),
             }
