@@ -7,6 +7,8 @@ Everything under one root (`$GAUNTLET_STORE`, default `s3://gauntlet`)::
     runs/<run_id>/validation/drift.{json,png}               the new data's drift vs the earlier data
     runs/<run_id>/steps/<step>.json                         each step's outputs, for `summary`
     datasets/<dataset>/<version>/                           a committed dataset (MANIFEST.json last)
+    dataset-parts/<dataset>/<partition key>/                one partition's split files and train statistics,
+                                                            which datasets reference; index/<lineage>.json
     experiments/<key>/                                      RECORD.json (last), LEASE.json, model.pt,
                                                             worker.json, curve.jsonl, checkpoints/
     evaluations/<protocol>/<key>/<against>/<eval key>/      report.{json,md,html}, predictions.parquet, plots,
@@ -125,6 +127,18 @@ def drift_plot_uri(store: str, run_id: str) -> str:
 
 def dataset_prefix(store: str, dataset: str, version: str) -> str:
     return join(store, "datasets", dataset, version)
+
+
+def partition_output_prefix(store: str, dataset: str, key: str) -> str:
+    """One raw partition's preprocessed output (its split files, committed by a MANIFEST.json that
+    holds its train statistics), by partition key; datasets reference these files, never copy them."""
+    return join(store, "dataset-parts", dataset, key)
+
+
+def partition_index_uri(store: str, dataset: str, lineage: str) -> str:
+    """The partition outputs of the latest dataset built with one dataset config, split and code: a
+    cache that saves looking each partition up (never a commit point)."""
+    return join(store, "dataset-parts", dataset, "index", f"{lineage}.json")
 
 
 def quarantine_prefix(store: str, dataset: str, quarantine_id: str) -> str:

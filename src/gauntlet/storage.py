@@ -391,11 +391,15 @@ def presigned_url(uri: str, expires_s: int = 3600) -> str:
 # --- committed multi-object outputs -------------------------------------------------------------
 
 
-def commit_directory(local_dir: str | Path, prefix_uri: str, meta: dict[str, Any]) -> dict[str, Any]:
+def commit_directory(
+    local_dir: str | Path, prefix_uri: str, meta: dict[str, Any], referenced: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """Upload every file under local_dir, then write MANIFEST.json last.
 
     The manifest lists each object's sha256 and size; until it exists the prefix is invisible to
     readers, so a crash half-way leaves nothing a later step could mistake for a finished output.
+    `referenced`: files of the output that already lie elsewhere, immutable (rel -> sha256, size and
+    their "uri"), listed as given: readers fetch them from there.
     """
     local_dir = Path(local_dir)
     if is_committed(prefix_uri):
@@ -416,7 +420,7 @@ def commit_directory(local_dir: str | Path, prefix_uri: str, meta: dict[str, Any
         except PreconditionFailed:
             existing = get_bytes(join(prefix_uri, rel))
             files[rel] = {"sha256": sha256_bytes(existing), "size": len(existing)}
-    manifest = {**meta, "files": files}
+    manifest = {**meta, "files": {**files, **(referenced or {})}}
     try:
         put_json(join(prefix_uri, MANIFEST_NAME), manifest, if_none_match=True)
     except PreconditionFailed:
@@ -442,8 +446,13 @@ def fetch_committed(prefix_uri: str, local_dir: str | Path, only: str = "") -> d
     manifest = read_manifest(prefix_uri)
     for rel, info in manifest["files"].items():
         if rel.startswith(only):
-            download_file(join(prefix_uri, rel), Path(local_dir) / rel, info["sha256"])
+            download_file(committed_file_uri(prefix_uri, rel, info), Path(local_dir) / rel, info["sha256"])
     return manifest
+
+
+def committed_file_uri(prefix_uri: str, rel: str, info: dict[str, Any]) -> str:
+    """Where one file a manifest lists lies: under the prefix, or at the "uri" it references."""
+    return str(info.get("uri") or join(prefix_uri, rel))
 
 
 def read_committed_file(prefix_uri: str, rel: str) -> bytes:
@@ -451,7 +460,8 @@ def read_committed_file(prefix_uri: str, rel: str) -> bytes:
     manifest = read_manifest(prefix_uri)
     if rel not in manifest["files"]:
         raise ObjectNotFound(f"{rel} is not part of {prefix_uri}")
-    return get_bytes(join(prefix_uri, rel), manifest["files"][rel]["sha256"])
+    info = manifest["files"][rel]
+    return get_bytes(committed_file_uri(prefix_uri, rel, info), info["sha256"])
 
 
 def temp_dir(prefix: str = "gauntlet-") -> tempfile.TemporaryDirectory[str]:
@@ -466,6 +476,7 @@ __all__ = [
     "canonical_json",
     "client",
     "commit_directory",
+    "committed_file_uri",
     "delete_objects",
     "download_file",
     "download_object",

@@ -6,6 +6,12 @@ written as one file per split, partitions side by side in threads (one per core)
 not depend on their number. Features are written as their raw kind (numbers as float32, categories
 as text); their encoding (gauntlet.encoding) is fitted on train rows only and stored as JSON (never
 a pickle), and the dataset is committed by a MANIFEST.json written last.
+
+A night costs what its new data costs: each partition's output is committed once, content-addressed
+by its partition key (its bytes, its quarantined rows, the dataset config, the split and this code),
+with its train statistics (moments, category counts, and value counts of numeric columns with gaps
+for exact medians) in its own manifest. A dataset's manifest references those files; a later dataset
+with the same key references them again, and only the encoding is fitted anew, from the statistics.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +34,7 @@ import pyarrow.parquet as pq
 
 from gauntlet import encoding, layout, rawdata, splits, storage
 from gauntlet.config import DatasetConfig, PipelineConfig
-from gauntlet.errors import PreprocessError
+from gauntlet.errors import NotCommitted, ObjectNotFound, PreprocessError
 from gauntlet.hashing import DATASET_CODE, code_version, content_hash
 from gauntlet.logs import get_logger
 from gauntlet.protocol import Protocol
@@ -38,6 +44,9 @@ SPLITS = ("train", "dev", "test")
 # Rows per Arrow batch: ~70 MB of int64 pixels; with the float32 copy and the split chunks a
 # worker's peak memory is a few times that, whatever the partition's size.
 BATCH_ROWS = 131_072
+# S3 requests side by side when looking partition outputs up (each waits on the server, not a core).
+_IO_THREADS = 8
+VALUES = "values"  # a partition output's value counts of its numeric columns with train gaps
 
 
 def dataset_version(partitions: list[dict[str, Any]], config: PipelineConfig, protocol: Protocol) -> str:
@@ -56,13 +65,26 @@ def dataset_version(partitions: list[dict[str, Any]], config: PipelineConfig, pr
     )
 
 
+def lineage(config: PipelineConfig, protocol: Protocol, code: str) -> str:
+    """What shapes every partition's output besides its own bytes: dataset config, split rule, code."""
+    return content_hash({"dataset": config.raw["dataset"], "split": protocol.raw["split"], "code": code})
+
+
+def partition_key(part: dict[str, Any], line: str) -> str:
+    """Same partition bytes + same quarantined rows + same lineage = the same output, byte for byte."""
+    held = [_quarantined_ids(part).to_pylist()] if part.get("quarantine") else []
+    return content_hash({"lineage": line, "partition": [part["uri"], part["etag"], *held]})
+
+
 @dataclass(frozen=True)
 class _Job:
-    """What one worker needs to turn one validated partition into its slice of the dataset."""
+    """What one worker needs to turn one validated partition into its committed output."""
 
     index: int
     partition: dict[str, Any]
-    out_dir: str  # local; the parent uploads and commits only once every partition succeeded
+    key: str
+    out_dir: str  # local scratch for this partition's files
+    output: str  # the partition output's prefix (layout.partition_output_prefix)
     dataset: DatasetConfig
     protocol: Protocol
 
@@ -102,11 +124,32 @@ class _Fit:
         if self.target is not None:
             self.target.add([chunk.column(label)])
 
-    def merge(self, other: _Fit) -> None:
-        self.numeric.merge(*other.numeric.state())
-        self.categories.merge(other.categories)
-        if self.target is not None and other.target is not None:
-            self.target.merge(*other.target.state())
+    def stats(self) -> dict[str, Any]:
+        """Plain JSON (floats round-trip exactly), so a merge from stored statistics equals one from memory."""
+        return {
+            "numeric": _moments_json(self.numeric),
+            "categories": {"counts": [dict(c) for c in self.categories.counts], "nulls": self.categories.nulls},
+            "target": _moments_json(self.target) if self.target is not None else None,
+        }
+
+    def merge_stats(self, stats: dict[str, Any]) -> None:
+        """Merge in one partition's stored statistics (see `stats`)."""
+        self.numeric.merge(*_moments_arrays(stats["numeric"]))
+        other = encoding.CategoryCounts(len(self.categories.counts))
+        other.counts = [Counter(c) for c in stats["categories"]["counts"]]
+        other.nulls = list(stats["categories"]["nulls"])
+        self.categories.merge(other)
+        if self.target is not None and stats["target"] is not None:
+            self.target.merge(*_moments_arrays(stats["target"]))
+
+
+def _moments_json(moments: encoding.Moments) -> dict[str, list[Any]]:
+    n, mean, m2 = moments.state()
+    return {"n": n.tolist(), "mean": mean.tolist(), "m2": m2.tolist()}
+
+
+def _moments_arrays(stats: dict[str, list[Any]]) -> tuple[Any, Any, Any]:
+    return np.array(stats["n"], dtype=np.int64), np.array(stats["mean"]), np.array(stats["m2"])
 
 
 def _encode_label(ds: DatasetConfig, values: pa.Array, where: str) -> pa.Array:
@@ -162,8 +205,9 @@ def _validated_batches(part: dict[str, Any], local: Path, id_column: str) -> Ite
 
 
 def _process_partition(job: _Job) -> dict[str, Any]:
-    """Split, encode the label of, cast and write one partition (one Parquet file per split, under
-    job.out_dir), and return its counts, class counts and what its train rows give the preprocessor.
+    """Split, encode the label of, cast and write one partition (one Parquet file per split), and
+    commit it as its partition output, whose manifest holds its counts, class counts and what its
+    train rows give the preprocessor. Returns that manifest (plain JSON) with the seconds it took.
 
     A plain function of its job, so partitions can run side by side: Arrow's Parquet decoding,
     casts, filters and writing release the GIL (the per-row sha256 of ids holds it).
@@ -175,6 +219,7 @@ def _process_partition(job: _Job) -> dict[str, Any]:
     inputs: list[tuple[str, str]] | None = None
     fit: _Fit | None = None
     out = Path(job.out_dir)
+    out.mkdir(parents=True)
     with storage.temp_dir("gauntlet-preprocess-") as tmp:
         writers: dict[str, pq.ParquetWriter] = {}
         schema: pa.Schema | None = None
@@ -203,8 +248,7 @@ def _process_partition(job: _Job) -> dict[str, Any]:
                         continue
                     chunk = table.filter(pa.array(mask))
                     if split not in writers:
-                        (out / split).mkdir(exist_ok=True)
-                        writers[split] = pq.ParquetWriter(out / split / f"part-{job.index:05d}.parquet", schema)
+                        writers[split] = pq.ParquetWriter(out / f"{split}.parquet", schema)
                     writers[split].write_table(chunk)
                     counts[split] += chunk.num_rows
                     if ds.task == "classification":
@@ -215,16 +259,49 @@ def _process_partition(job: _Job) -> dict[str, Any]:
         finally:
             for writer in writers.values():
                 writer.close()
-    return {
-        "index": job.index,
-        "date": part["date"],
-        "uri": part["uri"],
+    gaps = _write_value_counts(out, inputs, fit, counts["train"], ds) if inputs and fit else []
+    stats = {
+        "key": job.key,
+        "partition": {k: part[k] for k in ("uri", "date", "etag")},
         "inputs": inputs,  # None: the partition has no rows
-        "counts": counts,
-        "class_counts": {s: dict(c) for s, c in class_counts.items()},
-        "fit": fit,
-        "seconds": time.perf_counter() - started,
+        "rows": counts,
+        "class_counts": {s: {str(k): int(v) for k, v in sorted(c.items())} for s, c in class_counts.items()},
+        **(fit.stats() if fit is not None else {"numeric": None, "categories": None, "target": None}),
+        VALUES: gaps,
     }
+    committed = storage.commit_directory(out, job.output, json.loads(json.dumps(stats)))
+    return {"output": json.loads(json.dumps(committed)), "seconds": time.perf_counter() - started}
+
+
+def _write_value_counts(
+    out: Path, inputs: list[tuple[str, str]], fit: _Fit, train_rows: int, ds: DatasetConfig
+) -> list[str]:
+    """The value counts of each numeric column with gaps among this partition's train rows, as
+    values.parquet (column, value, count): what an exact median over many partitions needs, where
+    moments cannot give one. Columns without gaps here are read from the train file if another
+    partition's gaps need their median. Returns the columns counted."""
+    numeric = encoding.numeric_inputs(inputs)
+    gaps = [name for j, name in enumerate(numeric) if 0 < fit.numeric.n[j] < train_rows]
+    if ds.imputation != "median" or not gaps:
+        return []
+    train = pq.read_table(out / "train.parquet", columns=gaps)
+    names, values, counts = [], [], []
+    for name in gaps:
+        found, times = np.unique(train.column(name).drop_null().to_numpy(), return_counts=True)
+        names += [name] * len(found)
+        values.append(found)
+        counts.append(times)
+    pq.write_table(
+        pa.table(
+            {
+                "column": pa.array(names, pa.string()),
+                "value": pa.array(np.concatenate(values), encoding.FEATURE_TYPE),
+                "count": pa.array(np.concatenate(counts).astype(np.int64)),
+            }
+        ),
+        out / f"{VALUES}.parquet",
+    )
+    return gaps
 
 
 def worker_count(partitions: int) -> int:
@@ -287,13 +364,46 @@ def run(config: PipelineConfig, protocol: Protocol, store: str, validation_uri: 
         return _outputs(prefix, version, manifest, cache_hit=True)
 
     ds = config.dataset
+    line = lineage(config, protocol, code_version(DATASET_CODE))
+    keys = [partition_key(part, line) for part in partitions]
+    outputs = _committed_outputs(store, ds.name, line, keys)
     with storage.temp_dir() as tmp:
-        root = Path(tmp)
-        jobs = [_Job(i, part, tmp, ds, protocol) for i, part in enumerate(partitions)]
-        inputs, fit, counts, class_counts = _merge_partitions(_process_all(jobs))
+        root, scratch = Path(tmp) / "dataset", Path(tmp) / "scratch"
+        root.mkdir()
+        jobs = [
+            _Job(
+                i,
+                part,
+                keys[i],
+                str(scratch / str(i)),
+                layout.partition_output_prefix(store, ds.name, keys[i]),
+                ds,
+                protocol,
+            )
+            for i, part in enumerate(partitions)
+            if keys[i] not in outputs
+        ]
+        for result in _process_all(jobs):
+            output = result["output"]
+            outputs[output["key"]] = output
+            log.info(
+                "partition date=%s: %s (%.1fs)",
+                output["partition"]["date"],
+                ", ".join(f"{s} {n}" for s, n in output["rows"].items()),
+                result["seconds"],
+            )
+        log.info(
+            "reused %d partition%s, processed %d",
+            len(partitions) - len(jobs),
+            "" if len(partitions) - len(jobs) == 1 else "s",
+            len(jobs),
+        )
+        ordered = [outputs[key] for key in keys]
+        inputs, fit, counts, class_counts = _merge_partitions(ordered, ds)
         if not counts["train"] or inputs is None or fit is None:
             raise PreprocessError("no rows fall in the train split")
-        medians = _train_medians(root / "train", inputs, fit, counts["train"], ds)
+        local = {job.key: Path(job.out_dir) for job in jobs}
+        medians = _train_medians(ordered, inputs, fit, counts["train"], ds, store, local, scratch / "fetched")
         preprocessor = encoding.fit_preprocessor(
             ds, inputs, fit.numeric, fit.categories, counts["train"], medians, fit.target
         )
@@ -304,8 +414,9 @@ def run(config: PipelineConfig, protocol: Protocol, store: str, validation_uri: 
             len(preprocessor["features"]),
         )
         (root / "preprocessor.json").write_text(json.dumps(preprocessor, indent=1))
+        referenced = _referenced_files(store, ds.name, ordered)
         for split in SPLITS:
-            if not (root / split).is_dir():
+            if not counts[split]:
                 # Every split has a file, even an empty one, so readers see the schema.
                 (root / split).mkdir()
                 pq.write_table(_output_schema(ds, inputs).empty_table(), root / split / "part-00000.parquet")
@@ -329,42 +440,93 @@ def run(config: PipelineConfig, protocol: Protocol, store: str, validation_uri: 
             "class_counts": {s: {str(k): int(v) for k, v in sorted(c.items())} for s, c in class_counts.items()},
             "code_version": code_version(DATASET_CODE),
         }
-        manifest = storage.commit_directory(root, prefix, meta)
+        manifest = storage.commit_directory(root, prefix, meta, referenced)
+    _remember(store, ds.name, line, prefix, ordered)
     log.info(
         "dataset %s committed at %s: %s (%.1fs)", version, prefix, _counts(manifest), time.perf_counter() - started
     )
     return _outputs(prefix, version, manifest, cache_hit=False)
 
 
+def _io_map(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    if len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(min(_IO_THREADS, len(items)), thread_name_prefix="preprocess-io") as pool:
+        return list(pool.map(fn, items))
+
+
+def _committed_outputs(store: str, dataset: str, line: str, keys: list[str]) -> dict[str, dict[str, Any]]:
+    """The committed partition outputs among `keys` (key -> its manifest): those of the latest dataset
+    of this lineage from its index (one read), the others looked up one by one (a new partition)."""
+    try:
+        index: dict[str, Any] = storage.get_json(layout.partition_index_uri(store, dataset, line))["outputs"]
+    except ObjectNotFound:
+        index = {}
+    found = {key: index[key] for key in keys if key in index}
+    missing = sorted({key for key in keys if key not in found})
+
+    def lookup(key: str) -> dict[str, Any] | None:
+        prefix = layout.partition_output_prefix(store, dataset, key)
+        try:
+            return storage.read_manifest(prefix)
+        except NotCommitted:
+            return None
+
+    found.update((key, output) for key, output in zip(missing, _io_map(lookup, missing), strict=True) if output)
+    return found
+
+
+def _remember(store: str, dataset: str, line: str, prefix: str, outputs: list[dict[str, Any]]) -> None:
+    """Index this dataset's partition outputs for the next night of the lineage (last writer wins:
+    either index is right, and a lost one only costs that night its lookups)."""
+    storage.put_json(
+        layout.partition_index_uri(store, dataset, line),
+        {"dataset": prefix, "outputs": {output["key"]: output for output in outputs}},
+    )
+
+
+def _referenced_files(store: str, dataset: str, outputs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The dataset's split files (`<split>/part-<partition index>.parquet`) and each partition's value
+    counts, as references to the partition outputs that hold them."""
+    files: dict[str, dict[str, Any]] = {}
+    for i, output in enumerate(outputs):
+        where = layout.partition_output_prefix(store, dataset, output["key"])
+        for name, info in output["files"].items():
+            split_or_values = name.removesuffix(".parquet")
+            rel = (
+                f"{split_or_values}/part-{i:05d}.parquet"
+                if split_or_values in SPLITS
+                else f"{VALUES}/part-{i:05d}.parquet"
+            )
+            files[rel] = {"sha256": info["sha256"], "size": info["size"], "uri": storage.join(where, name)}
+    return files
+
+
 def _merge_partitions(
-    results: Iterator[dict[str, Any]],
+    outputs: list[dict[str, Any]], ds: DatasetConfig
 ) -> tuple[list[tuple[str, str]] | None, _Fit | None, dict[str, int], dict[str, Counter[int]]]:
-    """The partitions' results merged in partition order (so the sums do not depend on the workers);
-    every partition with rows must have the same feature columns, each of the same kind."""
+    """The partitions' statistics merged in partition order (so the sums do not depend on the workers
+    or on which partitions were reused); every partition with rows must have the same feature
+    columns, each of the same kind."""
     inputs: list[tuple[str, str]] | None = None
     first = ""
     fit: _Fit | None = None
     counts = dict.fromkeys(SPLITS, 0)
     class_counts: dict[str, Counter[int]] = {split: Counter() for split in SPLITS}
-    for result in results:
-        log.info(
-            "partition date=%s: %s (%.1fs)",
-            result["date"],
-            ", ".join(f"{s} {n}" for s, n in result["counts"].items()),
-            result["seconds"],
-        )
+    for output in outputs:
         for split in SPLITS:
-            counts[split] += result["counts"][split]
-            class_counts[split].update(result["class_counts"][split])
-        if result["inputs"] is None:
+            counts[split] += output["rows"][split]
+            class_counts[split].update({int(k): v for k, v in output["class_counts"][split].items()})
+        if output["inputs"] is None:
             continue
+        kinds = [(name, kind) for name, kind in output["inputs"]]
+        uri = output["partition"]["uri"]
         if inputs is None:
-            inputs, first, fit = result["inputs"], result["uri"], result["fit"]
-            continue
-        if result["inputs"] != inputs:
-            raise PreprocessError(_inputs_differ(first, inputs, result["uri"], result["inputs"]))
+            inputs, first, fit = kinds, uri, _Fit.empty(ds, kinds)
+        elif kinds != inputs:
+            raise PreprocessError(_inputs_differ(first, inputs, uri, kinds))
         assert fit is not None
-        fit.merge(result["fit"])
+        fit.merge_stats(output)
     return inputs, fit, counts, class_counts
 
 
@@ -380,21 +542,66 @@ def _inputs_differ(first: str, a: list[tuple[str, str]], uri: str, b: list[tuple
 
 
 def _train_medians(
-    train_dir: Path, inputs: list[tuple[str, str]], fit: _Fit, train_rows: int, ds: DatasetConfig
+    outputs: list[dict[str, Any]],
+    inputs: list[tuple[str, str]],
+    fit: _Fit,
+    train_rows: int,
+    ds: DatasetConfig,
+    store: str,
+    local: dict[str, Path],
+    fetched: Path,
 ) -> dict[str, float]:
-    """The exact median of each numeric feature with nulls among the train rows (median imputation),
-    read back from the train files just written; columns without nulls are not read."""
+    """The exact median of each numeric feature with gaps among all train rows (median imputation),
+    from each partition's value counts of it, or (a partition without gaps in it) its train column.
+    Files of partitions processed tonight are local; the others' are fetched."""
     numeric = encoding.numeric_inputs(inputs)
     wanted = [name for j, name in enumerate(numeric) if 0 < fit.numeric.n[j] < train_rows]
     if ds.imputation != "median" or not wanted:
         return {}
-    tables = [pq.read_table(path, columns=wanted) for path in sorted(train_dir.glob("*.parquet"))]
-    return {
-        name: float(
-            np.median(pa.chunked_array([t.column(name) for t in tables]).drop_null().to_numpy().astype(np.float64))
-        )
-        for name in wanted
-    }
+    reads: list[tuple[dict[str, Any], str, list[str]]] = []  # (output, file, columns) per partition
+    for output in outputs:
+        present = [name for name in wanted if output["numeric"] and output["numeric"]["n"][numeric.index(name)]]
+        counted = [name for name in present if name in output[VALUES]]
+        if counted:
+            reads.append((output, f"{VALUES}.parquet", counted))
+        if len(counted) < len(present):
+            reads.append((output, "train.parquet", [name for name in present if name not in counted]))
+
+    def path_of(read: tuple[dict[str, Any], str, list[str]]) -> Path:
+        output, name, _ = read
+        if output["key"] in local:
+            return local[output["key"]] / name
+        target = fetched / output["key"] / name
+        where = layout.partition_output_prefix(store, ds.name, output["key"])
+        return storage.download_file(storage.join(where, name), target, output["files"][name]["sha256"])
+
+    found: dict[str, list[tuple[Any, Any]]] = {name: [] for name in wanted}
+    for (_, name, columns), path in zip(reads, _io_map(path_of, reads), strict=True):
+        table = pq.read_table(path)
+        for column in columns:
+            if name == "train.parquet":
+                values = table.column(column).drop_null().to_numpy()
+                found[column].append((values, np.ones(len(values), dtype=np.int64)))
+                continue
+            rows = table.filter(pc.equal(table.column("column"), column))
+            found[column].append((rows.column("value").to_numpy(), rows.column("count").to_numpy()))
+    return {name: _median_of_counts(found[name]) for name in wanted}
+
+
+def _median_of_counts(parts: list[tuple[Any, Any]]) -> float:
+    """The median of values given with their counts (as numpy's median of the values repeated)."""
+    values = np.concatenate([v for v, _ in parts]).astype(np.float64)
+    counts = np.concatenate([c for _, c in parts])
+    order = np.argsort(values, kind="stable")
+    values, ends = values[order], np.cumsum(counts[order])
+    total = int(ends[-1])
+
+    def nth(k: int) -> float:  # the k-th smallest value, from 0
+        return float(values[np.searchsorted(ends, k, side="right")])
+
+    if total % 2:
+        return nth(total // 2)
+    return float(np.mean([nth(total // 2 - 1), nth(total // 2)]))
 
 
 def _counts(manifest: dict[str, Any]) -> str:

@@ -1,11 +1,14 @@
-"""preprocess: the same dataset bytes whatever the worker count, and tables of every shape (text ids
-and labels, categories, nulls, regression) written raw-typed with their encoding fitted on train rows."""
+"""preprocess: the same dataset bytes whatever the worker count or however many nights built it (partition
+outputs reused by key), and tables of every shape (text ids and labels, categories, nulls, regression)
+written raw-typed with their encoding fitted on train rows."""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,12 @@ def _build(store: str, validation_uri: str, workers: str, monkeypatch: pytest.Mo
     return built
 
 
+def wipe_outputs(store: str) -> None:
+    """Delete every dataset and partition output, so the next build starts from scratch."""
+    uris = [o["uri"] for top in ("datasets/", "dataset-parts/") for o in storage.list_objects(f"{store}/{top}")]
+    storage.delete_objects(uris)
+
+
 def test_two_workers_commit_the_same_bytes_as_one(
     seeded_store: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -39,9 +48,7 @@ def test_two_workers_commit_the_same_bytes_as_one(
     one = _build(seeded_store, outputs["result_uri"], "1", monkeypatch)
     manifest_one = storage.read_manifest(one["dataset_uri"])
     # Same inputs, same version: remove the first build so the second really rebuilds it.
-    bucket = storage.S3Uri.parse(seeded_store).bucket
-    for obj in list(storage.list_objects(one["dataset_uri"] + "/")):
-        storage.client().delete_object(Bucket=bucket, Key=obj["key"])
+    wipe_outputs(seeded_store)
     two = _build(seeded_store, outputs["result_uri"], "2", monkeypatch)
     manifest_two = storage.read_manifest(two["dataset_uri"])
 
@@ -195,9 +202,7 @@ def test_a_table_with_text_labels_categories_and_nulls(
     assert row[1:5].tolist() == [0, 0, 0, 1] and row[5:9].tolist() == [0, 0, 0, 1] and row[10:].tolist() == [1, 0, 0]
 
     # One worker builds the very same bytes.
-    bucket = storage.S3Uri.parse(store).bucket
-    for obj in list(storage.list_objects(built["dataset_uri"] + "/")):
-        storage.client().delete_object(Bucket=bucket, Key=obj["key"])
+    wipe_outputs(store)
     monkeypatch.setenv("GAUNTLET_PREPROCESS_WORKERS", "1")
     again = preprocess.run(config, protocol, store, validation)
     assert storage.read_manifest(again["dataset_uri"])["files"] == manifest["files"]
@@ -224,3 +229,97 @@ def test_a_regression_table_stores_float_labels_and_the_target_moments(store: st
     np.testing.assert_allclose([pre["target"]["mean"], pre["target"]["scale"]], [y.mean(), y.std()], rtol=1e-9)
     train, _ = load_split(built["dataset_uri"], "train", tmp_path)
     assert train.labels.dtype == np.float64 and sorted(train.labels) == sorted(y)
+
+
+# --- a night costs its new data: partition outputs reused by key ------------------------------------
+
+
+def night(store: str, prefix: str, days: int, name: str) -> str:
+    """A passed validation naming the first `days` landed partitions (one nightly snapshot)."""
+    partitions = rawdata.list_partitions(store, prefix)[:days]
+    uri = layout.validation_result_uri(store, name)
+    storage.put_json(uri, {"verdict": "passed", "partitions": [p.as_dict() for p in partitions]})
+    return uri
+
+
+def snapshot(dataset_uri: str, tmp_path: Path) -> tuple[dict, dict[str, str]]:
+    """The manifest without its timestamp, and the sha256 of every file as a reader downloads it."""
+    manifest = storage.fetch_committed(dataset_uri, tmp_path)
+    digests = {rel: hashlib.sha256((tmp_path / rel).read_bytes()).hexdigest() for rel in manifest["files"]}
+    return {k: v for k, v in manifest.items() if k != "created"}, digests
+
+
+def reuse_line(caplog: pytest.LogCaptureFixture) -> str:
+    return next(r.getMessage() for r in reversed(caplog.records) if r.getMessage().startswith("reused "))
+
+
+def test_three_incremental_nights_build_the_bytes_of_one_from_scratch(
+    store: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    frames = [clinic_frame(day, rows=90) for day in range(4)]
+    frames[2]["age"] = frames[2]["age"].fillna(41.5)  # no gaps here: its ages come from its train file
+    frames[3].loc[::7, "bmi"] = np.nan  # gaps in one partition only: the others' values are needed too
+    for day, frame in enumerate(frames):
+        storage.put_bytes(layout.raw_partition_uri(store, "raw/clinic", dt.date(2026, 3, 1 + day)), frame.to_parquet())
+    config = table_config(**CLINIC)
+    protocol = load_protocol(resolve(config.protocol))
+    monkeypatch.setenv("GAUNTLET_PREPROCESS_WORKERS", "2")
+    caplog.set_level(logging.INFO, logger="gauntlet.preprocess")
+
+    lines = []
+    for days in (2, 3, 4):
+        built = preprocess.run(config, protocol, store, night(store, "raw/clinic", days, f"night-{days}"))
+        lines.append(reuse_line(caplog))
+    assert lines == [
+        "reused 0 partitions, processed 2",
+        "reused 2 partitions, processed 1",
+        "reused 3 partitions, processed 1",
+    ]
+    incremental = snapshot(built["dataset_uri"], tmp_path / "incremental")
+    files = incremental[0]["files"]
+    assert {rel for rel in files if rel.startswith("values/")} == {
+        "values/part-00000.parquet",
+        "values/part-00001.parquet",
+        "values/part-00003.parquet",
+    }
+    assert all("/dataset-parts/clinic/" in info["uri"] for rel, info in files.items() if rel != "preprocessor.json")
+
+    wipe_outputs(store)
+    scratch = preprocess.run(config, protocol, store, night(store, "raw/clinic", 4, "scratch"))
+    assert reuse_line(caplog) == "reused 0 partitions, processed 4"
+    assert scratch["dataset_uri"] == built["dataset_uri"]
+    assert snapshot(scratch["dataset_uri"], tmp_path / "scratch") == incremental
+
+    # The exact medians of all train rows, though no partition holds them all.
+    raw = pd.concat(frames, ignore_index=True)
+    train = raw[[split_of(r, protocol) == "train" for r in raw["row_id"]]]
+    pre = json.loads(storage.read_committed_file(scratch["dataset_uri"], "preprocessor.json"))
+    for j, column in ((0, "age"), (3, "bmi")):
+        values = train[column].dropna().to_numpy(np.float32).astype(np.float64)
+        assert pre["inputs"][j]["impute"] == float(np.median(values)), column
+    loaded, _ = load_split(scratch["dataset_uri"], "train", tmp_path / "load")
+    assert sorted(loaded.ids) == sorted(train["row_id"])
+
+
+def test_a_changed_partition_or_config_is_processed_anew(
+    store: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frames = [clinic_frame(day, rows=60) for day in range(3)]
+    validation = land(store, "raw/clinic", frames)
+    config = table_config(**CLINIC)
+    protocol = load_protocol(resolve(config.protocol))
+    monkeypatch.setenv("GAUNTLET_PREPROCESS_WORKERS", "1")
+    caplog.set_level(logging.INFO, logger="gauntlet.preprocess")
+    first = preprocess.run(config, protocol, store, validation)
+
+    # New bytes in one partition (another ETag): that one only. The lineage's index is gone, so the
+    # unchanged partitions are found one by one.
+    storage.delete_objects([o["uri"] for o in storage.list_objects(f"{store}/dataset-parts/clinic/index/")])
+    frames[1].loc[0, "bmi"] = 99.0
+    changed = preprocess.run(config, protocol, store, land(store, "raw/clinic", frames))
+    assert reuse_line(caplog) == "reused 2 partitions, processed 1" and changed["version"] != first["version"]
+
+    # Another dataset config shapes every partition differently.
+    mean = table_config(**CLINIC, imputation="mean")
+    preprocess.run(mean, protocol, store, land(store, "raw/clinic", frames))
+    assert reuse_line(caplog) == "reused 0 partitions, processed 3"
