@@ -39,6 +39,8 @@ install() {
 serve() {  # port dir: exec, so the caller's pid is the server's (its workers share its process group)
   local port="$1" dir="$2"
   mkdir -p "$dir/artifacts"
+  # The tracking API is all gauntlet needs: no GenAI job workers (a dozen processes), no telemetry.
+  export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false MLFLOW_DISABLE_TELEMETRY=true
   exec "$VENV/bin/mlflow" server --host 127.0.0.1 --port "$port" --workers 1 \
     --backend-store-uri "sqlite:///$dir/mlflow.db" \
     --serve-artifacts --artifacts-destination "$dir/artifacts"

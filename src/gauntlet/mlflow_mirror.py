@@ -47,6 +47,8 @@ _PARAM_CHARS, _TAG_CHARS = 6000, 5000
 # Files of a report above this size are linked (their S3 URI in a tag) rather than uploaded.
 _MAX_ARTIFACT_BYTES = 50 * 1024 * 1024
 P = ParamSpec("P")
+# Curve columns that place a row (the epoch is the MLflow step; `step` counts samples seen), not metrics.
+_CURVE_AXES = ("epoch", "step")
 
 
 # --- public hooks: each one call from a step, none ever raises ----------------------------------
@@ -277,7 +279,7 @@ def run_metrics(record: dict[str, Any]) -> list[dict[str, Any]]:
         _metric(name, value, stamp, int(row.get("epoch", index + 1)))
         for index, row in enumerate(record.get("curve", []))
         for name, value in row.items()
-        if name != "epoch"
+        if name not in _CURVE_AXES
     ]
     metrics += [_metric(name, record.get(name), stamp, 0) for name in ("wall_seconds", "cpu_seconds", "cost_usd")]
     return [m for m in metrics if m is not None]
