@@ -122,7 +122,10 @@ def commit_training_dataset(store: str, rows: int, seed: int = 0) -> str:
         (root / "preprocessor.json").write_text(
             json.dumps(
                 {
-                    "kind": "standard_scaler",
+                    "kind": "tabular",
+                    "task": "classification",
+                    "classes": list(range(10)),
+                    "inputs": [{"name": name, "kind": "numeric", "impute": 0.0} for name in features],
                     "features": features,
                     "mean": x.mean(axis=0).tolist(),
                     "scale": np.where(x.std(axis=0) > 0, x.std(axis=0), 1).tolist(),
@@ -135,7 +138,14 @@ def commit_training_dataset(store: str, rows: int, seed: int = 0) -> str:
             {
                 "version": f"bench-{rows}",
                 "dataset": "bench",
-                "schema": {"id": "row_id", "label": "label", "features": features, "classes": list(range(10))},
+                "schema": {
+                    "id": "row_id",
+                    "label": "label",
+                    "task": "classification",
+                    "features": features,
+                    "encoded_features": features,
+                    "classes": list(range(10)),
+                },
                 "rows": {"train": rows - n_dev, "dev": n_dev},
             },
         )
