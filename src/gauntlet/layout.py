@@ -135,6 +135,11 @@ def partition_output_prefix(store: str, dataset: str, key: str) -> str:
     return join(store, "dataset-parts", dataset, key)
 
 
+def partition_output_file(store: str, dataset: str, key: str, name: str) -> str:
+    """One file of a partition output (e.g. train.parquet)."""
+    return join(partition_output_prefix(store, dataset, key), name)
+
+
 def partition_index_uri(store: str, dataset: str, lineage: str) -> str:
     """The partition outputs of the latest dataset built with one dataset config, split and code: a
     cache that saves looking each partition up (never a commit point)."""

@@ -490,15 +490,10 @@ def _referenced_files(store: str, dataset: str, outputs: list[dict[str, Any]]) -
     counts, as references to the partition outputs that hold them."""
     files: dict[str, dict[str, Any]] = {}
     for i, output in enumerate(outputs):
-        where = layout.partition_output_prefix(store, dataset, output["key"])
-        for name, info in output["files"].items():
-            split_or_values = name.removesuffix(".parquet")
-            rel = (
-                f"{split_or_values}/part-{i:05d}.parquet"
-                if split_or_values in SPLITS
-                else f"{VALUES}/part-{i:05d}.parquet"
-            )
-            files[rel] = {"sha256": info["sha256"], "size": info["size"], "uri": storage.join(where, name)}
+        for name, info in output["files"].items():  # train, dev, test and values .parquet
+            uri = layout.partition_output_file(store, dataset, output["key"], name)
+            rel = f"{name.removesuffix('.parquet')}/part-{i:05d}.parquet"
+            files[rel] = {"sha256": info["sha256"], "size": info["size"], "uri": uri}
     return files
 
 
@@ -572,8 +567,8 @@ def _train_medians(
         if output["key"] in local:
             return local[output["key"]] / name
         target = fetched / output["key"] / name
-        where = layout.partition_output_prefix(store, ds.name, output["key"])
-        return storage.download_file(storage.join(where, name), target, output["files"][name]["sha256"])
+        uri = layout.partition_output_file(store, ds.name, output["key"], name)
+        return storage.download_file(uri, target, output["files"][name]["sha256"])
 
     found: dict[str, list[tuple[Any, Any]]] = {name: [] for name in wanted}
     for (_, name, columns), path in zip(reads, _io_map(path_of, reads), strict=True):
