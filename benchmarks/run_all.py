@@ -1,6 +1,6 @@
 """Run every benchmark and write artifacts/bench/results.json and results.md (with date and machine).
 
-    python benchmarks/run_all.py [--quick] [--only horovod data pipeline gpu] [--out artifacts/bench]
+    python benchmarks/run_all.py [--quick] [--only horovod data incremental pipeline gpu] [--out artifacts/bench]
 
 --quick is the small configuration CI runs so the benchmarks cannot rot (a few minutes in all);
 without it the figures are the README's. --only re-runs some benchmarks and keeps the others'
@@ -23,12 +23,13 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import data_path, gpu_train, horovod_scaling, pipeline
+from benchmarks import data_path, gpu_train, horovod_scaling, incremental, pipeline
 from benchmarks.common import ROOT, load_average, machine, markdown_table, now, write_results
 
 BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "horovod": horovod_scaling.bench,
     "data": data_path.bench,
+    "incremental": incremental.bench,
     "pipeline": pipeline.bench,
     "gpu": gpu_train.bench,
 }

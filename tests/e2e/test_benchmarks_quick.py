@@ -195,6 +195,19 @@ def test_data_path_benchmark_quick(s3_endpoint: str) -> None:
     assert any("peak RSS" in row["figure"] for row in result["rows"])
 
 
+@pytest.mark.slow
+def test_incremental_benchmark_quick(s3_endpoint: str) -> None:
+    """Each night reuses its history and processes the new partition; a full rebuild processes all."""
+    from benchmarks import incremental
+
+    result = incremental.bench(quick=True)
+    long = incremental.QUICK["histories"][1]
+    nights, fulls = result["samples"][f"night {long}"], result["samples"][f"full {long}"]
+    assert [(s["reused"], s["processed"]) for s in nights] == [(long, 1)]
+    assert [(s["reused"], s["processed"]) for s in fulls] == [(0, long + 1)]
+    assert any(row.get("target") == "<= 1.5x" for row in result["rows"])
+
+
 def test_pipeline_benchmark_reads_the_execution_api_start_from_the_task_log() -> None:
     from benchmarks.pipeline import _execution_api_start_seconds
 
