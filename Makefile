@@ -2,7 +2,7 @@
 #   make demo   one nightly run of the pipeline through Airflow on the embedded S3 server
 #               (DATASET=wine or DATASET=diabetes: the examples `gauntlet init` wrote)
 #   make test   lint, type-check and the test suite (what CI runs)
-.PHONY: setup demo test lint typecheck pytest test-stack browser up down stack-status format clean image image-gpu docker-e2e reliability evaluation bench bench-quick
+.PHONY: setup demo test lint typecheck pytest test-stack browser up down stack-status mlflow format clean image image-gpu docker-e2e reliability evaluation bench bench-quick
 
 VENV := .venv
 BIN := $(VENV)/bin
@@ -21,7 +21,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy src/gauntlet
 
-pytest: setup
+pytest: setup mlflow
 	$(BIN)/python -m pytest -q -m "not stack" $(PYTEST_ARGS)
 
 browser:
@@ -33,10 +33,15 @@ test-stack: setup browser  ## against a running Airflow stack: REST API, backfil
 test: lint typecheck pytest test-stack
 
 up: setup  ## Airflow 3.3 (API server + UI, scheduler, DAG processor, triggerer) with the embedded S3 server
-	@bash scripts/stack.sh up
+	@if [ "$(MLFLOW)" = 1 ]; then bash scripts/mlflow_server.sh start || exit 1; export MLFLOW_TRACKING_URI=$$(bash scripts/mlflow_server.sh uri); fi; \
+		bash scripts/stack.sh up
 
 down:
 	@bash scripts/stack.sh down
+	@bash scripts/mlflow_server.sh stop
+
+mlflow:  ## MLflow in its own virtualenv (.venv-mlflow, built once); `make up MLFLOW=1` mirrors runs to it
+	@bash scripts/mlflow_server.sh install
 
 stack-status:
 	@bash scripts/stack.sh status

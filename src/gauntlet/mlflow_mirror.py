@@ -80,9 +80,9 @@ def mirror_registration(store: str, model_name: str, report_uri: str) -> None:
     _best_effort(f"registry of model {model_name}", mirror)
 
 
-def after_register(step: Callable[P, dict[str, Any]]) -> Callable[P, dict[str, Any]]:
-    """Decorates register's `run(store, model_name, report_uri, ...)`: whichever way it returns
-    (registered, awaiting approval, not registered), the registration is mirrored after it."""
+def after_registry_step(step: Callable[P, dict[str, Any]]) -> Callable[P, dict[str, Any]]:
+    """Decorates a step's `run(store, model_name, report_uri, ...)` that may change the registry (register,
+    promote): whichever way it returns, the evaluation, the versions and the alias are mirrored after it."""
     signature = inspect.signature(step)
 
     @functools.wraps(step)

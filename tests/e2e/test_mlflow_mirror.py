@@ -202,12 +202,16 @@ def test_runs_versions_and_champion_are_mirrored_idempotently_and_back_filled(
         run_cli(store, *options, "registry", "promote", str(second), "--reason", "test: champion moved while down")
     assert registry.get_alias(reg)[0]["version"] == second
 
-    # 4. Server back: the next run back-fills the missed run, its version and the alias move.
+    # 4. Server back: the next run back-fills. Train (a cache hit) brings the missed run, register
+    #    (a retry of the night's) the evaluation, the version and the alias move.
     mlflow_server.start()
-    chain("m2-again", "--set", "training.lr=0.05")
+    run_cli(store, *options, "--set", "training.lr=0.05", "train", "--dataset", dataset, env=env)
     runs = runs_by_key(mlflow_server)
     assert set(runs) == {key, down["train"]["key"]} and all(len(r) == 1 for r in runs.values()), runs
+    run_cli(store, "--run-id", "m2", *options, "register", "--report", down["evaluate"]["report_uri"], env=env)
+    back_filled = runs_by_key(mlflow_server)[down["train"]["key"]]
+    assert len(back_filled) == 1 and back_filled[0]["tags"]["gauntlet.report_uri"] == down["evaluate"]["report_uri"]
     versions = model_versions(mlflow_server)
     assert set(versions) == {"1", str(second)}
-    assert versions[str(second)]["run_id"] == runs[down["train"]["key"]][0]["info"]["run_id"]
+    assert versions[str(second)]["run_id"] == back_filled[0]["info"]["run_id"]
     assert champion_alias(mlflow_server) == versions[str(second)]["version"]

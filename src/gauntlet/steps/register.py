@@ -23,7 +23,7 @@ from gauntlet.protocol import AUTOMATIC, REQUIRED, Protocol
 log = get_logger("gauntlet.register")
 
 
-@mlflow_mirror.after_register  # when configured, MLflow gets the version and alias; a failure only warns
+@mlflow_mirror.after_registry_step  # when configured, MLflow gets the version and alias; a failure only warns
 def run(
     store: str,
     model_name: str,
