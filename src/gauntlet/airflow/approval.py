@@ -140,11 +140,12 @@ class GauntletApprovalOperator(ApprovalOperator):
         return super().execute(context)
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
-        answer = super().execute_complete(context, event)  # a rejection skips the promote step
         registered = context["ti"].xcom_pull(task_ids=self.register_task_id)
-        outcome = {**decision({**dict(answer), "timedout": event.get("timedout")}), "version": registered["version"]}
-        if not outcome["approved"]:
+        outcome = {**decision(event), "version": registered["version"]}
+        if "error" not in event and not outcome["approved"]:
+            # Recorded first: on a rejection the operator ends this task by skipping the promote step.
             self._record_rejection(registered, outcome, context["run_id"])
+        super().execute_complete(context, event)
         return outcome
 
     def _record_rejection(self, registered: dict[str, Any], outcome: dict[str, Any], run_id: str) -> None:

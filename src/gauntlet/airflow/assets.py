@@ -72,6 +72,8 @@ class PublishChampionOperator(BaseOperator):
         registered = next((outputs for outputs in pulled if outputs.get("promoted")), pulled[0])
         if not registered.get("promoted"):
             reason = "already champion" if registered.get("champion") else (registered.get("reason") or "not promoted")
+            if registered.get("awaiting_approval"):
+                reason = "not approved"
             raise AirflowSkipException(f"champion unchanged ({reason}): no asset event")
         asset = champion_asset_of(registered["registry_uri"])
         extra = {

@@ -105,10 +105,21 @@ def test_the_response_timeout_is_configurable_and_a_bad_value_names_the_setting(
 
 def _context(registered: dict[str, Any] | None) -> dict[str, Any]:
     return {
-        "ti": SimpleNamespace(xcom_pull=lambda task_ids: registered),
+        "ti": SimpleNamespace(xcom_pull=lambda task_ids: registered, xcom_push=lambda key, value: None, map_index=-1),
         "dag": SimpleNamespace(dag_id="gauntlet_nightly"),
         "run_id": "manual__1",
     }
+
+
+def _asking() -> approval.GauntletApprovalOperator:
+    """The approval task with a promote task after it, as in the nightly DAG."""
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.sdk import DAG
+
+    with DAG("approval_unit", schedule=None):
+        operator = approval.GauntletApprovalOperator(task_id="approval")
+        operator >> EmptyOperator(task_id="promote")
+    return operator
 
 
 def test_the_task_skips_without_asking_when_no_approval_is_needed() -> None:
@@ -125,7 +136,6 @@ def test_a_rejection_is_recorded_in_the_registry_with_who_and_why(store: str) ->
     reg = layout.registry_root(store, "approval-op")
     report = synthetic_report(store, "candidate", True)
     registered = register.run(store, "approval-op", report, "r1")
-    operator = approval.GauntletApprovalOperator(task_id="approval")
     waiting = {**registered, "awaiting_approval": True, "report_uri": report}
     event = {
         "chosen_options": ["Reject"],
@@ -133,8 +143,13 @@ def test_a_rejection_is_recorded_in_the_registry_with_who_and_why(store: str) ->
         "responded_at": dt.datetime.now(dt.UTC),
         "responded_by_user": {"id": "8", "name": "grace"},
     }
-    outcome = operator.execute_complete(_context(waiting), event)
-    assert (outcome["approved"], outcome["by"], outcome["version"]) == (False, "grace", registered["version"])
+    from airflow.providers.common.compat.sdk import DownstreamTasksSkipped
+
+    # The operator skips the promote step by raising, which ends the task: the event is written before.
+    with pytest.raises(DownstreamTasksSkipped) as skipped:
+        operator = _asking()
+        operator.execute_complete({**_context(waiting), "task": operator}, event)
+    assert skipped.value.tasks == ["promote"]
     [rejection] = [e for e in registry.events(reg) if e["event"] == promote.REJECTED_EVENT]
     assert (rejection["rejected_by"], rejection["reason"]) == ("grace", "calibration looks off")
     assert rejection["run_id"].endswith("__manual__1")
@@ -145,14 +160,16 @@ def test_an_approval_writes_nothing(store: str) -> None:
     reg = layout.registry_root(store, "approval-op")
     registered = register.run(store, "approval-op", synthetic_report(store, "candidate", True), "r1")
     before = registry.events(reg)
-    operator = approval.GauntletApprovalOperator(task_id="approval")
+    operator = _asking()
     event = {
         "chosen_options": ["Approve"],
         "params_input": {},
         "responded_at": dt.datetime.now(dt.UTC),
         "responded_by_user": {"id": "7", "name": "ada"},
     }
-    outcome = operator.execute_complete(_context({**registered, "awaiting_approval": True}), event)
+    outcome = operator.execute_complete(
+        {**_context({**registered, "awaiting_approval": True}), "task": operator}, event
+    )
     assert (outcome["approved"], outcome["by"]) == (True, "ada")
     assert registry.events(reg) == before
 
@@ -182,3 +199,26 @@ def test_the_nightly_asks_between_register_and_the_champion_asset(
     assert publish.upstream_task_ids == {"register", "promote"}
     # Automatic runs skip approval and promote; the asset task still runs after register.
     assert publish.trigger_rule == "none_failed_min_one_success"
+
+
+def test_the_champion_asset_follows_promote_after_an_approval_and_nothing_after_a_rejection() -> None:
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from gauntlet.airflow.factory import publish_champion_task
+
+    publish = publish_champion_task(register_task_id="register", promote_task_id="promote")
+    promoted = {"promoted": True, "version": 4, "version_uri": "s3://b/v", "registry_uri": AWAITING["registry_uri"]}
+    events: dict[Any, Any] = {}
+    outlet = SimpleNamespace(add=lambda asset, extra: events.update({asset.name: extra}))
+    outputs = {"register": AWAITING, "promote": promoted}
+    context = {
+        "ti": SimpleNamespace(xcom_pull=lambda task_ids: outputs[task_ids]),
+        "outlet_events": {publish.alias: outlet},
+    }
+    assert publish.execute(context)["version"] == 4
+    assert events == {
+        "gauntlet.champion.digits-classifier@b": {k: promoted[k] for k in ("version", "version_uri", "registry_uri")}
+    }
+    outputs["promote"] = None  # rejected: promote was skipped
+    with pytest.raises(AirflowSkipException, match=r"champion unchanged \(not approved\)"):
+        publish.execute(context)
