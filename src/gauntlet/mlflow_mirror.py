@@ -44,7 +44,7 @@ CHAMPION = registry.CHAMPION
 # MLflow's limits per log-batch request, and on one param and one tag value.
 _BATCH_METRICS, _BATCH_PARAMS, _BATCH_TAGS = 1000, 100, 100
 _PARAM_CHARS, _TAG_CHARS = 6000, 5000
-# Files of a report above this size are linked (their S3 URI in a tag) rather than uploaded.
+# Files of a report above this size are not copied (the evaluation folder's URI is a tag).
 _MAX_ARTIFACT_BYTES = 50 * 1024 * 1024
 P = ParamSpec("P")
 # Curve columns that place a row (the epoch is the MLflow step; `step` counts samples seen), not metrics.
@@ -145,9 +145,11 @@ class Client:
             context = ssl._create_unverified_context()
         return cls(uri, headers, float(os.environ.get("GAUNTLET_MLFLOW_TIMEOUT_S", "10")), context)
 
-    def call(self, method: str, endpoint: str, body: dict[str, Any] | None = None, **query: Any) -> dict[str, Any]:
-        """One API call (`endpoint` under /api/2.0/mlflow/); GET and DELETE arguments go in the query."""
-        url = f"{self.base_url}/api/2.0/mlflow/{endpoint}"
+    def call(
+        self, method: str, resource: str, action: str, body: dict[str, Any] | None = None, **query: Any
+    ) -> dict[str, Any]:
+        """One API call, /api/2.0/mlflow/<resource>/<action> (runs/create); GET arguments go in the query."""
+        url = f"{self.base_url}/api/2.0/mlflow/{resource}/{action}"
         if query:
             url += "?" + urllib.parse.urlencode(query)
         data = json.dumps(body).encode() if body is not None else None
@@ -200,13 +202,13 @@ def experiment_id(client: Client, name: str) -> str:
     """The MLflow experiment called `name`, created if missing (another writer may create it first)."""
     for attempt in range(2):
         try:
-            found = client.call("GET", "experiments/get-by-name", experiment_name=name)
+            found = client.call("GET", "experiments", "get-by-name", experiment_name=name)
             return str(found["experiment"]["experiment_id"])
         except MirrorError as error:
             if error.error_code != "RESOURCE_DOES_NOT_EXIST" or attempt:
                 raise
         try:
-            return str(client.call("POST", "experiments/create", {"name": name})["experiment_id"])
+            return str(client.call("POST", "experiments", "create", {"name": name})["experiment_id"])
         except MirrorError as error:
             if error.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
@@ -217,7 +219,8 @@ def find_runs(client: Client, experiment: str, key: str) -> list[dict[str, Any]]
     """Active runs tagged with this experiment key, oldest id first."""
     found = client.call(
         "POST",
-        "runs/search",
+        "runs",
+        "search",
         {"experiment_ids": [experiment], "filter": f"tags.`{KEY_TAG}` = '{key}'", "max_results": 100},
     )
     return sorted(found.get("runs", []), key=lambda run: run["info"]["run_id"])
@@ -242,12 +245,12 @@ def _create_run(client: Client, experiment: str, record: dict[str, Any], protoco
         "start_time": _millis(record.get("started")),
         "tags": [{"key": KEY_TAG, "value": record["key"]}],
     }
-    created: dict[str, Any] = client.call("POST", "runs/create", body)["run"]
+    created: dict[str, Any] = client.call("POST", "runs", "create", body)["run"]
     # Two mirrors of one record at once (a backfill beside the nightly run) both create a run: each
     # then keeps the oldest id and deletes its own if it lost, so one run per key remains.
     runs = find_runs(client, experiment, record["key"])
     if runs and runs[0]["info"]["run_id"] != created["info"]["run_id"]:
-        client.call("POST", "runs/delete", {"run_id": created["info"]["run_id"]})
+        client.call("POST", "runs", "delete", {"run_id": created["info"]["run_id"]})
         return runs[0]
     return created
 
@@ -255,13 +258,13 @@ def _create_run(client: Client, experiment: str, record: dict[str, Any], protoco
 def _fill_run(client: Client, run: dict[str, Any], record: dict[str, Any]) -> None:
     run_id = run["info"]["run_id"]
     for batch in _batches(run_params(record), run_metrics(record), run_tags(record)):
-        client.call("POST", "runs/log-batch", {"run_id": run_id, **batch})
+        client.call("POST", "runs", "log-batch", {"run_id": run_id, **batch})
     if _proxies_artifacts(run):
         client.upload(run["info"]["artifact_uri"], f"gauntlet/{layout.RECORD_NAME}", _json_bytes(record))
         client.upload(run["info"]["artifact_uri"], "gauntlet/curve.json", _json_bytes(record.get("curve", [])))
     # FINISHED last: it is the mark that the run holds the whole record.
     client.call(
-        "POST", "runs/update", {"run_id": run_id, "status": "FINISHED", "end_time": _millis(record["finished"])}
+        "POST", "runs", "update", {"run_id": run_id, "status": "FINISHED", "end_time": _millis(record["finished"])}
     )
 
 
@@ -329,7 +332,7 @@ def _mirror_evaluation(client: Client, report_uri: str) -> None:
     if _run_tag(client, run["info"]["run_id"], EVALUATION_TAG + evaluation_key) is not None:
         return
     prefix = report_uri.rsplit("/", 1)[0]  # the committed evaluation folder report.json sits in
-    linked = _upload_evaluation(client, run, prefix, report) if _proxies_artifacts(run) else []
+    too_big = _upload_evaluation(client, run, prefix, report) if _proxies_artifacts(run) else []
     stamp = _millis(report.get("created"))
     metrics = [_metric(f"test_{name}", value, stamp, 0) for name, value in report["metrics"]["candidate"].items()]
     gate = report["gate"]
@@ -338,36 +341,36 @@ def _mirror_evaluation(client: Client, report_uri: str) -> None:
         "gauntlet.gate_reason": str(gate["reason"])[:_TAG_CHARS],
         "gauntlet.report_uri": report_uri,
         "gauntlet.report_html_uri": layout.report_html_uri(prefix),
-        **{f"gauntlet.linked.{name}": uri for name, uri in linked},
+        "gauntlet.evaluation_uri": prefix,
+        **({"gauntlet.not_uploaded": ", ".join(too_big)[:_TAG_CHARS]} if too_big else {}),
     }
     for batch in _batches({}, [m for m in metrics if m is not None], tags):
-        client.call("POST", "runs/log-batch", {"run_id": run["info"]["run_id"], **batch})
+        client.call("POST", "runs", "log-batch", {"run_id": run["info"]["run_id"], **batch})
     # Last: the mark that this evaluation is on the run.
     client.call(
         "POST",
-        "runs/set-tag",
+        "runs",
+        "set-tag",
         {"run_id": run["info"]["run_id"], "key": EVALUATION_TAG + evaluation_key, "value": report_uri},
     )
 
 
-def _upload_evaluation(
-    client: Client, run: dict[str, Any], prefix: str, report: dict[str, Any]
-) -> list[tuple[str, str]]:
-    """Upload the committed report folder under evaluations/<against>/<evaluation key>/; files too big
-    to copy are returned as (name, S3 URI) to link instead."""
+def _upload_evaluation(client: Client, run: dict[str, Any], prefix: str, report: dict[str, Any]) -> list[str]:
+    """Upload the committed report folder under evaluation/<against>/<evaluation key>/; the files too
+    big to copy are returned (they stay behind the gauntlet.evaluation_uri tag)."""
     against = prefix.rsplit("/", 2)[-2]
-    folder = f"evaluations/{against}/{str(report['evaluation_key'])[:12]}"
-    linked = []
+    folder = f"evaluation/{against}/{str(report['evaluation_key'])[:12]}"
+    too_big = []
     for rel, info in sorted(storage.read_manifest(prefix)["files"].items()):
         if info["size"] > _MAX_ARTIFACT_BYTES:
-            linked.append((rel.replace("/", "."), storage.join(prefix, rel)))
+            too_big.append(rel)
             continue
         client.upload(run["info"]["artifact_uri"], f"{folder}/{rel}", storage.read_committed_file(prefix, rel))
-    return linked
+    return too_big
 
 
 def _run_tag(client: Client, run_id: str, key: str) -> str | None:
-    run = client.call("GET", "runs/get", run_id=run_id)["run"]
+    run = client.call("GET", "runs", "get", run_id=run_id)["run"]
     return next((tag["value"] for tag in run["data"].get("tags", []) if tag["key"] == key), None)
 
 
@@ -391,16 +394,16 @@ def sync_registry(client: Client, reg: str, model_name: str) -> None:
     want = None if ours is None else mirrored.get(ours)
     have = _alias(client, model_name)
     if want is not None and want != have:
-        client.call("POST", "registered-models/alias", {"name": model_name, "alias": CHAMPION, "version": want})
+        client.call("POST", "registered-models", "alias", {"name": model_name, "alias": CHAMPION, "version": want})
         log.info("MLflow mirror: %s@%s is version %s (gauntlet v%s)", model_name, CHAMPION, want, ours)
     elif ours is None and have is not None:
-        client.call("DELETE", "registered-models/alias", {"name": model_name, "alias": CHAMPION})
+        client.call("DELETE", "registered-models", "alias", {"name": model_name, "alias": CHAMPION})
 
 
 def _ensure_registered_model(client: Client, model_name: str, reg: str) -> None:
     body = {"name": model_name, "description": f"Mirrored from gauntlet's registry {reg} (the source of truth)."}
     try:
-        client.call("POST", "registered-models/create", body)
+        client.call("POST", "registered-models", "create", body)
     except MirrorError as error:
         if error.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
@@ -416,7 +419,7 @@ def mirrored_versions(client: Client, model_name: str) -> dict[int, str]:
             "max_results": 1000,
             **({"page_token": token} if token else {}),
         }
-        page = client.call("GET", "model-versions/search", **query)
+        page = client.call("GET", "model-versions", "search", **query)
         for version in page.get("model_versions", []):
             tags = {tag["key"]: tag["value"] for tag in version.get("tags", [])}
             if VERSION_TAG in tags:
@@ -446,7 +449,7 @@ def _create_version(client: Client, model_name: str, version: dict[str, Any]) ->
         "description": str(version.get("gate", {}).get("reason", ""))[:_TAG_CHARS],
         "tags": [{"key": k, "value": _text(v)[:_TAG_CHARS]} for k, v in tags.items() if v is not None],
     }
-    created = str(client.call("POST", "model-versions/create", body)["model_version"]["version"])
+    created = str(client.call("POST", "model-versions", "create", body)["model_version"]["version"])
     log.info("MLflow mirror: gauntlet %s v%d is MLflow version %s", model_name, version["version"], created)
     return created
 
@@ -458,7 +461,7 @@ def _protocol_name(version: dict[str, Any]) -> str:
 
 
 def _alias(client: Client, model_name: str) -> str | None:
-    model = client.call("GET", "registered-models/get", name=model_name)["registered_model"]
+    model = client.call("GET", "registered-models", "get", name=model_name)["registered_model"]
     return next((str(a["version"]) for a in model.get("aliases", []) if a["alias"] == CHAMPION), None)
 
 

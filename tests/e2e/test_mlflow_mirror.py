@@ -172,7 +172,7 @@ def test_runs_versions_and_champion_are_mirrored_idempotently_and_back_filled(
     assert any(m["key"] == "test_error_rate" for m in run["data"]["metrics"])
     artifacts = api(mlflow_server, "GET", "artifacts/list", run_id=run["info"]["run_id"], path="gauntlet")
     assert {f["path"] for f in artifacts["files"]} == {"gauntlet/RECORD.json", "gauntlet/curve.json"}
-    evaluations = api(mlflow_server, "GET", "artifacts/list", run_id=run["info"]["run_id"], path="evaluations")
+    evaluations = api(mlflow_server, "GET", "artifacts/list", run_id=run["info"]["run_id"], path="evaluation")
     against = evaluations["files"][0]["path"]
     report_folder = api(mlflow_server, "GET", "artifacts/list", run_id=run["info"]["run_id"], path=against)["files"]
     (evaluation_folder,) = [f["path"] for f in report_folder]

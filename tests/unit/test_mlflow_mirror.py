@@ -171,7 +171,7 @@ def test_an_experiment_created_by_another_writer_meanwhile_is_used(answers: str)
         "GET /api/2.0/mlflow/experiments/get-by-name",
     ]
     with pytest.raises(MirrorError) as refused:
-        client.call("POST", "runs/create", {"experiment_id": "7"})
+        client.call("POST", "runs", "create", {"experiment_id": "7"})
     assert refused.value.error_code == "RESOURCE_ALREADY_EXISTS" and "400" in str(refused.value)
 
 
