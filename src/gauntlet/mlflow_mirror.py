@@ -95,7 +95,7 @@ def after_registry_step(step: Callable[P, dict[str, Any]]) -> Callable[P, dict[s
     return run
 
 
-def _best_effort(what: str, work: Any) -> None:
+def _best_effort(what: str, work: Callable[[Client], object]) -> None:
     uri = tracking_uri()
     if uri is None:
         return
@@ -116,7 +116,9 @@ def _best_effort(what: str, work: Any) -> None:
 class Client:
     """MLflow's REST API 2.0 over urllib: JSON in, JSON out, MirrorError on any failure."""
 
-    def __init__(self, base_url: str, headers: dict[str, str], timeout_s: float, context: ssl.SSLContext | None):
+    def __init__(
+        self, base_url: str, headers: dict[str, str], timeout_s: float, context: ssl.SSLContext | None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.headers = headers
         self.timeout_s = timeout_s
