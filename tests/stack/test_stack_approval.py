@@ -93,7 +93,22 @@ def trigger_and_await_request(stack: Stack, conf: dict[str, Any]) -> tuple[str, 
         assert time.monotonic() < deadline, f"approval still {state}: {states(stack, run_id)}"
         time.sleep(3)
     request = stack.ok("GET", f"/dags/{NIGHTLY}/dagRuns/{run_id}/taskInstances/approval/-1/hitlDetails")
+    await_parked(stack, run_id, deadline)
     return run_id, request
+
+
+def await_parked(stack: Stack, run_id: str, deadline: float) -> None:
+    """Wait until the scheduler has taken in the exit of the process that parked the task.
+
+    A person answers after seconds at the least. An answer that lands before the scheduler has seen
+    that exit finds the task already resumed; Airflow 3.3 then counts the exit as the resumed try
+    killed externally, retries the task and asks again (a scheduler race, not gauntlet's).
+    """
+    seen = f"TaskInstance Finished: dag_id={NIGHTLY}, task_id=approval, run_id={run_id},"
+    log = stack.home / "stack" / "scheduler.log"
+    while not any(seen in line and "state=awaiting_input" in line for line in log.read_text().splitlines()):
+        assert time.monotonic() < deadline, "the scheduler never saw the approval task park"
+        time.sleep(1)
 
 
 def answer(stack: Stack, run_id: str, option: str, reason: str) -> dict[str, Any]:
