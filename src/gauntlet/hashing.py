@@ -117,6 +117,7 @@ EVALUATE_CODE = (
     "scoring/predictions.py",
     "scoring/mistakes.py",
     "scoring/shift.py",
+    "scoring/context.py",
     "training/model.py",
     "training/data.py",
     "encoding.py",

@@ -18,12 +18,15 @@ from gauntlet import storage
 pytestmark = pytest.mark.slow
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--window-size=1400,1000"]
 # Section headings the report has: the bias / variance diagnosis and the test set's resolution, then
-# the error analysis, the newest day's domain-shift check and the kept predictions.
+# the error analysis, the newest day's domain-shift check, the drift validate measured in the data, the
+# training's compute estimate beside what it took, and the kept predictions.
 HEADINGS = (
     "Bias / variance",
     "Is the test set big enough?",
     "Error analysis",
     "Domain shift (newest day vs the test set)",
+    "Drift of new data (measured by validate)",
+    "Compute",
     "Predictions",
 )
 
@@ -77,6 +80,8 @@ def test_the_demo_report_renders_every_diagnosis_section(s3_endpoint: str, brows
     section = browser.find_element(By.ID, "bias-variance")
     assert section.is_displayed() and report["diagnosis"]["sentence"] in section.text
     assert section.text.count("Diagnosis: ") == 1 and "variance_gap" in section.text
+    page = browser.find_element(By.TAG_NAME, "body").text
+    assert report["drift"]["line"] in page and "actual / estimate" in page
     size = browser.find_element(By.ID, "test-set-size")
     assert report["test_set_power"]["sentence"] in size.text and f"With {report['test_rows']} test rows" in size.text
     # Every image on the page decoded: a broken link or a corrupt PNG has no natural width.

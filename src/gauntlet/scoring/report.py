@@ -17,7 +17,7 @@ import numpy as np
 
 from gauntlet import plots
 from gauntlet.protocol import Protocol
-from gauntlet.scoring import mistakes, predictions, shift
+from gauntlet.scoring import context, mistakes, predictions, shift
 from gauntlet.scoring.diagnosis import sections_html, sections_markdown
 from gauntlet.scoring.metrics import REGRESSION
 
@@ -138,10 +138,16 @@ def analysis_sections(report: Mapping[str, Any], markdown: bool) -> list[str]:
         found = [
             mistakes.markdown_section(report),
             shift.markdown_section(report),
+            *context.markdown_sections(report),
             predictions.markdown_section(report),
         ]
     else:
-        found = [mistakes.html_section(report), shift.html_section(report), predictions.html_section(report)]
+        found = [
+            mistakes.html_section(report),
+            shift.html_section(report),
+            *context.html_sections(report),
+            predictions.html_section(report),
+        ]
     return [section for section in found if section]
 
 

@@ -33,6 +33,7 @@ from gauntlet.protocol import Protocol, off_protocol_reason
 from gauntlet.scoring import gate, mistakes, predictions, shift
 from gauntlet.scoring.bootstrap import paired_bootstrap
 from gauntlet.scoring.compare import test_set_id
+from gauntlet.scoring.context import report_context
 from gauntlet.scoring.diagnosis import diagnose, write_chart
 from gauntlet.scoring.metrics import BINARY_ONLY, CLASSIFICATION, compute_metrics, per_class_table, slice_metrics
 from gauntlet.scoring.power import resolution
@@ -409,6 +410,7 @@ def _report(
         "predictions": kept,  # every scored model on the test rows, beside the report
         "mistakes": errors,
         "domain_shift": newest_day,
+        **report_context(record, scores.manifest),  # drift of its data, compute preflight vs actual
         "plots": figures,
         "tables": tables,
         "created": dt.datetime.now(dt.UTC).isoformat(),

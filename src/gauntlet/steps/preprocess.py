@@ -449,6 +449,9 @@ def run(config: PipelineConfig, protocol: Protocol, store: str, validation_uri: 
             },
             "rows": counts,
             "quarantined_rows": sum(p["quarantine"]["count"] for p in partitions if p.get("quarantine")),
+            # What validate saw of the newest partitions against the earlier ones when this version was
+            # built; evaluation reports quote it (the dataset, not a night's run folder, is what they cite).
+            "drift": validation.get("drift"),
             # By class index (the label column's values); empty for regression.
             "class_counts": {s: {str(k): int(v) for k, v in sorted(c.items())} for s, c in class_counts.items()},
             "code_version": code_version(DATASET_CODE),
