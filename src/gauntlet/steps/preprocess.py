@@ -89,13 +89,12 @@ def partition_key(part: dict[str, Any], line: str) -> str:
 
 @dataclass(frozen=True)
 class _Job:
-    """What one worker needs to turn one validated partition into its committed output."""
+    """What one worker needs to turn one validated partition into its output's files and statistics."""
 
     index: int
     partition: dict[str, Any]
     key: str
     out_dir: str  # local scratch for this partition's files
-    output: str  # the partition output's prefix (layout.partition_output_prefix)
     dataset: DatasetConfig
     protocol: Protocol
 
@@ -216,9 +215,9 @@ def _validated_batches(part: dict[str, Any], local: Path, id_column: str) -> Ite
 
 
 def _process_partition(job: _Job) -> dict[str, Any]:
-    """Split, encode the label of, cast and write one partition (one Parquet file per split), and
-    commit it as its partition output, whose manifest holds its counts, class counts and what its
-    train rows give the preprocessor. Returns that manifest (plain JSON) with the seconds it took.
+    """Split, encode the label of, cast and write one partition (one Parquet file per split, under
+    job.out_dir), and return its statistics (plain JSON: counts, class counts and what its train rows
+    give the preprocessor), which become its output's manifest, with the seconds it took.
 
     A plain function of its job, so partitions can run side by side: Arrow's Parquet decoding,
     casts, filters and writing release the GIL (the per-row sha256 of ids holds it).
@@ -282,8 +281,7 @@ def _process_partition(job: _Job) -> dict[str, Any]:
         **(fit.stats() if fit is not None else {"numeric": None, "categories": None, "target": None}),
         VALUES: gaps,
     }
-    committed = storage.commit_directory(out, job.output, json.loads(json.dumps(stats)))
-    return {"output": json.loads(json.dumps(committed)), "seconds": time.perf_counter() - started}
+    return {"output": json.loads(json.dumps(stats)), "seconds": time.perf_counter() - started}
 
 
 def _write_value_counts(
@@ -384,15 +382,7 @@ def run(config: PipelineConfig, protocol: Protocol, store: str, validation_uri: 
         root, scratch = Path(tmp) / "dataset", Path(tmp) / "scratch"
         root.mkdir()
         jobs = [
-            _Job(
-                i,
-                part,
-                keys[i],
-                str(scratch / str(i)),
-                layout.partition_output_prefix(store, ds.name, keys[i]),
-                ds,
-                protocol,
-            )
+            _Job(i, part, keys[i], str(scratch / str(i)), ds, protocol)
             for i, part in enumerate(partitions)
             if keys[i] not in outputs
         ]
@@ -427,6 +417,9 @@ def run(config: PipelineConfig, protocol: Protocol, store: str, validation_uri: 
             len(preprocessor["features"]),
         )
         (root / "preprocessor.json").write_text(json.dumps(preprocessor, indent=1))
+        # Only now, every partition good: a bad one leaves no output behind.
+        committed = _commit_outputs(store, ds.name, [(outputs[job.key], Path(job.out_dir)) for job in jobs])
+        ordered = [committed.get(key, outputs[key]) for key in keys]
         referenced = _referenced_files(store, ds.name, ordered)
         for split in SPLITS:
             if not counts[split]:
@@ -490,6 +483,19 @@ def _committed_outputs(store: str, dataset: str, line: str, keys: list[str]) -> 
 
     found.update((key, output) for key, output in zip(missing, _io_map(lookup, missing), strict=True) if output)
     return found
+
+
+def _commit_outputs(
+    store: str, dataset: str, processed: list[tuple[dict[str, Any], Path]]
+) -> dict[str, dict[str, Any]]:
+    """Commit each processed partition's files as its output (statistics in its manifest), side by side."""
+
+    def commit(item: tuple[dict[str, Any], Path]) -> dict[str, Any]:
+        stats, folder = item
+        prefix = layout.partition_output_prefix(store, dataset, stats["key"])
+        return dict(json.loads(json.dumps(storage.commit_directory(folder, prefix, stats))))
+
+    return {output["key"]: output for output in _io_map(commit, processed)}
 
 
 def _remember(store: str, dataset: str, line: str, prefix: str, outputs: list[dict[str, Any]]) -> None:

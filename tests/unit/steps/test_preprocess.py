@@ -323,3 +323,14 @@ def test_a_changed_partition_or_config_is_processed_anew(
     mean = table_config(**CLINIC, imputation="mean")
     preprocess.run(mean, protocol, store, land(store, "raw/clinic", frames))
     assert reuse_line(caplog) == "reused 0 partitions, processed 3"
+
+
+def test_a_bad_partition_leaves_no_partition_output(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    frames = [clinic_frame(day, rows=60) for day in range(3)]
+    frames[2].loc[5, "outcome"] = "unheard-of"
+    validation = land(store, "raw/clinic", frames)
+    config = table_config(**CLINIC)
+    monkeypatch.setenv("GAUNTLET_PREPROCESS_WORKERS", "1")  # the good partitions are done first
+    with pytest.raises(errors.DataConfigMismatch, match="unheard-of"):
+        preprocess.run(config, load_protocol(resolve(config.protocol)), store, validation)
+    assert not [o["key"] for top in ("datasets/", "dataset-parts/") for o in storage.list_objects(f"{store}/{top}")]
