@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -41,14 +42,22 @@ class _File:
     numbers_as_text: dict[str, str] = field(default_factory=dict)  # text feature -> the problem
 
 
-def check(config: PipelineConfig, partitions: list[rawdata.Partition]) -> None:
+def check(
+    config: PipelineConfig, partitions: list[rawdata.Partition], suite_spec: dict[str, Any] | None = None
+) -> None:
     """Raise DataConfigMismatch listing every way the dataset config and these partitions disagree.
 
     What the suite owns is left to it, with its evidence and row-level quarantine: an unreadable
-    file, a column or type that one partition lacks while others have it, a few stray labels.
+    file, a column or type that one partition lacks while others have it, a few stray labels, and
+    labels outside the suite's own value set for the label (then the config's classes are checked
+    against that set instead: a label the suite allows must be a class).
     """
-    files = [facts for partition in partitions if (facts := _facts(config.dataset, partition)) is not None]
-    problems = snapshot_problems(config.dataset, files)
+    ds = config.dataset
+    allowed = suite_label_values(suite_spec or {}, ds.label_column) if ds.task == "classification" else None
+    files = [facts for partition in partitions if (facts := _facts(ds, partition, allowed is None)) is not None]
+    problems = snapshot_problems(ds, files)
+    if allowed is not None:
+        problems += _classes_against_suite(ds, allowed, str((suite_spec or {}).get("name", "the suite")))
     if problems:
         shown = problems[:MAX_PROBLEMS] + [f"... and {len(problems) - MAX_PROBLEMS} more"] * (
             len(problems) > MAX_PROBLEMS
@@ -83,7 +92,28 @@ def snapshot_problems(ds: DatasetConfig, files: list[_File]) -> list[str]:
     return problems
 
 
-def _facts(ds: DatasetConfig, partition: rawdata.Partition) -> _File | None:
+def suite_label_values(suite_spec: dict[str, Any], label: str) -> list[Any] | None:
+    """The value set the suite's in-set rule allows for the label column, or None without one."""
+    for expectation in suite_spec.get("expectations", []):
+        kwargs = expectation.get("kwargs", {})
+        if expectation.get("type") == "expect_column_values_to_be_in_set" and kwargs.get("column") == label:
+            return list(kwargs["value_set"])
+    return None
+
+
+def _classes_against_suite(ds: DatasetConfig, allowed: list[Any], suite: str) -> list[str]:
+    """Labels the suite lets through but dataset.classes lacks would fail preprocess: a config mistake."""
+    classes = {str(value) for value in ds.classes}
+    missing = [value for value in allowed if str(value) not in classes]
+    if not missing:
+        return []
+    return [
+        f"column {ds.label_column!r} (dataset.label_column): the suite {suite} allows label values {missing} that "
+        f"dataset.classes {list(ds.classes)} does not list: add them to dataset.classes, or narrow the suite"
+    ]
+
+
+def _facts(ds: DatasetConfig, partition: rawdata.Partition, label_values: bool = True) -> _File | None:
     try:
         schema, values = _read(partition, ds)
     except BadInput as error:  # unreadable: the suite names it
@@ -91,7 +121,7 @@ def _facts(ds: DatasetConfig, partition: rawdata.Partition) -> _File | None:
         return None
     facts = _File(partition.uri, schema.names)
     if ds.label_column in values:
-        facts.problems += _label_problems(ds, partition.uri, values[ds.label_column])
+        facts.problems += _label_problems(ds, partition.uri, values[ds.label_column], label_values)
     if any(name not in facts.names for name in ds.features):
         return facts  # a listed feature it lacks: see snapshot_problems, or the suite's column rule
     try:
@@ -117,7 +147,7 @@ def _selected_by(ds: DatasetConfig) -> str:
     return f"dataset.feature_prefix {ds.feature_prefix!r}" if ds.feature_prefix else "every column but dataset.exclude"
 
 
-def _label_problems(ds: DatasetConfig, uri: str, labels: pa.ChunkedArray) -> list[str]:
+def _label_problems(ds: DatasetConfig, uri: str, labels: pa.ChunkedArray, values: bool = True) -> list[str]:
     where = f"{uri}: column {ds.label_column!r} (dataset.label_column)"
     if ds.task == "regression":
         kind = labels.type
@@ -126,6 +156,8 @@ def _label_problems(ds: DatasetConfig, uri: str, labels: pa.ChunkedArray) -> lis
         examples = labels.drop_null().slice(0, _EXAMPLES).to_pylist()
         what = "text" if _is_text(kind) else str(kind)
         return [f"{where}: dataset.task is regression but the label holds {what} values (e.g. {examples})"]
+    if not values:  # the suite's in-set rule judges them, with its evidence and quarantine
+        return []
     present = labels.drop_null()  # missing labels are the suite's to report
     positions = encoding.class_positions(present, ds.classes, where)
     outside = positions.null_count

@@ -4,8 +4,8 @@
 Approve: the promote step moves `champion` and the promotion event names the approver. Reject: the
 version stays registered and not champion, and a `promotion_rejected` event records who and why.
 
-The protocol is a temporary file in include/protocols (the trigger form offers only that folder's
-files, read when the DAG is parsed): digits-v1 with approval required, a 2-epoch budget (a run that
+The config and protocol are temporary files in include/ (the trigger form offers only those folders'
+files, read when the DAG is parsed); the config registers its own model: digits-v1 with approval required, a 2-epoch budget (a run that
 overrides the budget is off-protocol and never promoted, so the budget itself is small) and a
 generous non-inferiority margin, so both short runs pass the gate and the approval is what decides.
 It is written before the stack starts; if another test file started the stack first, the test waits
@@ -28,7 +28,8 @@ from stack_support import ROOT, Stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.stack]
 NIGHTLY = "gauntlet_nightly"
-MODEL = "digits-classifier"
+# Its own model (and so registry): the other stack tests rely on the digits champion staying theirs.
+MODEL = "approval-digits"
 REJECTED = "promotion_rejected"
 
 
@@ -45,10 +46,22 @@ def approval_protocol() -> Iterator[str]:
     path.unlink(missing_ok=True)
 
 
-def wait_until_offered(stack: Stack, protocol: str, timeout: float = 240) -> None:
+@pytest.fixture(scope="session")
+def approval_config(approval_protocol: str) -> Iterator[str]:
+    """The digits config under the approval protocol, registering as its own model."""
+    raw = copy.deepcopy(yaml.safe_load((ROOT / "include/configs/digits.yaml").read_text()))
+    raw["model"]["name"] = MODEL
+    raw["protocol"] = approval_protocol
+    path = ROOT / "include" / "configs" / f"test-approval-{uuid.uuid4().hex[:8]}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    yield f"include/configs/{path.name}"
+    path.unlink(missing_ok=True)
+
+
+def wait_until_offered(stack: Stack, param: str, path: str, timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
-    while protocol not in stack.ok("GET", f"/dags/{NIGHTLY}/details")["params"]["protocol"]["schema"]["enum"]:
-        assert time.monotonic() < deadline, f"the trigger form does not offer {protocol} after {timeout} s"
+    while path not in stack.ok("GET", f"/dags/{NIGHTLY}/details")["params"][param]["schema"]["enum"]:
+        assert time.monotonic() < deadline, f"the trigger form does not offer {param} {path} after {timeout} s"
         time.sleep(5)
 
 
@@ -122,16 +135,16 @@ def answer(stack: Stack, run_id: str, option: str, reason: str) -> dict[str, Any
 
 
 def test_a_person_approves_then_rejects_a_new_champion_through_the_rest_api(
-    approval_protocol: str, local_stack: Stack
+    approval_config: str, local_stack: Stack
 ) -> None:
     stack = local_stack
     started = time.monotonic()
     stack.unpause(NIGHTLY)
-    wait_until_offered(stack, approval_protocol)
+    wait_until_offered(stack, "config", approval_config)
     before = registry_state(stack)
 
     # --- approve: register leaves the version waiting, the answer moves the champion ------------------
-    run_a, request = trigger_and_await_request(stack, {"protocol": approval_protocol, "workers": 1})
+    run_a, request = trigger_and_await_request(stack, {"config": approval_config, "workers": 1})
     registered = xcom(stack, run_a, "register")
     assert (registered["awaiting_approval"], registered["promoted"], registered["gate_passed"]) == (True, False, True)
     version_a = registered["version"]
@@ -155,7 +168,7 @@ def test_a_person_approves_then_rejects_a_new_champion_through_the_rest_api(
     assert promotion["approved_by"] == stack.user and promotion["reason"].endswith(f"Approved by {stack.user}.")
 
     # --- reject: another experiment passes the gate against it; the champion stays ----------------------
-    run_b, request = trigger_and_await_request(stack, {"protocol": approval_protocol, "workers": 1, "lr": 0.02})
+    run_b, request = trigger_and_await_request(stack, {"config": approval_config, "workers": 1, "lr": 0.02})
     version_b = xcom(stack, run_b, "register")["version"]
     assert version_b != version_a and request["subject"] == f"Make v{version_b} of {MODEL} champion?"
     assert f"(now: v{version_a})" in request["body"]

@@ -119,6 +119,31 @@ def test_text_where_numbers_are_expected_is_named(store: str) -> None:
 
 def test_validate_fails_on_a_config_mismatch_before_the_suite(seeded_store: str) -> None:
     config = load_config(resolve("include/configs/digits.yaml"), ["dataset.classes=[0, 1, 2, 3, 4, 5, 6, 7, 8]"])
-    with pytest.raises(DataConfigMismatch, match=r"date=2026-11-0\d/part-00000\.parquet: column 'label'.*\['9'\]"):
+    # The digits suite allows the labels 0-9 (its in-set rule): a class the config lacks is the config's mistake.
+    with pytest.raises(
+        DataConfigMismatch, match=r"the suite digits_raw allows label values \[9\] that dataset\.classes"
+    ):
         validate.run(config, seeded_store, dt.date(2026, 11, 1), dt.date(2026, 11, 8), "mismatch")
     assert not storage.exists(layout.validation_result_uri(seeded_store, "mismatch"))  # nothing for preprocess
+
+
+def test_labels_the_suite_judges_are_left_to_it_and_the_classes_are_checked_against_its_set(store: str) -> None:
+    suite = {
+        "name": "clinic_raw",
+        "expectations": [
+            {
+                "type": "expect_column_values_to_be_in_set",
+                "kwargs": {"column": "outcome", "value_set": ["benign", "malignant"]},
+            }
+        ],
+    }
+    bad = frame(seed=5)
+    bad.loc[:20, "outcome"] = "unknown"  # far beyond quarantine: the suite reports it, with examples
+    partitions = land(store, [bad])
+    datacheck.check(table_config(), partitions, suite)
+    with pytest.raises(DataConfigMismatch) as caught:
+        datacheck.check(table_config(classes=["benign", "cancer"]), partitions, suite)
+    assert str(caught.value).endswith(
+        "column 'outcome' (dataset.label_column): the suite clinic_raw allows label values ['malignant'] that "
+        "dataset.classes ['benign', 'cancer'] does not list: add them to dataset.classes, or narrow the suite"
+    )

@@ -286,7 +286,7 @@ def run(
             f"in [{start}, {end}); the snapshot of {len(snapshot)} partitions was already trained on"
         )
 
-    datacheck.check(config, snapshot)  # config vs data (columns, label values): names key, column, file
+    datacheck.check(config, snapshot, suite_spec)  # config vs data (columns, labels): names key, column, file
     watch = _drift_watch(config, suite_spec, snapshot, new)
     if config.dataset.validation == "vectorised":
         fast = _validate_vectorised(config, suite_spec, snapshot, new, store, run_id, watch)
