@@ -85,9 +85,16 @@ def nightly_deadline() -> DeadlineAlert | None:
     )
 
 
-async def nightly_deadline_missed(context: dict[str, Any] | None = None, allowed: str = "") -> dict[str, Any] | None:
-    """The alert's callback, run by the triggerer; the S3 calls go to a thread, off its event loop."""
-    return await asyncio.to_thread(record_missed, context or {}, allowed)
+async def nightly_deadline_missed(context: dict[str, Any] | None = None, allowed: str = "") -> str:
+    """The alert's callback, run by the triggerer; the S3 calls go to a thread, off its event loop.
+
+    Returns one line of text: Airflow 3.3 stores a callback's result in a text column, and a dict
+    there fails the triggerer itself (every later trigger and deferred task with it).
+    """
+    event = await asyncio.to_thread(record_missed, context or {}, allowed)
+    if event is None:
+        return "not alerted: a backfilled run"
+    return f"{EVENT} recorded for {event['model']}: run {event['run_id']} (deadline {event['deadline']})"
 
 
 def model_of_run(conf: dict[str, Any]) -> str:
