@@ -2,8 +2,8 @@
 REST API v2 triggers with params, params refused before a run exists, task logs read through the
 API, extra links a browser can open, the champion Asset, backfills and sweeps.
 
-Runs are kept short with params: 2 epochs and 1 worker; the protocol's 30 epochs and 3 workers where a champion is needed
-(the per-worker rate keeps the default rate per sample: 3 x 0.01 for a global batch of 96).
+Runs are kept short with params: 2 epochs and 1 worker; the protocol's 30 epochs and 2 workers
+where a champion is needed (the per-worker rate scales with the ranks: 2 x 0.01 for a global batch of 64).
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ SWEEP = "gauntlet_sweep"
 QUICK = {"epochs": 2, "workers": 1}
 # The protocol's own epoch budget (a run off it is never promoted), enough to pass the gate against the
 # baseline; 1256 training rows over 3 ranks leave rank 2 one repeated row, which it warns about.
-CHAMPION = {"workers": 3, "lr": 0.01}
+# Two ranks, as the demo trains: its 30-epoch CNN clears the gate against the baseline with room
+# (a 3-rank run sits on the margin: its interval's upper bound lands within 0.001 of it).
+CHAMPION = {"workers": 2, "lr": 0.01}
 
 
 def trigger(stack: Stack, dag_id: str, conf: dict[str, Any], logical_date: str | None = None) -> requests.Response:
@@ -125,6 +127,8 @@ def test_nightly_with_params_through_rest_api(local_stack: Stack) -> None:
         "train": "success",
         "evaluate": "success",
         "register": "success",
+        "approval": "skipped",  # the digits protocol promotes without a person
+        "promote": "skipped",
         "publish_champion": "success",
     }
 
@@ -141,7 +145,7 @@ def test_nightly_with_params_through_rest_api(local_stack: Stack) -> None:
         assert re.search(rf"epoch {epoch}/30 train_loss=\S+ .*dev_error=\S+ samples/s=\d+ .*eta=\d+s", train_log), (
             train_log
         )
-    assert "3 ranks x batch" in train_log
+    assert "2 ranks x batch" in train_log
     assert re.search(r"^\[rank \d\] .*WARNING", train_log, re.M), "warnings from ranks keep their rank prefix"
     evaluate_log = last_try_log(stack, NIGHTLY, run_id, "evaluate")
     assert "| model |" in evaluate_log and "| candidate |" in evaluate_log and "| baseline |" in evaluate_log
@@ -173,7 +177,7 @@ def test_nightly_with_params_through_rest_api(local_stack: Stack) -> None:
     # The version record is the first JSON document; the champion's history follows it.
     version = json.JSONDecoder().raw_decode(shown.stdout)[0]
     assert version["experiment_key"] == trained["key"]
-    assert version["params"]["epochs"] == 30 and version["params"]["workers"] == 3 and version["params"]["lr"] == 0.01
+    assert version["params"]["epochs"] == 30 and version["params"]["workers"] == 2 and version["params"]["lr"] == 0.01
 
     # Extra links open in a logged-in browser: the API server checks the login, then redirects to a
     # short-lived presigned URL. The stored link itself carries no credentials.
