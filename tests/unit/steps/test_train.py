@@ -40,3 +40,31 @@ def test_horovod_command_uses_the_hostfile_and_ssh_port(monkeypatch: pytest.Monk
     joined = " ".join(command)
     assert "--hostfile /etc/mpi/hostfile --ssh-port 2222" in joined and "-H" not in command
     assert "--gloo-timeout-seconds 15" in joined
+
+
+def test_rank_lines_are_relayed_with_rank_zeros_info_and_every_ranks_warnings_prefixed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import subprocess
+
+    lines = [
+        "[0]<stdout>:12:00:00 INFO gauntlet.worker: epoch 1/2 train_loss=0.5",
+        "[1]<stdout>:12:00:00 INFO gauntlet.worker: epoch 1/2 train_loss=0.5",
+        "[1]<stderr>:12:00:01 WARNING gauntlet.worker: slow batch",
+        "[0]:12:00:02 ERROR gauntlet.worker: boom",  # torchrun's prefix
+        "launcher line",
+    ]
+    process = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert process.stdin is not None
+    process.stdin.write("\n".join(lines) + "\n")
+    process.stdin.close()
+    tail: list[str] = []
+    train._stream(process, tail)
+    process.wait()
+    assert capsys.readouterr().out.splitlines() == [
+        "12:00:00 INFO gauntlet.worker: epoch 1/2 train_loss=0.5",
+        "[rank 1] 12:00:01 WARNING gauntlet.worker: slow batch",
+        "[rank 0] 12:00:02 ERROR gauntlet.worker: boom",
+        "launcher line",
+    ]
+    assert tail == lines
