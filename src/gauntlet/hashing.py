@@ -87,7 +87,14 @@ def code_version(modules: tuple[str, ...] | None = None, root: Path | None = Non
 # rows and splits come from preprocess, the raw-data reader, the split rule and the hashes under
 # it, and the encoding fitted on its train rows; the protocol's gate and metrics do not change a
 # dataset, so their wording keeps versions.
-DATASET_CODE = ("steps/preprocess.py", "encoding.py", "rawdata.py", "splits.py", "hashing.py")
+DATASET_CODE = (
+    "steps/preprocess.py",
+    "partition_outputs.py",
+    "encoding.py",
+    "rawdata.py",
+    "splits.py",
+    "hashing.py",
+)
 TRAINING_CODE = (
     "steps/train.py",
     "training/worker.py",

@@ -21,7 +21,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +32,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from gauntlet import encoding, layout, rawdata, splits, storage
+from gauntlet import encoding, layout, partition_outputs, rawdata, splits, storage
 from gauntlet.config import DatasetConfig, PipelineConfig
-from gauntlet.errors import NotCommitted, ObjectNotFound, PreprocessError
+from gauntlet.errors import PreprocessError
 from gauntlet.hashing import DATASET_CODE, code_version, content_hash
 from gauntlet.logs import get_logger
 from gauntlet.protocol import Protocol
@@ -44,8 +44,6 @@ SPLITS = ("train", "dev", "test")
 # Rows per Arrow batch: ~70 MB of int64 pixels; with the float32 copy and the split chunks a
 # worker's peak memory is a few times that, whatever the partition's size.
 BATCH_ROWS = 131_072
-# S3 requests side by side when looking partition outputs up (each waits on the server, not a core).
-_IO_THREADS = 8
 VALUES = "values"  # a partition output's value counts of its numeric columns with train gaps
 
 
@@ -377,7 +375,7 @@ def run(config: PipelineConfig, protocol: Protocol, store: str, validation_uri: 
     ds = config.dataset
     line = lineage(config, protocol, code_version(DATASET_CODE))
     keys = [partition_key(part, line) for part in partitions]
-    outputs = _committed_outputs(store, ds.name, line, keys)
+    outputs = partition_outputs.committed(store, ds.name, line, keys)
     with storage.temp_dir() as tmp:
         root, scratch = Path(tmp) / "dataset", Path(tmp) / "scratch"
         root.mkdir()
@@ -418,9 +416,9 @@ def run(config: PipelineConfig, protocol: Protocol, store: str, validation_uri: 
         )
         (root / "preprocessor.json").write_text(json.dumps(preprocessor, indent=1))
         # Only now, every partition good: a bad one leaves no output behind.
-        committed = _commit_outputs(store, ds.name, [(outputs[job.key], Path(job.out_dir)) for job in jobs])
+        committed = partition_outputs.commit(store, ds.name, [(outputs[job.key], Path(job.out_dir)) for job in jobs])
         ordered = [committed.get(key, outputs[key]) for key in keys]
-        referenced = _referenced_files(store, ds.name, ordered)
+        referenced = partition_outputs.referenced_files(store, ds.name, ordered)
         for split in SPLITS:
             if not counts[split]:
                 # Every split has a file, even an empty one, so readers see the schema.
@@ -450,73 +448,11 @@ def run(config: PipelineConfig, protocol: Protocol, store: str, validation_uri: 
             "code_version": code_version(DATASET_CODE),
         }
         manifest = storage.commit_directory(root, prefix, meta, referenced)
-    _remember(store, ds.name, line, prefix, ordered)
+    partition_outputs.remember(store, ds.name, line, prefix, ordered)
     log.info(
         "dataset %s committed at %s: %s (%.1fs)", version, prefix, _counts(manifest), time.perf_counter() - started
     )
     return _outputs(prefix, version, manifest, cache_hit=False)
-
-
-def _io_map(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
-    if len(items) <= 1:
-        return [fn(item) for item in items]
-    with ThreadPoolExecutor(min(_IO_THREADS, len(items)), thread_name_prefix="preprocess-io") as pool:
-        return list(pool.map(fn, items))
-
-
-def _committed_outputs(store: str, dataset: str, line: str, keys: list[str]) -> dict[str, dict[str, Any]]:
-    """The committed partition outputs among `keys` (key -> its manifest): those of the latest dataset
-    of this lineage from its index (one read), the others looked up one by one (a new partition)."""
-    try:
-        index: dict[str, Any] = storage.get_json(layout.partition_index_uri(store, dataset, line))["outputs"]
-    except ObjectNotFound:
-        index = {}
-    found = {key: index[key] for key in keys if key in index}
-    missing = sorted({key for key in keys if key not in found})
-
-    def lookup(key: str) -> dict[str, Any] | None:
-        prefix = layout.partition_output_prefix(store, dataset, key)
-        try:
-            return storage.read_manifest(prefix)
-        except NotCommitted:
-            return None
-
-    found.update((key, output) for key, output in zip(missing, _io_map(lookup, missing), strict=True) if output)
-    return found
-
-
-def _commit_outputs(
-    store: str, dataset: str, processed: list[tuple[dict[str, Any], Path]]
-) -> dict[str, dict[str, Any]]:
-    """Commit each processed partition's files as its output (statistics in its manifest), side by side."""
-
-    def commit(item: tuple[dict[str, Any], Path]) -> dict[str, Any]:
-        stats, folder = item
-        prefix = layout.partition_output_prefix(store, dataset, stats["key"])
-        return dict(json.loads(json.dumps(storage.commit_directory(folder, prefix, stats))))
-
-    return {output["key"]: output for output in _io_map(commit, processed)}
-
-
-def _remember(store: str, dataset: str, line: str, prefix: str, outputs: list[dict[str, Any]]) -> None:
-    """Index this dataset's partition outputs for the next night of the lineage (last writer wins:
-    either index is right, and a lost one only costs that night its lookups)."""
-    storage.put_json(
-        layout.partition_index_uri(store, dataset, line),
-        {"dataset": prefix, "outputs": {output["key"]: output for output in outputs}},
-    )
-
-
-def _referenced_files(store: str, dataset: str, outputs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The dataset's split files (`<split>/part-<partition index>.parquet`) and each partition's value
-    counts, as references to the partition outputs that hold them."""
-    files: dict[str, dict[str, Any]] = {}
-    for i, output in enumerate(outputs):
-        for name, info in output["files"].items():  # train, dev, test and values .parquet
-            uri = layout.partition_output_file(store, dataset, output["key"], name)
-            rel = f"{name.removesuffix('.parquet')}/part-{i:05d}.parquet"
-            files[rel] = {"sha256": info["sha256"], "size": info["size"], "uri": uri}
-    return files
 
 
 def _merge_partitions(
@@ -593,7 +529,7 @@ def _train_medians(
         return storage.download_file(uri, target, output["files"][name]["sha256"])
 
     found: dict[str, list[tuple[Any, Any]]] = {name: [] for name in wanted}
-    for (_, name, columns), path in zip(reads, _io_map(path_of, reads), strict=True):
+    for (_, name, columns), path in zip(reads, partition_outputs.io_map(path_of, reads), strict=True):
         table = pq.read_table(path)
         for column in columns:
             if name == "train.parquet":
