@@ -124,7 +124,7 @@ def _orphans_in_output(
 
 def _orphan_claims(store: str, grace_s: float, now: dt.datetime) -> list[Orphan]:
     # A claim's TTL is when a registration may take it over; the grace period is the floor for all kinds.
-    limit_s = max(grace_s, registry._claim_ttl_s())
+    limit_s = max(grace_s, registry.claim_ttl_s())
     versioned: dict[str, set[str]] = {}
     found = []
     for obj in storage.list_objects(layout.registries_root(store) + "/"):

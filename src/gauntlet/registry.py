@@ -34,7 +34,7 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat()
 
 
-def _claim_ttl_s() -> float:
+def claim_ttl_s() -> float:
     return float(os.environ.get("GAUNTLET_REGISTRY_CLAIM_TTL_S", "120"))
 
 
@@ -267,7 +267,7 @@ def _await_claim(registry: str, uri: str, mine: dict[str, Any]) -> tuple[dict[st
     waiter takes it over with If-Match: (None, the new claim, its ETag); that caller must finish it.
     Expiry compares wall clocks, so the TTL is far above any plausible skew.
     """
-    ttl_s = _claim_ttl_s()
+    ttl_s = claim_ttl_s()
     deadline = time.monotonic() + 2 * ttl_s + 30
     while True:
         claim, etag = storage.get_json_with_etag(uri)

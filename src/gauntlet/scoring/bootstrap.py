@@ -7,7 +7,7 @@ them, not the noise of the test set each would see alone.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -18,7 +18,22 @@ from gauntlet.scoring.metrics import METRICS, WEIGHTED, FloatArray, IntArray, ch
 _BOOTSTRAP_CELLS_PER_CHUNK = 2_000_000
 
 
-def _weights_from_indices(indices: IntArray, n_rows: int) -> FloatArray:
+def resample_chunks(n_rows: int, resamples: int, seed: int) -> Iterator[IntArray]:
+    """The rows drawn for each of `resamples` resamples, in chunks of bounded size.
+
+    The chunk size depends only on n_rows, so a given seed always draws the same resamples.
+    """
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _BOOTSTRAP_CELLS_PER_CHUNK // n_rows)
+    done = 0
+    while done < resamples:
+        size = min(chunk, resamples - done)
+        yield rng.integers(0, n_rows, size=(size, n_rows))
+        done += size
+
+
+def weights_from_indices(indices: IntArray, n_rows: int) -> FloatArray:
+    """Each resample as row weights: how often each row was drawn (the metrics' weighted form)."""
     n_resamples = indices.shape[0]
     flat = (indices + np.arange(n_resamples)[:, None] * n_rows).ravel()
     counts = np.bincount(flat, minlength=n_resamples * n_rows)
@@ -36,7 +51,7 @@ def bootstrap_metric_samples(
     idx = np.asarray(indices, dtype=np.int64)
     if idx.ndim != 2 or idx.size == 0 or idx.min() < 0 or idx.max() >= y.shape[0]:
         raise ValueError("indices must be a non-empty 2-D array of row numbers")
-    weights = _weights_from_indices(idx, y.shape[0])
+    weights = weights_from_indices(idx, y.shape[0])
     out: dict[str, FloatArray] = {}
     for name in names:
         if name in WEIGHTED:
@@ -70,20 +85,12 @@ def paired_bootstrap(
     if not 0.0 < confidence < 1.0:
         raise ValueError("confidence must be in (0, 1)")
     names = list(dict.fromkeys(names))
-    n_rows = y.shape[0]
-    rng = np.random.default_rng(seed)
-    # Chunk size depends only on n_rows, so a given seed always draws the same resamples.
-    chunk = max(1, _BOOTSTRAP_CELLS_PER_CHUNK // n_rows)
     diffs: dict[str, list[FloatArray]] = {name: [] for name in names}
-    done = 0
-    while done < resamples:
-        size = min(chunk, resamples - done)
-        indices = rng.integers(0, n_rows, size=(size, n_rows))
+    for indices in resample_chunks(y.shape[0], resamples, seed):
         a = bootstrap_metric_samples(y, pa, names, indices)
         b = bootstrap_metric_samples(y, pb, names, indices)
         for name in names:
             diffs[name].append(a[name] - b[name])
-        done += size
 
     alpha = 1.0 - confidence
     result: dict[str, dict[str, float]] = {}

@@ -18,7 +18,7 @@ import numpy as np
 
 from gauntlet.logs import get_logger
 from gauntlet.protocol import Protocol
-from gauntlet.scoring.bootstrap import _BOOTSTRAP_CELLS_PER_CHUNK, _weights_from_indices
+from gauntlet.scoring.bootstrap import resample_chunks, weights_from_indices
 from gauntlet.scoring.metrics import METRIC_TASK, METRICS, WEIGHTED, check_inputs, higher_is_better
 
 MIN_ROWS = 30  # fewer newest-day rows than this give an interval too wide to say anything
@@ -80,15 +80,11 @@ def _interval(
     """Percentile interval of metric(newest-day rows) - metric(all rows) over paired resamples, and
     whether the newest day's figure varied across them."""
     n_rows = y.shape[0]
-    rng = np.random.default_rng(seed)
-    chunk = max(1, _BOOTSTRAP_CELLS_PER_CHUNK // n_rows)  # as paired_bootstrap: bounded work matrices
     weighted, keep = WEIGHTED[metric], mask.astype(np.float64)
     diffs: list[np.ndarray] = []
     varies = False
-    done = 0
-    while done < resamples:
-        size = min(chunk, resamples - done)
-        weights = _weights_from_indices(rng.integers(0, n_rows, size=(size, n_rows)), n_rows)
+    for indices in resample_chunks(n_rows, resamples, seed):  # the paired bootstrap's draws
+        weights = weights_from_indices(indices, n_rows)
         drew_newest = (weights @ keep) > 0  # a resample without a newest-day row has no figure for it
         with np.errstate(invalid="ignore", divide="ignore"):
             on_newest = weighted(y, p, weights[drew_newest] * keep)
@@ -96,7 +92,6 @@ def _interval(
         finite = on_newest[np.isfinite(on_newest)]
         varies = varies or bool(finite.size and np.ptp(finite) > 0)
         diffs.append(gap)
-        done += size
     samples = np.concatenate(diffs)
     samples = samples[np.isfinite(samples)]
     if not samples.size:
