@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +95,55 @@ def synthetic_report(
     uri = f"{store}/evaluations/p/{key}/{uuid.uuid4().hex[:8]}/report.json"
     storage.put_json(uri, report)
     return uri
+
+
+@dataclass
+class KilledRank:
+    """A training attempt whose frozen rank was killed with SIGKILL, and what it left."""
+
+    pid: int
+    returncode: int
+    log: str
+    kill_to_exit_s: float
+    experiment: str  # the experiment's folder name
+    experiment_uri: str
+    curve_before: list[dict[str, Any]]  # the curve checkpointed before the kill
+
+
+def wait_for_file(path: Path, process: subprocess.Popen[str], timeout: float) -> str:
+    """The text of `path` once a fault hook writes it; fails if the process ends first or it never comes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            return path.read_text().strip()
+        if process.poll() is not None:
+            output = process.stdout.read() if process.stdout else ""
+            raise AssertionError(f"training ended (exit {process.returncode}) before the fault point:\n{output}")
+        time.sleep(0.2)
+    raise AssertionError(f"{path} did not appear within {timeout}s")
+
+
+def kill_frozen_rank(
+    command: list[str], env: dict[str, str], pidfile: Path, store: str, kill_epoch: int, exit_within_s: float
+) -> KilledRank:
+    """Start `command` (a train step whose fault hook freezes a rank in `kill_epoch` and writes its pid to
+    `pidfile`), check the last checkpoint is the epoch before, kill -9 that rank and wait for the step."""
+    from gauntlet import storage
+
+    attempt = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        pid = int(wait_for_file(pidfile, attempt, timeout=300))
+        experiment = next(iter({k.split("/")[1] for k in object_keys(store, "experiments/")}))
+        experiment_uri = f"{store}/experiments/{experiment}"
+        latest = storage.get_json(f"{experiment_uri}/checkpoints/latest.json")
+        assert latest["epoch"] == kill_epoch - 1, "the kill must land inside the epoch after the last checkpoint"
+        curve_before = [json.loads(line) for line in storage.get_bytes(f"{experiment_uri}/curve.jsonl").splitlines()]
+        os.kill(pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        log, _ = attempt.communicate(timeout=exit_within_s + 30)
+        kill_to_exit = time.monotonic() - killed_at
+    finally:
+        if attempt.poll() is None:
+            attempt.kill()
+            attempt.wait()
+    return KilledRank(pid, attempt.returncode, log, kill_to_exit, experiment, experiment_uri, curve_before)

@@ -6,12 +6,8 @@ checkpoint to the model an uninterrupted ddp run trains.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 from pipeline_support import MLP, build_dataset, log_of, new_store, seed
-from testkit import ROOT, object_keys, run_cli
+from testkit import ROOT, kill_frozen_rank, object_keys, run_cli
 
 from gauntlet.contract import EXIT_FAILED
 
@@ -113,18 +109,6 @@ def test_horovod_and_ddp_train_the_demo_to_the_same_model(demo: Demo, ddp_run: t
     assert [row["epoch"] for row in ddp["curve"]] == [row["epoch"] for row in horovod["curve"]]
 
 
-def _wait_for_file(path: Path, process: subprocess.Popen[str], timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            return path.read_text().strip()
-        if process.poll() is not None:
-            output = process.stdout.read() if process.stdout else ""
-            raise AssertionError(f"training ended (exit {process.returncode}) before the fault point:\n{output}")
-        time.sleep(0.2)
-    raise AssertionError(f"{path} did not appear within {timeout}s")
-
-
 def test_a_ddp_rank_killed_mid_epoch_fails_fast_and_its_retry_resumes_to_the_same_model(
     demo: Demo, ddp_run: tuple[dict[str, Any], str], tmp_path: Path
 ) -> None:
@@ -142,29 +126,15 @@ def test_a_ddp_rank_killed_mid_epoch_fails_fast_and_its_retry_resumes_to_the_sam
     command += ["train", "--dataset", demo.dataset_uri]
 
     # Attempt 1: rank 1 freezes in epoch 2, batch 4 and reports its pid; we kill -9 that process.
-    attempt = subprocess.Popen(
-        command, cwd=ROOT, env={**os.environ, **fault_env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    try:
-        pid = int(_wait_for_file(pidfile, attempt, timeout=300))
-        experiment = next(iter({k.split("/")[1] for k in object_keys(store, "experiments/")}))
-        experiment_uri = f"{store}/experiments/{experiment}"
-        assert storage.get_json(f"{experiment_uri}/checkpoints/latest.json")["epoch"] == KILL_EPOCH - 1
-        curve_before = [json.loads(line) for line in storage.get_bytes(f"{experiment_uri}/curve.jsonl").splitlines()]
-        os.kill(pid, signal.SIGKILL)
-        killed_at = time.monotonic()
-        log, _ = attempt.communicate(timeout=KILL_TO_EXIT_LIMIT_S + 30)
-        kill_to_exit = time.monotonic() - killed_at
-    finally:
-        if attempt.poll() is None:
-            attempt.kill()
-            attempt.wait()
+    killed = kill_frozen_rank(command, {**os.environ, **fault_env}, pidfile, store, KILL_EPOCH, KILL_TO_EXIT_LIMIT_S)
+    experiment, experiment_uri, curve_before = killed.experiment, killed.experiment_uri, killed.curve_before
     print(
-        f"BACKENDS ddp: kill -9 of rank {KILL_RANK} in epoch {KILL_EPOCH}: exit {attempt.returncode} after {kill_to_exit:.1f}s"
+        f"BACKENDS ddp: kill -9 of rank {KILL_RANK} in epoch {KILL_EPOCH}: exit {killed.returncode} "
+        f"after {killed.kill_to_exit_s:.1f}s"
     )
-    assert attempt.returncode == EXIT_FAILED, f"a dead rank is a retryable failure (exit 1):\n{log}"
-    assert "torchrun exited with" in log
-    assert kill_to_exit < KILL_TO_EXIT_LIMIT_S
+    assert killed.returncode == EXIT_FAILED, f"a dead rank is a retryable failure (exit 1):\n{killed.log}"
+    assert "torchrun exited with" in killed.log
+    assert killed.kill_to_exit_s < KILL_TO_EXIT_LIMIT_S
     left = {k.split("/", 2)[2] for k in object_keys(store, f"experiments/{experiment}/")}
     assert not left & {"RECORD.json", "model.pt", "worker.json"}, left
 

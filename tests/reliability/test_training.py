@@ -5,18 +5,14 @@ from the last S3 checkpoint to the same model an uninterrupted run with the same
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from testkit import ROOT, object_keys, run_cli
+from testkit import ROOT, kill_frozen_rank, object_keys, run_cli
 
 from gauntlet.contract import EXIT_FAILED
 
@@ -34,20 +30,6 @@ def _prepare_dataset(store: str, settings: list[str]) -> str:
         store, *settings, "--run-id", "kill", "preprocess", "--validation", f"{store}/runs/kill/validation/result.json"
     )
     return str(outputs["dataset_uri"])
-
-
-def _wait_for_file(path: Path, process: subprocess.Popen[str], timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            return path.read_text().strip()
-        if process.poll() is not None:
-            raise AssertionError(
-                f"training ended (exit {process.returncode}) before the fault point:\n"
-                + (process.stdout.read() if process.stdout else "")
-            )
-        time.sleep(0.2)
-    raise AssertionError(f"{path} did not appear within {timeout}s")
 
 
 def _parameters(model_uri: str) -> dict[str, np.ndarray]:
@@ -92,33 +74,17 @@ def test_rank_killed_mid_epoch_fails_fast_and_retry_resumes_to_the_same_model(
     ]
 
     # Attempt 1: rank 1 freezes in epoch 3, batch 4 and reports its pid; we kill -9 that process.
-    attempt = subprocess.Popen(
-        command, cwd=ROOT, env={**os.environ, **fault_env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    try:
-        pid = int(_wait_for_file(pidfile, attempt, timeout=300))
-        experiment = next(iter({k.split("/")[1] for k in object_keys(store, "experiments/")}))
-        experiment_uri = f"{store}/experiments/{experiment}"
-        latest = storage.get_json(f"{experiment_uri}/checkpoints/latest.json")
-        assert latest["epoch"] == KILL_EPOCH - 1, "the kill must land inside the epoch after the last checkpoint"
-        curve_before = [json.loads(line) for line in storage.get_bytes(f"{experiment_uri}/curve.jsonl").splitlines()]
-        os.kill(pid, signal.SIGKILL)
-        killed_at = time.monotonic()
-        log, _ = attempt.communicate(timeout=KILL_TO_EXIT_LIMIT_S + 30)
-        kill_to_exit = time.monotonic() - killed_at
-    finally:
-        if attempt.poll() is None:
-            attempt.kill()
-            attempt.wait()
+    killed = kill_frozen_rank(command, {**os.environ, **fault_env}, pidfile, store, KILL_EPOCH, KILL_TO_EXIT_LIMIT_S)
+    experiment, experiment_uri, curve_before = killed.experiment, killed.experiment_uri, killed.curve_before
     print(
-        f"RELIABILITY kill -9 of rank {KILL_RANK} (pid {pid}) in epoch {KILL_EPOCH}: "
-        f"train step exited {attempt.returncode} after {kill_to_exit:.1f}s (Gloo timeout {GLOO_TIMEOUT_S}s)"
+        f"RELIABILITY kill -9 of rank {KILL_RANK} (pid {killed.pid}) in epoch {KILL_EPOCH}: "
+        f"train step exited {killed.returncode} after {killed.kill_to_exit_s:.1f}s (Gloo timeout {GLOO_TIMEOUT_S}s)"
     )
-    assert attempt.returncode == EXIT_FAILED, (
-        f"a dead rank is a retryable failure (exit 1), got {attempt.returncode}:\n{log}"
+    assert killed.returncode == EXIT_FAILED, (
+        f"a dead rank is a retryable failure (exit 1), got {killed.returncode}:\n{killed.log}"
     )
-    assert "horovodrun exited with" in log
-    assert kill_to_exit < KILL_TO_EXIT_LIMIT_S
+    assert "horovodrun exited with" in killed.log
+    assert killed.kill_to_exit_s < KILL_TO_EXIT_LIMIT_S
 
     # The failed attempt left checkpoints only: no record, model or worker summary a reader could take.
     left = {k.split("/", 2)[2] for k in object_keys(store, f"experiments/{experiment}/")}
