@@ -147,3 +147,43 @@ def kill_frozen_rank(
             attempt.kill()
             attempt.wait()
     return KilledRank(pid, attempt.returncode, log, kill_to_exit, experiment, experiment_uri, curve_before)
+
+
+def record_handmade_experiment(
+    store: str,
+    protocol: Any,
+    dataset_uri: str,
+    params: dict[str, Any],
+    bundle: bytes,
+    curve: list[dict[str, Any]],
+    **fields: Any,
+) -> str:
+    """An experiment as train commits it (model bundle, then RECORD.json), for a model a test built by
+    hand rather than trained; `fields` add to or override the record. Returns the experiment's URI."""
+    import datetime as dt
+
+    from gauntlet import layout, storage
+    from gauntlet.hashing import content_hash, sha256_bytes
+
+    manifest = storage.read_manifest(dataset_uri)
+    parts = {"protocol": protocol.id, "dataset": manifest["version"], "params": params, "code": "handmade"}
+    key = content_hash(parts)
+    uri = layout.experiment_uri(store, key)
+    storage.put_bytes(layout.model_uri(uri), bundle)
+    record = {
+        "key": key,
+        "key_parts": parts,
+        "uri": uri,
+        "params": params,
+        "dataset_uri": dataset_uri,
+        "dataset_version": manifest["version"],
+        "protocol_id": protocol.id,
+        "code_version": "handmade",
+        "model_uri": layout.model_uri(uri),
+        "model_sha256": sha256_bytes(bundle),
+        "curve": curve,
+        "finished": dt.datetime.now(dt.UTC).isoformat(),
+        **fields,
+    }
+    storage.put_json(layout.record_uri(uri), record)
+    return uri

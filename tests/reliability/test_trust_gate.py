@@ -8,7 +8,6 @@ real dataset in moto's S3, through the evaluate and register steps, without a Ho
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import subprocess
 import sys
 from pathlib import Path
@@ -19,10 +18,10 @@ import pytest
 import torch
 import yaml
 from pipeline_support import shared_dataset
+from testkit import record_handmade_experiment
 
 from gauntlet import anchor, experiments, layout, registry, storage
 from gauntlet.errors import BadInput, TestSetMismatch
-from gauntlet.hashing import content_hash, sha256_bytes
 from gauntlet.protocol import Protocol, off_protocol_reason
 from gauntlet.scoring import compare as reports
 from gauntlet.scoring.gate import decide
@@ -84,33 +83,20 @@ def handmade_experiment(
         model[-1].weight.copy_(torch.from_numpy(weights))
         model[-1].bias.copy_(torch.from_numpy(bias))
     data = bundle_bytes(model, {"model": spec, "preprocessor": pre, "n_classes": len(bias)})
-    manifest = storage.read_manifest(dataset_uri)
     params = {"model": spec, "epochs": protocol.epochs if epochs is None else epochs, "lr": lr, "name": name}
-    parts = {"protocol": protocol.id, "dataset": manifest["version"], "params": params, "code": "handmade"}
-    key = content_hash(parts)
-    uri = layout.experiment_uri(store, key)
-    storage.put_bytes(layout.model_uri(uri), data)
     off = off_protocol_reason(params, protocol)
-    record = {
-        "key": key,
-        "key_parts": parts,
-        "uri": uri,
-        "params": params,
-        "dataset_uri": dataset_uri,
-        "dataset_version": manifest["version"],
-        "protocol_id": protocol.id,
-        "code_version": "handmade",
-        "model_uri": layout.model_uri(uri),
-        "model_sha256": sha256_bytes(data),
-        "curve": [{"step": 1, "dev_error": 0.5}],
-        "final": {"dev_error": 0.5},
-        "finished": dt.datetime.now(dt.UTC).isoformat(),
-        "wall_seconds": 0.0,
-        "off_protocol": off is not None,
-        "off_protocol_reason": off,
-    }
-    storage.put_json(layout.record_uri(uri), record)
-    return uri
+    return record_handmade_experiment(
+        store,
+        protocol,
+        dataset_uri,
+        params,
+        data,
+        [{"step": 1, "dev_error": 0.5}],
+        final={"dev_error": 0.5},
+        wall_seconds=0.0,
+        off_protocol=off is not None,
+        off_protocol_reason=off,
+    )
 
 
 # The walk's steps: a softmax layer, then the same with class 0, then classes 0 and 1 never predicted.

@@ -3,7 +3,6 @@ regression and a binary table with named classes."""
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import json
 from collections.abc import Callable
@@ -14,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from testkit import record_handmade_experiment
 
 from gauntlet import layout, registry, storage
 from gauntlet.errors import ProtocolMismatch
-from gauntlet.hashing import content_hash, sha256_bytes
 from gauntlet.protocol import Protocol, load_protocol
 from gauntlet.scoring.compare import protocol_split
 from gauntlet.scoring.metrics import compute_metrics
@@ -166,27 +165,8 @@ def toy_experiment(store: str, protocol: Protocol, dataset_uri: str, tmp: Path) 
         model[1].bias.copy_(torch.tensor(bias, dtype=torch.float32))
     data = bundle_bytes(model, bundle_spec(spec, pre, task, classes))
     params = {"model": spec, "epochs": protocol.epochs, "lr": 0.1}
-    parts = {"protocol": protocol.id, "dataset": manifest["version"], "params": params, "code": "handmade"}
-    key = content_hash(parts)
-    uri = layout.experiment_uri(store, key)
-    storage.put_bytes(layout.model_uri(uri), data)
-    record = {
-        "key": key,
-        "key_parts": parts,
-        "uri": uri,
-        "params": params,
-        "dataset_uri": dataset_uri,
-        "dataset_version": manifest["version"],
-        "protocol_id": protocol.id,
-        "code_version": "handmade",
-        "model_uri": layout.model_uri(uri),
-        "model_sha256": sha256_bytes(data),
-        "curve": [{"step": 200, "dev_error": 1.5}, {"step": 400, "dev_error": 1.2}],
-        "finished": dt.datetime.now(dt.UTC).isoformat(),
-        "off_protocol_reason": None,
-    }
-    storage.put_json(layout.record_uri(uri), record)
-    return uri
+    curve = [{"step": 200, "dev_error": 1.5}, {"step": 400, "dev_error": 1.2}]
+    return record_handmade_experiment(store, protocol, dataset_uri, params, data, curve, off_protocol_reason=None)
 
 
 def test_a_regression_evaluation_scores_values_against_a_ridge_baseline(
