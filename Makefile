@@ -2,7 +2,7 @@
 #   make demo   one nightly run of the pipeline through Airflow on the embedded S3 server
 #               (DATASET=wine or DATASET=diabetes: the examples `gauntlet init` wrote)
 #   make test   lint, type-check and the test suite (what CI runs)
-.PHONY: setup demo test lint typecheck pytest test-stack browser up down stack-status mlflow format clean image image-gpu docker-e2e reliability evaluation bench bench-quick
+.PHONY: setup demo test test-scale lint typecheck pytest test-stack browser up down stack-status mlflow format clean image image-gpu docker-e2e reliability evaluation bench bench-quick
 
 VENV := .venv
 BIN := $(VENV)/bin
@@ -22,7 +22,7 @@ typecheck: setup
 	$(BIN)/mypy src/gauntlet
 
 pytest: setup mlflow
-	$(BIN)/python -m pytest -q -m "not stack" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not stack and not scale" $(PYTEST_ARGS)
 
 browser:
 	@bash scripts/install_browser.sh
@@ -31,6 +31,9 @@ test-stack: setup browser  ## against a running Airflow stack: REST API, backfil
 	$(BIN)/python -m pytest -q -m stack tests/stack --durations=0
 
 test: lint typecheck pytest test-stack
+
+test-scale: setup  ## scale-out: the production profile (PostgreSQL, Celery, Redis) under load and faults, multi-host Horovod
+	$(BIN)/python -m pytest -q -m scale tests/scale --durations=0
 
 up: setup  ## Airflow 3.3 (API server + UI, scheduler, DAG processor, triggerer) with the embedded S3 server
 	@if [ "$(MLFLOW)" = 1 ]; then bash scripts/mlflow_server.sh start || exit 1; export MLFLOW_TRACKING_URI=$$(bash scripts/mlflow_server.sh uri); fi; \
