@@ -23,11 +23,14 @@ FROM ${BASE_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /build
 # `wheelhouse*` matches the prepared ./wheelhouse (its wheels land in /build) or nothing at all.
-COPY pyproject.toml requirements.txt scripts/image_requirements.py scripts/build_horovod.sh wheelhouse* /build/
+# The steps' packages are requirements.lock's (scripts/image_requirements.py picks them), each file checked
+# against the lock's hashes; without a wheelhouse, torch's CPU wheel comes from the PyTorch wheel page.
+COPY pyproject.toml requirements.lock scripts/image_requirements.py scripts/build_horovod.sh wheelhouse* /build/
 RUN python3 -m venv /opt/venv \
-    && python3 /build/image_requirements.py /build > /build/requirements-image.txt \
-    && if ls /build/*.whl >/dev/null 2>&1; then source="--no-index --find-links /build"; else source=""; fi \
-    && /opt/venv/bin/pip install $source -r /build/requirements-image.txt
+    && python3 /build/image_requirements.py --hashes /build > /build/requirements-image.txt \
+    && if ls /build/*.whl >/dev/null 2>&1; then source="--no-index --find-links /build"; \
+       else source="--find-links https://download.pytorch.org/whl/cpu/torch/"; fi \
+    && /opt/venv/bin/pip install --require-hashes --no-deps $source -r /build/requirements-image.txt
 # Horovod: the wheelhouse's patched wheel if there is one, else build it here (needs a compiler and
 # PyPI; both stay in this stage).
 RUN if ls /build/horovod-*.whl >/dev/null 2>&1; then \
@@ -42,13 +45,16 @@ RUN if ls /build/horovod-*.whl >/dev/null 2>&1; then \
         && /opt/venv/bin/pip install --no-deps /build/horovod/horovod-*.whl \
         && rm -rf /var/lib/apt/lists/*; \
     fi \
+    && /opt/venv/bin/pip check \
     && /opt/venv/bin/python -c "import horovod.torch, torch, sklearn, great_expectations, boto3, pyarrow, matplotlib"
 
 # ---------------------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS cpu
 ARG GAUNTLET_UID=10001
-# A fixed numeric uid lets Kubernetes verify runAsNonRoot without resolving names.
-RUN useradd --uid ${GAUNTLET_UID} --user-group --create-home --home-dir /home/gauntlet --shell /usr/sbin/nologin gauntlet
+# A fixed numeric uid lets Kubernetes verify runAsNonRoot without resolving names. The user has a
+# shell because a multi-host run's ranks are started over ssh (sshd runs commands through it).
+RUN useradd --uid ${GAUNTLET_UID} --user-group --create-home --home-dir /home/gauntlet --shell /bin/sh gauntlet \
+    && mkdir -p /run/sshd
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONPATH=/app/src \
@@ -59,6 +65,8 @@ ENV VIRTUAL_ENV=/opt/venv \
     HOME=/home/gauntlet
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
+# A multi-host worker's sshd (`--entrypoint gauntlet-sshd`), with the run's key handed over at start.
+COPY scripts/worker_sshd.sh /usr/local/bin/gauntlet-sshd
 # Data-shaped files, then the code: the two layers a change usually touches, both small.
 COPY include/ /app/include/
 COPY src/gauntlet/ /app/src/gauntlet/
@@ -84,7 +92,7 @@ RUN apt-get update \
         python3.11 python3.11-venv python3.11-dev g++ make cmake git libnccl2 libnccl-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /build
-COPY pyproject.toml requirements.txt scripts/image_requirements.py scripts/build_horovod.sh /build/
+COPY pyproject.toml requirements.lock scripts/image_requirements.py scripts/build_horovod.sh /build/
 RUN python3.11 -m venv /opt/venv \
     && /opt/venv/bin/pip install --index-url "$TORCH_INDEX_URL" "torch==${TORCH_VERSION}" \
     && python3.11 /build/image_requirements.py /build | grep -v '^torch==' > /build/requirements-image.txt \

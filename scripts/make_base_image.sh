@@ -2,8 +2,9 @@
 # Make a stand-in for `python:3.11-slim` from Debian packages, for sites that cannot pull images.
 #
 # debootstrap builds a minimal Debian bookworm root with Python 3.11 and venv support, and
-# `docker import` turns it into an image. The result is cached: if the tag already exists,
-# nothing is rebuilt (pass --force to rebuild it).
+# `docker import` turns it into an image. The result is cached: if the tag already exists with the
+# same package list (kept in its `gauntlet.base.packages` label), nothing is rebuilt (pass --force to
+# rebuild it); a changed list rebuilds it.
 #
 # Packages come from the Debian mirror this machine's apt already uses (its sources.list and
 # sources.list.d), so the script follows however the host is configured; DEBIAN_MIRROR overrides it.
@@ -82,12 +83,17 @@ if [[ $PRINT_MIRROR == 1 ]]; then
     exit 0
 fi
 # What the task image needs at run time beyond libc: the interpreter, venv (with its bundled pip),
-# certificates for real S3 endpoints, and ps (horovodrun inspects its child processes).
-PACKAGES=python3.11,python3.11-venv,python3-venv,ca-certificates,procps
+# certificates for real S3 endpoints, ps (horovodrun inspects its child processes), and ssh with
+# sshd (horovodrun starts the ranks of other hosts over ssh, as an MPIJob's launcher does).
+PACKAGES=python3.11,python3.11-venv,python3-venv,ca-certificates,procps,openssh-client,openssh-server
 
 if [[ $FORCE == 0 ]] && docker image inspect "$TAG" >/dev/null 2>&1; then
-    echo "base image: $TAG exists ($(docker image inspect --format '{{.Id}}' "$TAG")), not rebuilt"
-    exit 0
+    built_with=$(docker image inspect --format '{{index .Config.Labels "gauntlet.base.packages"}}' "$TAG" 2>/dev/null || true)
+    if [[ $built_with == "$PACKAGES" ]]; then
+        echo "base image: $TAG exists ($(docker image inspect --format '{{.Id}}' "$TAG")), not rebuilt"
+        exit 0
+    fi
+    echo "base image: $TAG was built with packages '${built_with:-unknown}', rebuilding with '$PACKAGES'"
 fi
 command -v debootstrap >/dev/null || { echo "base image: debootstrap is not installed (apt-get install debootstrap)" >&2; exit 1; }
 
@@ -99,11 +105,14 @@ debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$root" "$MIRROR" >
 # Keep the image small and stateless: no package lists, caches or logs.
 rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb \
     "$root"/var/log/* "$root"/usr/share/doc/* "$root"/usr/share/man/*
+# sshd's host keys are made where it starts (a per-run key), never shipped in an image.
+rm -f "$root"/etc/ssh/ssh_host_*
 # Match the official image's contract: `python`/`python3` on PATH.
 ln -sf python3.11 "$root/usr/bin/python"
 tar -C "$root" -c . | docker import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV LANG=C.UTF-8' \
     --change 'CMD ["python3"]' \
+    --change "LABEL gauntlet.base.packages=$PACKAGES" \
     - "$TAG" >/dev/null
 echo "base image: $TAG $(docker image inspect --format '{{.Id}} {{.Size}}' "$TAG") bytes"

@@ -27,7 +27,9 @@ from gauntlet.airflow.kubernetes_settings import (
     s3_secret_name,
 )
 from gauntlet.airflow.mpijob import mpijob_operator
+from gauntlet.airflow.trainjob import trainjob_operator
 from gauntlet.contract import EXIT_NOTHING_TO_DO
+from gauntlet.errors import BadInput
 
 XCOM_FILE = "/airflow/xcom/return.json"
 
@@ -88,12 +90,22 @@ def train_nodes() -> int:
     return int(os.environ.get("GAUNTLET_K8S_TRAIN_NODES", "1"))
 
 
+def train_launcher() -> str:
+    """What runs a multi-node train step (GAUNTLET_K8S_TRAIN_LAUNCHER): a Kubeflow MPIJob (`mpijob`,
+    the MPI operator) or a Kubeflow Trainer v2 TrainJob on an MPI runtime (`trainjob`)."""
+    launcher = os.environ.get("GAUNTLET_K8S_TRAIN_LAUNCHER", "mpijob")
+    if launcher not in ("mpijob", "trainjob"):
+        raise BadInput(f"GAUNTLET_K8S_TRAIN_LAUNCHER is '{launcher}': set it to mpijob or trainjob")
+    return launcher
+
+
 def run_step(task_id: str, step: str, arguments: list[str], context: Any) -> dict[str, Any]:
-    """Run the step as a pod, or the train step as an MPIJob when it spans several nodes."""
+    """Run the step as a pod, or the train step as an MPIJob or TrainJob when it spans several nodes."""
     if step == "train" and train_nodes() > 1:
         gpus = containers.gpus_for(step, "kubernetes")
         attempt = f"{context['dag'].dag_id}/{context['run_id']}/{getattr(context.get('ti'), 'try_number', 1)}"
-        job = mpijob_operator(
+        operator = trainjob_operator if train_launcher() == "trainjob" else mpijob_operator
+        job = operator(
             task_id,
             arguments,
             attempt,

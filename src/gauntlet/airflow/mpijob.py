@@ -39,8 +39,22 @@ SSH_PORT = 2222
 SSH_AUTH_PATH = "/home/gauntlet/.ssh"
 
 
-def _env_list(env: dict[str, str]) -> list[dict[str, str]]:
+def env_list(env: dict[str, str]) -> list[dict[str, str]]:
     return [{"name": k, "value": v} for k, v in sorted(env.items())]
+
+
+def job_environment(image: str, launcher: bool) -> dict[str, str]:
+    """A multi-node job's plain environment: the step's, the hostfile horovodrun reads and the
+    nodes' sshd port; the launcher (no GPU of its own) also names the device class its ranks
+    compute on, which the experiment key must record."""
+    env = {
+        **plain_environment(image),
+        "GAUNTLET_HOROVOD_HOSTFILE": HOSTFILE,
+        "GAUNTLET_HOROVOD_SSH_PORT": str(SSH_PORT),
+    }
+    if launcher:
+        env["GAUNTLET_DEVICE_CLASS"] = os.environ.get("GAUNTLET_DEVICE_CLASS", "cuda")
+    return env
 
 
 def launcher_arguments(arguments: list[str], slots: int) -> list[str]:
@@ -62,7 +76,7 @@ def launcher_arguments(arguments: list[str], slots: int) -> list[str]:
     return list(arguments)
 
 
-def _security() -> dict[str, Any]:
+def container_security() -> dict[str, Any]:
     return {"allowPrivilegeEscalation": False, "capabilities": {"drop": list(CONTAINER_SECURITY.capabilities.drop)}}
 
 
@@ -72,11 +86,7 @@ def render_mpijob(
     """The MPIJob manifest; `arguments` are the train step's CLI arguments (after `python -m gauntlet`)."""
     if nodes < 1 or gpus_per_node < 1:
         raise ValueError("an MPIJob needs at least one node with at least one GPU")
-    env = {
-        **plain_environment(image),
-        "GAUNTLET_HOROVOD_HOSTFILE": HOSTFILE,
-        "GAUNTLET_HOROVOD_SSH_PORT": str(SSH_PORT),
-    }
+    env = job_environment(image, launcher=False)
     secret = s3_secret_name()
     env_from = [{"secretRef": {"name": secret}}] if secret else []
     labels = {"app.kubernetes.io/name": "gauntlet", "gauntlet/step": "train"}
@@ -87,8 +97,7 @@ def render_mpijob(
         "fsGroup": GAUNTLET_UID,
     }
     launcher_args = launcher_arguments(arguments, nodes * gpus_per_node)
-    # The launcher has no GPU, yet its ranks compute on one: the experiment key must say so.
-    launcher_env = {**env, "GAUNTLET_DEVICE_CLASS": os.environ.get("GAUNTLET_DEVICE_CLASS", "cuda")}
+    launcher_env = job_environment(image, launcher=True)
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": KIND,
@@ -113,9 +122,9 @@ def render_mpijob(
                                     "imagePullPolicy": "IfNotPresent",
                                     "command": ["python", "-m", "gauntlet"],
                                     "args": launcher_args,
-                                    "env": _env_list(launcher_env),
+                                    "env": env_list(launcher_env),
                                     "envFrom": env_from,
-                                    "securityContext": _security(),
+                                    "securityContext": container_security(),
                                     "resources": {
                                         "requests": {"cpu": "1", "memory": "2Gi"},
                                         "limits": {"memory": "4Gi"},
@@ -143,9 +152,9 @@ def render_mpijob(
                                     "imagePullPolicy": "IfNotPresent",
                                     # Ranks are started over ssh by horovodrun on the launcher.
                                     "command": ["/usr/sbin/sshd", "-De", "-f", "/etc/ssh/gauntlet/sshd_config"],
-                                    "env": _env_list(env),
+                                    "env": env_list(env),
                                     "envFrom": env_from,
-                                    "securityContext": _security(),
+                                    "securityContext": container_security(),
                                     "resources": {
                                         "requests": {"cpu": str(2 * gpus_per_node), "memory": f"{8 * gpus_per_node}Gi"},
                                         "limits": {

@@ -22,13 +22,13 @@ import time
 from typing import Any
 
 from gauntlet import experiments, layout, lease, mlflow_mirror, preflight, storage
-from gauntlet.config import BACKENDS, PipelineConfig
+from gauntlet.config import BACKENDS, PRECISIONS, PipelineConfig
 from gauntlet.errors import BadInput, PreconditionFailed, TrainingFailed
 from gauntlet.hashing import TRAINING_CODE, code_version
 from gauntlet.logs import get_logger
 from gauntlet.protocol import Protocol, off_protocol_reason
 from gauntlet.scoring import compare
-from gauntlet.training import credentials
+from gauntlet.training import credentials, topology
 
 log = get_logger("gauntlet.train")
 
@@ -59,19 +59,41 @@ def training_params(config: PipelineConfig, protocol: Protocol, workers: int | N
         "schedule": t.schedule,
         # Only a non-default engine is named, so every Horovod experiment keeps the key it had.
         **({"backend": t.backend} if t.backend != HOROVOD else {}),
+        **({"precision": t.precision} if t.precision != PRECISIONS[0] else {}),  # likewise fp32
     }
 
 
 def horovod_hosts(workers: int) -> list[str]:
-    """Where ranks run: this machine, or the hosts of a hostfile (an MPIJob's /etc/mpi/hostfile).
+    """Where ranks run: this machine, the hosts of a hostfile (an MPIJob's /etc/mpi/hostfile), or
+    GAUNTLET_HOROVOD_HOSTS (`hostA:1,hostB:1`, horovodrun's -H).
 
-    Ranks on other hosts are started over ssh; GAUNTLET_HOROVOD_SSH_PORT names a non-root sshd's port.
+    Ranks on other hosts are started over ssh: GAUNTLET_HOROVOD_SSH_PORT names a non-root sshd's port,
+    GAUNTLET_HOROVOD_SSH_IDENTITY the run's private key, GAUNTLET_HOROVOD_IFACE the interface the
+    ranks reach each other on (else horovodrun probes every host for common routed interfaces).
     """
-    hostfile = os.environ.get("GAUNTLET_HOROVOD_HOSTFILE")
-    if not hostfile:
+    hostfile, hosts = os.environ.get("GAUNTLET_HOROVOD_HOSTFILE"), os.environ.get("GAUNTLET_HOROVOD_HOSTS")
+    if not (hostfile or hosts):
         return ["-H", f"localhost:{workers}"]
+    if hostfile and hosts:
+        raise BadInput(
+            f"both GAUNTLET_HOROVOD_HOSTFILE ({hostfile}) and GAUNTLET_HOROVOD_HOSTS ({hosts}) name the hosts "
+            "of the ranks: unset one of them"
+        )
+    slots = sum(entry["slots"] for entry in topology.parse_hosts(hosts)) if hosts else workers
+    if slots < workers:
+        raise BadInput(
+            f"GAUNTLET_HOROVOD_HOSTS ({hosts}) offers {slots} slots for {workers} Horovod workers: "
+            "add hosts or slots (`host:slots`), or lower training.workers"
+        )
     ssh_port = os.environ.get("GAUNTLET_HOROVOD_SSH_PORT")
-    return ["--hostfile", hostfile, *(["--ssh-port", ssh_port] if ssh_port else [])]
+    identity = os.environ.get("GAUNTLET_HOROVOD_SSH_IDENTITY")
+    iface = os.environ.get("GAUNTLET_HOROVOD_IFACE")
+    return [
+        *(["--hostfile", hostfile] if hostfile else ["-H", str(hosts)]),
+        *(["--ssh-port", ssh_port] if ssh_port else []),
+        *(["--ssh-identity-file", identity] if identity else []),
+        *(["--network-interface", iface] if iface else []),
+    ]
 
 
 def horovod_command(workers: int, worker_args: list[str]) -> list[str]:
@@ -91,8 +113,9 @@ def horovod_command(workers: int, worker_args: list[str]) -> list[str]:
     ]
 
 
-def _stream(process: subprocess.Popen[str], tail: list[str]) -> None:
-    """Relay rank 0's lines, and warnings or errors from any rank, into this process's log."""
+def _stream(process: subprocess.Popen[str], tail: list[str], rank_hosts: dict[int, str] | None = None) -> None:
+    """Relay rank 0's lines, each rank's host line, and warnings or errors from any rank, into this
+    process's log; the host each rank says it runs on goes into `rank_hosts`."""
     assert process.stdout is not None
     for raw in process.stdout:
         line = raw.rstrip("\n")
@@ -103,13 +126,17 @@ def _stream(process: subprocess.Popen[str], tail: list[str]) -> None:
             print(line, flush=True)
             continue
         rank, _, text = match.groups()
+        placed = topology.rank_host(text)
+        if placed is not None and rank_hosts is not None:
+            rank_hosts[placed[0]] = placed[1]
         if rank == "0" and " INFO " in text:
             print(text, flush=True)
-        elif any(level in text for level in (" WARNING ", " ERROR ", "Traceback", "Error")):
+        elif placed is not None or any(level in text for level in (" WARNING ", " ERROR ", "Traceback", "Error")):
             print(f"[rank {rank}] {text}", flush=True)
 
 
-def run_horovod(workers: int, worker_args: list[str]) -> float:
+def run_horovod(workers: int, worker_args: list[str], rank_hosts: dict[int, str] | None = None) -> float:
+    """horovodrun to the end; the host each rank reported lands in `rank_hosts` when given."""
     command = horovod_command(workers, worker_args)
     env = {
         **os.environ,
@@ -117,11 +144,20 @@ def run_horovod(workers: int, worker_args: list[str]) -> float:
         "PYTHONUNBUFFERED": "1",
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
     }
-    log.info("launching: %s", " ".join(command[:8]) + " ... gauntlet.training.worker")
+    if os.environ.get("GAUNTLET_HOROVOD_IFACE"):
+        # Gloo's own sockets on the interface the hosts share (horovodrun sets it too; explicit here
+        # so a rank never binds a container's other interfaces).
+        env["HOROVOD_GLOO_IFACE"] = os.environ["GAUNTLET_HOROVOD_IFACE"]
+    log.info("launching: %s", " ".join(command[: command.index(sys.executable)]) + " ... gauntlet.training.worker")
     # horovodrun puts its whole environment on each rank's command line: keys travel in a file instead.
-    hosts = credentials.remote_hosts(os.environ.get("GAUNTLET_HOROVOD_HOSTFILE"))
-    with credentials.rank_environment(env, hosts, os.environ.get("GAUNTLET_HOROVOD_SSH_PORT")) as rank_env:
-        return _launch("horovodrun", command, rank_env)
+    hosts = credentials.remote_hosts(
+        os.environ.get("GAUNTLET_HOROVOD_HOSTFILE"), os.environ.get("GAUNTLET_HOROVOD_HOSTS")
+    )
+    ssh = credentials.SshSettings(
+        os.environ.get("GAUNTLET_HOROVOD_SSH_PORT"), os.environ.get("GAUNTLET_HOROVOD_SSH_IDENTITY")
+    )
+    with credentials.rank_environment(env, hosts, ssh) as rank_env:
+        return _launch("horovodrun", command, rank_env, rank_hosts)
 
 
 def torchrun_command(workers: int, worker_args: list[str], log_dir: str) -> list[str]:
@@ -148,7 +184,7 @@ def torchrun_command(workers: int, worker_args: list[str], log_dir: str) -> list
     ]
 
 
-def run_torchrun(workers: int, worker_args: list[str]) -> float:
+def run_torchrun(workers: int, worker_args: list[str], rank_hosts: dict[int, str] | None = None) -> float:
     """The ddp backend's launch. torchrun hands its environment to the ranks directly (never on a
     command line), so the AWS keys stay where they are."""
     env = {
@@ -164,37 +200,39 @@ def run_torchrun(workers: int, worker_args: list[str]) -> float:
     with tempfile.TemporaryDirectory(prefix="gauntlet-torchrun-") as log_dir:
         command = torchrun_command(workers, worker_args, log_dir)
         log.info("launching: %s", " ".join(command[:6]) + f" {workers} ... gauntlet.training.worker")
-        return _launch("torchrun", command, env)
+        return _launch("torchrun", command, env, rank_hosts)
 
 
-def _launch(launcher: str, command: list[str], env: dict[str, str]) -> float:
+def _launch(launcher: str, command: list[str], env: dict[str, str], rank_hosts: dict[int, str] | None = None) -> float:
     """Run a launcher to the end, relaying its ranks' lines; its wall time, or TrainingFailed."""
     started = time.perf_counter()
     tail: list[str] = []
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as process:
-        _stream(process, tail)
+        _stream(process, tail, rank_hosts)
         code = process.wait()
     if code != 0:
         raise TrainingFailed(f"{launcher} exited with {code}; last lines:\n" + "\n".join(tail[-15:]))
     return time.perf_counter() - started
 
 
-def launch(backend: str, workers: int, worker_args: list[str]) -> float:
-    """Start the worker's ranks under the run's engine; the launch's wall time."""
+def launch(backend: str, workers: int, worker_args: list[str], rank_hosts: dict[int, str] | None = None) -> float:
+    """Start the worker's ranks under the run's engine; the launch's wall time (the host each rank
+    reported lands in `rank_hosts` when given)."""
     if backend == DDP:
-        return run_torchrun(workers, worker_args)
-    return run_horovod(workers, worker_args)
+        return run_torchrun(workers, worker_args, rank_hosts)
+    return run_horovod(workers, worker_args, rank_hosts)
 
 
 def _require_launchable(backend: str) -> None:
     """torchrun starts ranks on this host only; an MPIJob's hostfile is Horovod's to use."""
-    hostfile = os.environ.get("GAUNTLET_HOROVOD_HOSTFILE")
-    if backend == DDP and hostfile:
-        raise BadInput(
-            f"training.backend ddp starts its ranks on this host only, but GAUNTLET_HOROVOD_HOSTFILE "
-            f"({hostfile}) asks for ranks across hosts (an MPIJob launcher): set training.backend=horovod "
-            "for a multi-host run, or unset GAUNTLET_HOROVOD_HOSTFILE"
-        )
+    for setting in ("GAUNTLET_HOROVOD_HOSTFILE", "GAUNTLET_HOROVOD_HOSTS"):
+        hosts = os.environ.get(setting)
+        if backend == DDP and hosts:
+            raise BadInput(
+                f"training.backend ddp starts its ranks on this host only, but {setting} ({hosts}) asks for "
+                f"ranks across hosts (an MPIJob launcher): set training.backend=horovod for a multi-host run, "
+                f"or unset {setting}"
+            )
 
 
 def _require_protocol_split(dataset_uri: str, manifest: dict[str, Any], protocol: Protocol) -> None:
@@ -270,10 +308,12 @@ def _train(
 ) -> dict[str, Any]:
     started_at = dt.datetime.now(dt.UTC)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    rank_hosts: dict[int, str] = {}
     wall = launch(
         params.get("backend", HOROVOD),
         params["workers"],
         ["--dataset", dataset_uri, "--experiment", experiment_uri, "--params", json.dumps(params)],
+        rank_hosts,
     )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_seconds = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -294,6 +334,10 @@ def _train(
         "image_digest": os.environ.get("GAUNTLET_IMAGE_DIGEST"),
         "hardware": {**hardware, "world_size": worker["world_size"], "device": worker["device"]},
         "backend": worker.get("backend", HOROVOD),
+        "precision": worker.get("precision", PRECISIONS[0]),
+        "input": worker.get("input"),  # where the rows sat, and the share of step time spent waiting for them
+        # Where the ranks ran; not part of the key: the same ranks on one host or several compute the same.
+        "topology": topology.describe(params["workers"], rank_hosts),
         "started": started_at.isoformat(),
         "finished": dt.datetime.now(dt.UTC).isoformat(),
         "wall_seconds": round(wall, 3),

@@ -16,9 +16,11 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from gauntlet.logs import get_logger
+from gauntlet.training import topology
 
 log = get_logger("gauntlet.credentials")
 
@@ -28,8 +30,20 @@ _FILE_KEYS = {
     "AWS_SECRET_ACCESS_KEY": "aws_secret_access_key",
     "AWS_SESSION_TOKEN": "aws_session_token",
 }
-# horovodrun's own ssh options (horovod.runner.util.remote.SSH_COMMAND_PREFIX).
-_SSH = ["ssh", "-o", "PasswordAuthentication=no", "-o", "StrictHostKeyChecking=no"]
+# horovodrun's own ssh options (horovod.runner.util.remote.SSH_COMMAND_PREFIX), and a bound on
+# connecting: removing the file from a host that died mid-run must not hold up the step's failure.
+_SSH = ["ssh", "-o", "PasswordAuthentication=no", "-o", "StrictHostKeyChecking=no", "-o", "ConnectTimeout=5"]
+
+
+@dataclass(frozen=True)
+class SshSettings:
+    """How horovodrun reaches the other hosts: a non-root sshd's port, the run's private key."""
+
+    port: str | None = None
+    identity: str | None = None
+
+    def options(self) -> list[str]:
+        return [*(["-p", self.port] if self.port else []), *(["-i", self.identity] if self.identity else [])]
 
 
 def credentials_text(env: dict[str, str]) -> str:
@@ -41,7 +55,7 @@ def credentials_text(env: dict[str, str]) -> str:
 
 @contextlib.contextmanager
 def rank_environment(
-    env: dict[str, str], remote_hosts: list[str], ssh_port: str | None = None
+    env: dict[str, str], remote_hosts: list[str], ssh: SshSettings | None = None
 ) -> Iterator[dict[str, str]]:
     """`env` for horovodrun with the AWS keys moved into a user-only file (on every rank's host)."""
     if not (env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY")):
@@ -56,30 +70,33 @@ def rank_environment(
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
         for host in remote_hosts:
-            _ssh(host, ssh_port, f"umask 077 && mkdir -p {folder} && cat > {path}", text)
+            _ssh(host, ssh or SshSettings(), f"umask 077 && mkdir -p {folder} && cat > {path}", text)
         ranks = {k: v for k, v in env.items() if k not in AWS_KEY_VARIABLES}
         yield {**ranks, "AWS_SHARED_CREDENTIALS_FILE": str(path)}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
         for host in remote_hosts:
             with contextlib.suppress(subprocess.SubprocessError, OSError):
-                _ssh(host, ssh_port, f"rm -rf {folder}", "")
+                _ssh(host, ssh or SshSettings(), f"rm -rf {folder}", "")
 
 
-def _ssh(host: str, port: str | None, command: str, stdin: str) -> None:
+def _ssh(host: str, ssh: SshSettings, command: str, stdin: str) -> None:
     """Run `command` on `host`; the secret travels on stdin, never in an argument."""
-    ports = ["-p", port] if port else []
-    result = subprocess.run([*_SSH, *ports, host, command], input=stdin, text=True, capture_output=True, timeout=60)
+    result = subprocess.run(
+        [*_SSH, *ssh.options(), host, command], input=stdin, text=True, capture_output=True, timeout=60
+    )
     if result.returncode != 0:
         raise RuntimeError(f"could not place the ranks' credentials file on {host}: {result.stderr.strip()[-500:]}")
 
 
-def remote_hosts(hostfile: str | None) -> list[str]:
-    """The hostfile's hosts that are not this machine (horovodrun reaches those over ssh)."""
-    if not hostfile:
+def remote_hosts(hostfile: str | None, hosts: str | None = None) -> list[str]:
+    """The hosts of a hostfile or of horovodrun's `-H host:slots,...` that are not this machine
+    (horovodrun reaches those over ssh)."""
+    if not (hostfile or hosts):
         return []
     from horovod.runner.util import network
 
-    names = [line.split()[0] for line in Path(hostfile).read_text().splitlines() if line.strip()]
+    placed = topology.parse_hosts(hosts) if hosts else topology.parse_hostfile(str(hostfile))
+    names = [entry["host"] for entry in placed]
     local = network.get_local_host_addresses()
     return [name for name in dict.fromkeys(names) if network.resolve_host_address(name) not in local]

@@ -4,11 +4,13 @@ Started by `horovodrun -np N python -m gauntlet.training.worker ...`, or for `tr
 by `torchrun --nproc-per-node N -m gauntlet.training.worker ...` (see steps/train.py). `train()` is
 Horovod's recipe (examples/pytorch/pytorch_mnist.py) for either engine (training/backends.py):
 init, pin a GPU per local rank (NCCL) or stay on CPU (Gloo), shard the data with a
-DistributedSampler, scale the learning rate by the world size, average gradients by allreduce
+DistributedSampler (its batches on the device when the rows fit there, else prefetched from pinned
+memory: training/device_data.py), scale the learning rate by the world size, average gradients by allreduce
 (hvd.DistributedOptimizer, or DistributedDataParallel), broadcast rank 0's state, train epochs, and
 rank 0 saves. Around it: checkpoints (training/checkpoint.py; a restarted run resumes with the epoch
-counter, optimizer and RNG state it had), the step itself (training/loop.py) and test faults
-(training/faults.py).
+counter, optimizer and RNG state it had), the step itself (training/loop.py, in fp32 or under bf16
+autocast as `precision` says) and test faults (training/faults.py). Each epoch's curve row keeps the
+share of step time spent waiting for input.
 
 The dataset manifest's task picks the net's output (one logit per class, or one value) and the loss
 (cross-entropy, or MSE on standardised targets). Every curve row's `train_error`/`dev_error` is the
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,16 +34,19 @@ import torch
 from torch.utils.data import DistributedSampler, TensorDataset
 
 from gauntlet import layout, storage
+from gauntlet.config import PRECISIONS
 from gauntlet.hashing import sha256_bytes
 from gauntlet.logs import get_logger, setup_logging
 from gauntlet.protocol import plateaued
-from gauntlet.training import backends, checkpoint
+from gauntlet.training import backends, checkpoint, topology
 from gauntlet.training.backends import Backend
-from gauntlet.training.data import batch_loader, load_preprocessor, load_split
-from gauntlet.training.loop import EpochTotals, TaskLoss, task_loss, train_epoch
+from gauntlet.training.data import load_preprocessor, load_split
+from gauntlet.training.device_data import DeviceBatches
+from gauntlet.training.loop import EpochTotals, TaskLoss, autocast_dtype, task_loss, train_epoch
 from gauntlet.training.model import build_model, bundle_bytes, bundle_spec, parameter_digest
 
 log = get_logger("gauntlet.worker")
+PRECISION_DEFAULT = PRECISIONS[0]
 
 
 def train(args: argparse.Namespace) -> None:
@@ -81,8 +87,9 @@ def train(args: argparse.Namespace) -> None:
     sampler: DistributedSampler[Any] = DistributedSampler(
         data.train, num_replicas=size, rank=rank, shuffle=True, seed=seed
     )
-    loader = batch_loader(data.train, sampler, params["batch_size"], pin_memory=not on_cpu)
-    _log_plan(backend, sampler, len(data.train), params, device)
+    batches = train_batches(data.train, sampler, params["batch_size"], device)
+    autocast = autocast_dtype(params.get("precision", PRECISION_DEFAULT), device)
+    _log_plan(backend, sampler, len(data.train), params, device, batches.placement)
 
     # 6. Epochs, until the budget or the protocol's plateau; rank 0 checkpoints each one.
     started, stopped_early = time.perf_counter(), False
@@ -93,7 +100,7 @@ def train(args: argparse.Namespace) -> None:
         sampler.set_epoch(epoch)
         tick = time.perf_counter()
         hooks = backend.step_hooks(epoch, on_cpu)
-        totals = train_epoch(trained, optimizer, loader, device, hooks, loss_fn=data.loss)
+        totals = train_epoch(trained, optimizer, batches, device, hooks, autocast=autocast, loss_fn=data.loss)
         schedule.step()
         curve.append(_curve_row(backend, epoch, totals, model, data, tick))
         if rank == 0:
@@ -101,15 +108,35 @@ def train(args: argparse.Namespace) -> None:
             checkpoint.save(args.experiment, model, optimizer, schedule, epoch, curve)
 
     # 7. Every rank must hold the same weights; rank 0 writes the model and the run's record.
-    record = {"device": device.type, "resumed_from_epoch": start_epoch - 1 if start_epoch > 1 else None}
+    record = {
+        "device": device.type,
+        "resumed_from_epoch": start_epoch - 1 if start_epoch > 1 else None,
+        "precision": params.get("precision", PRECISION_DEFAULT),
+        "input": {"placement": batches.placement, "wait_fraction": _input_wait(curve[start_epoch - 1 :])},
+    }
     _save_model(backend, args.experiment, model.cpu(), params, data, curve, {**record, "stopped_early": stopped_early})
     scratch.cleanup()
     backend.close()
 
 
+def train_batches(
+    train: TensorDataset, sampler: DistributedSampler[Any], batch_size: int, device: torch.device
+) -> DeviceBatches:
+    """The worker's input path for a rank's shard (the GPU benchmark drives the same one)."""
+    features, labels = train.tensors
+    return DeviceBatches(features, labels, sampler, batch_size, device)
+
+
+def _input_wait(rows: list[dict[str, Any]]) -> float | None:
+    """The run's share of training-pass time spent waiting for input, over the epochs it trained."""
+    timed = [row for row in rows if "step_seconds" in row]
+    stepped = sum(row["step_seconds"] for row in timed)
+    return sum(row["input_seconds"] for row in timed) / stepped if stepped > 0 else None
+
+
 @dataclass
 class _Data:
-    train: TensorDataset  # on the CPU: batches move to the device as they are drawn
+    train: TensorDataset  # on the CPU; DeviceBatches places its rows
     x_dev: torch.Tensor  # on the device
     y_dev: torch.Tensor
     preprocessor: dict[str, Any]
@@ -194,7 +221,9 @@ def _curve_row(
     backend: Backend, epoch: int, totals: EpochTotals, model: torch.nn.Module, data: _Data, tick: float
 ) -> dict[str, Any]:
     """The epoch's line of the learning curve, over all ranks."""
-    loss_sum, wrong, seen = backend.allreduce_sums([totals.loss_sum, totals.wrong, totals.seen], f"train.{epoch}")
+    loss_sum, wrong, seen, waited, stepped = backend.allreduce_sums(
+        [totals.loss_sum, totals.wrong, totals.seen, totals.input_seconds, totals.seconds], f"train.{epoch}"
+    )
     dev_loss, dev_wrong = _evaluate_shard(backend, model, data, f"dev.{epoch}")
     row = {
         "epoch": epoch,
@@ -205,6 +234,11 @@ def _curve_row(
         "dev_error": _error(dev_wrong, data.task),
         "samples_per_s": seen / totals.seconds,
         "epoch_seconds": time.perf_counter() - tick,
+        # Over all ranks: the share of the training passes spent waiting for a batch, and the mean
+        # rank's seconds of each.
+        "input_wait_fraction": waited / stepped if stepped > 0 else 0.0,
+        "input_seconds": waited / backend.size,
+        "step_seconds": stepped / backend.size,
     }
     if data.task == "regression":
         row.update(train_rmse=row["train_error"], dev_rmse=row["dev_error"])
@@ -256,6 +290,8 @@ def _save_model(
             "device": record["device"],
             "resumed_from_epoch": record["resumed_from_epoch"],
             "epochs_run": len(curve),
+            "precision": record["precision"],
+            "input": record["input"],
             "stopped_early": record["stopped_early"],
             "task": data.task,
             "curve_metric": curve_metric(data.task),
@@ -265,9 +301,15 @@ def _save_model(
 
 
 def _log_plan(
-    backend: Backend, sampler: DistributedSampler[Any], rows: int, params: dict[str, Any], device: torch.device
+    backend: Backend,
+    sampler: DistributedSampler[Any],
+    rows: int,
+    params: dict[str, Any],
+    device: torch.device,
+    placement: str,
 ) -> None:
     rank, size = backend.rank, backend.size
+    log.info(topology.RANK_LINE, rank, size, socket.gethostname())  # where each rank really runs
     # Equal shards need total_size rows: the sampler repeats rows at the end, and they land on the last ranks.
     repeated = sum(1 for i in range(rows, sampler.total_size) if i % size == rank)
     if repeated:
@@ -281,13 +323,15 @@ def _log_plan(
         )
     if rank == 0:
         log.info(
-            "training %d epochs on %d rows (%d ranks x batch %d = global batch %d, lr %.4g), %s",
+            "training %d epochs on %d rows (%d ranks x batch %d = global batch %d, lr %.4g, %s, rows %s), %s",
             params["epochs"],
             rows,
             size,
             params["batch_size"],
             size * params["batch_size"],
             params["lr"] * size,
+            params.get("precision", PRECISION_DEFAULT),
+            placement,
             backend.describe(device),
         )
 
@@ -295,7 +339,8 @@ def _log_plan(
 def _log_epoch(row: dict[str, Any], epochs: int, seconds_per_epoch: float) -> None:
     name = "rmse" if "dev_rmse" in row else "error"  # the curve metric, by its name
     log.info(
-        "epoch %d/%d train_loss=%.4f train_%s=%.4f dev_loss=%.4f dev_%s=%.4f samples/s=%.0f epoch_time=%.2fs eta=%.0fs",
+        "epoch %d/%d train_loss=%.4f train_%s=%.4f dev_loss=%.4f dev_%s=%.4f samples/s=%.0f input_wait=%.1f%% "
+        "epoch_time=%.2fs eta=%.0fs",
         row["epoch"],
         epochs,
         row["train_loss"],
@@ -305,6 +350,7 @@ def _log_epoch(row: dict[str, Any], epochs: int, seconds_per_epoch: float) -> No
         name,
         row["dev_error"],
         row["samples_per_s"],
+        100 * row["input_wait_fraction"],
         row["epoch_seconds"],
         seconds_per_epoch * (epochs - row["epoch"]),
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gauntlet.training.credentials import credentials_text, rank_environment, remote_hosts
+from gauntlet.training.credentials import SshSettings, credentials_text, rank_environment, remote_hosts
 
 
 def test_credentials_text_keeps_the_session_token_under_the_default_profile() -> None:
@@ -28,3 +28,13 @@ def test_only_other_machines_of_a_hostfile_are_remote(tmp_path: Path) -> None:
     hostfile = tmp_path / "hostfile"
     hostfile.write_text("localhost slots=2\n127.0.0.1 slots=2\n\nlocalhost slots=1\n")
     assert remote_hosts(str(hostfile)) == []
+
+
+def test_only_other_machines_of_a_host_list_are_remote() -> None:
+    assert remote_hosts(None, "localhost:1,127.0.0.1:1") == []
+    assert remote_hosts(None, "localhost:1,192.0.2.7:1") == ["192.0.2.7"]
+
+
+def test_ssh_settings_become_ssh_options() -> None:
+    assert SshSettings().options() == []
+    assert SshSettings("2222", "/keys/id_ed25519").options() == ["-p", "2222", "-i", "/keys/id_ed25519"]
