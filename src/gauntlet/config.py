@@ -26,6 +26,7 @@ TASKS = ("classification", "regression")
 IMPUTATIONS = ("median", "mean", "zero")
 ENCODINGS = ("one_hot", "ordinal")
 BACKENDS = ("horovod", "ddp")  # training engines; the first is the default
+PRECISIONS = ("fp32", "bf16")  # training.precision: forward and loss in fp32, or under bf16 autocast; fp32 default
 # The column preprocess writes each row's partition date into: never a feature.
 PARTITION_COLUMN = "date"
 
@@ -86,6 +87,7 @@ class TrainingConfig:
     max_hours: float | None = None  # the train step refuses a run its preflight estimates longer
     max_cost: float | None = None  # ... or costlier (USD, include/prices.yaml)
     backend: str = "horovod"  # the training engine: horovod (horovodrun) | ddp (torchrun, DistributedDataParallel)
+    precision: str = "fp32"  # fp32 | bf16 (torch.autocast around forward and loss)
 
 
 @dataclass(frozen=True)
@@ -261,7 +263,13 @@ def config_from_dict(raw: dict[str, Any]) -> PipelineConfig:
         max_hours=None if t.get("max_hours") is None else float(t["max_hours"]),
         max_cost=None if t.get("max_cost") is None else float(t["max_cost"]),
         backend=str(t.get("backend", BACKENDS[0])),
+        precision=t.get("precision", PRECISIONS[0]),
     )
+    if training.precision not in PRECISIONS:
+        raise ConfigError(
+            f"training.precision {training.precision!r} is unknown (known: {', '.join(PRECISIONS)}): "
+            "fp32 trains in float32, bf16 runs forward and loss under bfloat16 autocast"
+        )
     if training.backend not in BACKENDS:
         raise ConfigError(f"training.backend {training.backend!r} is unknown (known: {', '.join(BACKENDS)})")
     if training.schedule not in ("cosine", "constant"):

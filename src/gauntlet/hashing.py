@@ -105,6 +105,7 @@ TRAINING_CODE = (
     "training/faults.py",
     "training/model.py",
     "training/data.py",
+    "training/device_data.py",
     "encoding.py",
 )
 # An evaluation's figures and verdict: the evaluate step, the protocol's budget rule, the anchor,

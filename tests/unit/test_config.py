@@ -45,6 +45,7 @@ def test_the_demo_config_parses_into_typed_sections() -> None:
         ({"training__workers": True}, "training.workers must be int"),
         ({"model__kind": "rnn"}, "model.kind 'rnn' is unknown"),
         ({"training__schedule": "step"}, "training.schedule 'step' is unknown"),
+        ({"training__precision": "fp16"}, "training.precision 'fp16' is unknown"),
         ({"dataset__classes": [1]}, "at least two classes"),
     ],
 )

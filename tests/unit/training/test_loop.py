@@ -1,4 +1,5 @@
-"""training.loop: train_epoch is the plain optimisation step, with hooks in step order and the task's loss."""
+"""training.loop: train_epoch is the plain optimisation step, with hooks in step order and the task's loss;
+the sums a GPU keeps on the device are the host's to the bit; bf16 autocast trains on a CPU too."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from gauntlet.training.loop import StepHooks, task_loss, train_epoch
+from gauntlet.training.loop import DeviceSums, HostSums, StepHooks, autocast_dtype, task_loss, train_epoch
 from gauntlet.training.model import Unstandardize
 
 
@@ -111,3 +112,35 @@ def test_train_epoch_fits_a_regression_in_raw_units() -> None:
 def test_a_task_without_a_loss_is_refused(task: str, preprocessor: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         task_loss(task, preprocessor)
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_sums_kept_on_the_device_equal_the_hosts_to_the_bit(task: str) -> None:
+    """What a GPU pass accumulates without waiting is what a CPU pass adds up in Python floats."""
+    loss_fn = task_loss(task, {"target": {"mean": 1.0, "scale": 3.0}})
+    host, device = HostSums(), DeviceSums(torch.device("cpu"))
+    generator = torch.Generator().manual_seed(5)
+    for rows in (7, 16, 16, 3, 11):
+        outputs = torch.randn(rows, 3 if task == "classification" else 1, generator=generator) * 4
+        targets = torch.randint(0, 3, (rows,), generator=generator) if task == "classification" else torch.randn(rows)
+        for sums in (host, device):
+            sums.add(loss_fn.mean(outputs, targets), loss_fn.wrong(outputs, targets), rows)
+    assert device.values() == host.values() and host.values()[0] != 0
+
+
+def test_precision_bf16_runs_forward_under_autocast_on_a_cpu_and_trains_other_weights() -> None:
+    cpu = torch.device("cpu")
+    assert autocast_dtype("fp32", cpu) is None and autocast_dtype("bf16", cpu) is torch.bfloat16
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        autocast_dtype("fp8", cpu)
+    x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
+    batches = [(x[i : i + 16], y[i : i + 16]) for i in range(0, 64, 16)]
+    (fp32, opt32), (bf16, opt16) = _tiny_model(4), _tiny_model(4)
+    seen: list[torch.dtype] = []
+    bf16[2].register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    first = train_epoch(fp32, opt32, batches, cpu)
+    second = train_epoch(bf16, opt16, batches, cpu, autocast=autocast_dtype("bf16", cpu))
+    assert seen == [torch.bfloat16] * 4  # the last Linear ran in bfloat16
+    assert second.steps == first.steps and second.loss_sum == pytest.approx(first.loss_sum, rel=0.05)
+    assert not torch.equal(fp32[0].weight, bf16[0].weight)
+    assert bf16[0].weight.dtype == torch.float32  # autocast leaves the parameters in float32

@@ -1,5 +1,7 @@
 """training.worker: its imports are in the experiment key, its arguments, no Horovod at import, and
-one rank under horovodrun trains the dataset's task into a bundle that predicts in the label's terms."""
+one rank under horovodrun trains the dataset's task into a bundle that predicts in the label's terms
+(in fp32, or under bf16 autocast), reporting its precision and the share of step time spent waiting
+for input."""
 
 from __future__ import annotations
 
@@ -101,12 +103,13 @@ PARAMS = {
 }
 
 
-def _train_one_rank(store: str, dataset: str) -> tuple[dict[str, Any], bytes]:
+def _train_one_rank(store: str, dataset: str, **changes: Any) -> tuple[dict[str, Any], bytes]:
     """The train step's own launch: horovodrun, one rank of the worker; returns its report and model."""
     from gauntlet.steps.train import run_horovod
 
     experiment = layout.experiment_uri(store, uuid.uuid4().hex)
-    run_horovod(1, ["--dataset", dataset, "--experiment", experiment, "--params", json.dumps(PARAMS)])
+    params = json.dumps({**PARAMS, **changes})
+    run_horovod(1, ["--dataset", dataset, "--experiment", experiment, "--params", params])
     return storage.get_json(layout.worker_report_uri(experiment)), storage.get_bytes(layout.model_uri(experiment))
 
 
@@ -126,12 +129,16 @@ def test_the_worker_trains_a_regression_whose_bundle_predicts_in_the_labels_unit
     rmse = float(np.sqrt(np.mean((values[:, 0] - dev_y) ** 2)))
     assert rmse < 0.25 * dev_y.std(), (rmse, dev_y.std())  # raw scale: the label's spread is ~100
     assert rmse == pytest.approx(last["dev_rmse"], rel=1e-4)
+    # fp32 by default; a CPU rank indexes its rows where they are and times its wait for them.
+    assert report["precision"] == "fp32" and report["input"]["placement"] == "host"
+    assert all(0 < row["input_seconds"] < row["step_seconds"] for row in report["curve"])
+    assert 0 < report["input"]["wait_fraction"] < 1
 
 
-def test_the_worker_keeps_classification_error_rates_and_the_class_names(store: str) -> None:
+def test_the_worker_keeps_classification_error_rates_and_the_class_names_under_bf16(store: str) -> None:
     dataset, dev_x, dev_y = _commit_toy_dataset(store, "classification", ["no", "yes"])
-    report, bundle = _train_one_rank(store, dataset)
-    assert (report["task"], report["curve_metric"]) == ("classification", "error_rate")
+    report, bundle = _train_one_rank(store, dataset, precision="bf16")
+    assert (report["task"], report["curve_metric"], report["precision"]) == ("classification", "error_rate", "bf16")
     last = report["curve"][-1]
     assert "dev_rmse" not in last and 0.0 <= last["dev_error"] < 0.2
     model, spec = read_bundle(bundle)
