@@ -1,9 +1,12 @@
 """Run every benchmark and write artifacts/bench/results.json and results.md (with date and machine).
 
-    python benchmarks/run_all.py [--quick] [--only horovod data incremental pipeline gpu] [--out artifacts/bench]
+    python benchmarks/run_all.py [--quick] [--only horovod data incremental pipeline stack nightly gpu]
+        [--out artifacts/bench]
 
 --quick is the small configuration CI runs so the benchmarks cannot rot (a few minutes in all);
-without it the figures are the README's. --only re-runs some benchmarks and keeps the others'
+without it the figures are the README's. The running-stack benchmarks (stack, nightly: one
+`scripts/stack.sh up` and one nightly they share) are left out of --quick: starting a stack costs
+more than the rest of the quick run, and tests/stack covers the stack itself. --only re-runs some benchmarks and keeps the others'
 last figures from results.json. On a machine without a GPU the GPU benchmark runs its tiny CPU
 fallback. A benchmark that fails is recorded with its error and the runner exits non-zero.
 """
@@ -23,7 +26,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks import data_path, gpu_train, horovod_scaling, incremental, pipeline
+from benchmarks import data_path, gpu_train, horovod_scaling, incremental, nightly_breakdown, pipeline, stack_overhead
 from benchmarks.common import ROOT, load_average, machine, markdown_table, now, write_results
 
 BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
@@ -31,8 +34,11 @@ BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "data": data_path.bench,
     "incremental": incremental.bench,
     "pipeline": pipeline.bench,
+    "stack": stack_overhead.bench,
+    "nightly": nightly_breakdown.bench,
     "gpu": gpu_train.bench,
 }
+NOT_QUICK = {"stack", "nightly"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,11 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     failed = False
     for key, bench in BENCHMARKS.items():
-        if args.only and key not in args.only:
+        if (args.only and key not in args.only) or (args.quick and key in NOT_QUICK):
             if key in previous:
                 results["benchmarks"].append(previous[key])
             continue
-        started = time.perf_counter()
+        started, load_before = time.perf_counter(), load_average()
         print(f"bench: {key} ...", flush=True)
         try:
             result = bench(args.quick)
@@ -70,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                 "error": str(error)[-2000:],
                 "rows": [{"figure": "error", "value": str(error).splitlines()[0][:200], "met": False}],
             }
+        result.setdefault("load_average", [load_before, load_average()])
         result.update(key=key, seconds=round(time.perf_counter() - started, 1), date=now())
         results["benchmarks"].append(result)
         for row in result["rows"]:

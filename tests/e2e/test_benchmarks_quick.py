@@ -225,3 +225,124 @@ def test_pipeline_benchmark_reads_the_execution_api_start_from_the_task_log() ->
     )
     assert _execution_api_start_seconds(log, started) == pytest.approx(2.133195)
     assert _execution_api_start_seconds("no such line\n", started) is None
+
+
+def test_horovod_ceiling_share_is_taken_round_by_round() -> None:
+    from benchmarks.horovod_scaling import FULL, model_rows, per_round
+
+    figures = {  # round 2 ran under twice the load: every variant halves, the ratios stay
+        "horovod_1": [100.0, 50.0],
+        "horovod_2": [190.0, 95.0],
+        "ddp_2": [200.0, 90.0],
+        "compute_1": [100.0, 50.0],
+        "compute_2": [200.0, 100.0],
+        "horovod_2_nofusion": [209.0, 95.0],
+    }
+    r = per_round(figures)
+    assert r["share"] == pytest.approx([0.95, 0.95]) and r["versus_ddp"] == pytest.approx([0.95, 95 / 90])
+    assert r["horovod_2_nofusion / horovod_2"] == pytest.approx([1.1, 1.0])
+    rows = {row["figure"]: row for row in model_rows("mlp", FULL, figures)}
+    share = rows["mlp: Horovod 2-rank scaling as a share of the no-communication ceiling"]
+    assert share["met"] and share["value"] == "0.95 (0.95-0.95, 2 rounds)"
+    versus = rows["mlp: Horovod / DDP throughput (2 ranks, same global batch)"]
+    assert versus["met"] and versus["value"] == "1.00 (0.95-1.06, 2 rounds)x"
+
+
+def _night() -> dict[str, Any]:
+    """A nightly as the REST API returns it: validate 10 s, train 20 s, publish_champion 1 s."""
+
+    def at(seconds: float) -> str:
+        return (dt.datetime(2026, 12, 5, 2, 0, tzinfo=dt.UTC) + dt.timedelta(seconds=seconds)).isoformat()
+
+    def ti(task: str, queued: float, start: float, end: float) -> dict[str, Any]:
+        return {
+            "task_id": task,
+            "queued_when": at(queued),
+            "start_date": at(start),
+            "end_date": at(end),
+            "duration": end - start,
+        }
+
+    return {
+        "run": {"dag_run_id": "manual__x", "queued_at": at(-2), "start_date": at(0), "end_date": at(40)},
+        "task_instances": [
+            ti("validate", 1, 2, 12),
+            ti("train", 13, 15, 35),
+            {"task_id": "approval", "queued_when": None, "start_date": None, "end_date": None, "duration": None},
+            ti("publish_champion", 36, 37, 38),
+        ],
+        "outputs": {"validate": {"step_seconds": 8.0}, "train": {"step_seconds": 18.0, "wall_seconds": 16.0}},
+        "trigger_to_end_seconds": 43.0,
+    }
+
+
+def test_stack_overhead_splits_the_run_wall_into_scheduler_executor_and_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks import stack_overhead
+
+    monkeypatch.setattr(stack_overhead, "STEPS", ("validate", "train"))
+    night = _night()
+    night["outputs"]["train"]["experiment_uri"] = "s3://b/experiments/x"
+    a = stack_overhead.analyze(night)
+    assert a["wall_seconds"] == 40 and a["task_seconds"] == {"validate": 10, "train": 20, "publish_champion": 1}
+    assert a["ratio"] == pytest.approx(40 / 31) and a["ratio_to_steps"] == pytest.approx(40 / 26)
+    assert a["scheduler_gap_seconds"] == {"validate": 1, "train": 1, "publish_champion": 1}
+    assert a["executor_gap_seconds"] == {"validate": 1, "train": 2, "publish_champion": 1}
+    assert a["run_end_lag_seconds"] == 2 and a["queued_seconds"] == 2
+    assert a["task_beyond_step_seconds"] == {"validate": 2, "train": 2}
+    assert not stack_overhead.rows(a)[0]["met"]
+
+
+def test_nightly_breakdown_accounts_for_the_whole_night(monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks import nightly_breakdown, stack_overhead
+
+    monkeypatch.setattr(stack_overhead, "STEPS", ("validate", "train"))
+    monkeypatch.setattr(nightly_breakdown, "STEPS", ("validate", "train"))
+    night = _night()
+    night["outputs"]["train"]["experiment_uri"] = "s3://b/experiments/x"
+    a = {**stack_overhead.analyze(night), "worker_curve": [{"epoch_seconds": 5.0}, {"epoch_seconds": 6.0}]}
+    imports = {"interpreter": 0.1, "gauntlet CLI": 0.5, "CLI + validate": 1.5, "CLI + train": 0.7}
+    imports["rank: torch + horovod"] = 2.1
+    b = nightly_breakdown.breakdown(a, imports)
+    parts = list(b["parts_seconds"].values())
+    # Airflow: 3 s from the trigger to the run's start, 3 s scheduler gaps, 4 s executor gaps, 2 s at the end.
+    assert parts == pytest.approx([12.0, 5.0, 1.2, 5.0])
+    assert b["startup_seconds"] + b["work_seconds"] == pytest.approx(43.0)
+    assert b["rank_import_seconds"] == pytest.approx(2.0) and b["train_epochs_seconds"] == 11
+
+
+def test_bench_report_lists_every_target_with_its_load_average() -> None:
+    from benchmarks.common import markdown_table, target_rows
+
+    results = {
+        "date": "2026-12-05T02:00:00+00:00",
+        "quick": True,
+        "machine": {"cpu": "cpu", "cores": 2, "memory_gib": 8},
+        "load_average_start": 1.0,
+        "load_average_end": 2.0,
+        "benchmarks": [
+            {"key": "gpu", "name": "gpu train step", "result": {"device": "cpu"}, "rows": [], "load_average": [1, 2]},
+            {
+                "key": "horovod",
+                "name": "horovod",
+                "load_average": [0.5, 1.5],
+                "rows": [
+                    {"figure": "samples/s", "value": "1 / 2 / 2"},
+                    {"figure": "cnn: share", "value": "0.97", "target": ">= 0.95", "met": True},
+                ],
+            },
+            {"key": "stack", "name": "stack overhead", "error": "no stack", "rows": []},
+        ],
+    }
+    rows = target_rows(results)
+    assert [(r["item"], r["value"]) for r in rows] == [
+        ("1", "no GPU"),
+        ("3", "not run"),
+        ("4", "not run"),
+        ("5", "0.97"),
+        ("6", "error"),
+        ("6", "not run"),
+        ("7", "not run"),
+    ]
+    table = markdown_table(results)
+    assert "| 5 | cnn: share | 0.97 | >= 0.95 | met | 0.5 / 1.5 |" in table
+    assert "| 6 | stack benchmark | error |  | **missed** |  |" in table

@@ -44,12 +44,13 @@ class HorovodThreads:
         """SCHED_BATCH from now on, and SCHED_IDLE inside `yielding()` where that can be undone.
 
         GAUNTLET_RANK_THREAD_SCHEDULING=off keeps Horovod's threads as they start (the benchmark's
-        "plain recipe" variant measures what this buys)."""
-        if os.environ.get("GAUNTLET_RANK_THREAD_SCHEDULING", "on") == "off":
+        "plain recipe" variant measures what this buys); =batch keeps them SCHED_BATCH throughout."""
+        mode = os.environ.get("GAUNTLET_RANK_THREAD_SCHEDULING", "on")
+        if mode == "off":
             return
         if self.thread_ids:  # found in /proc: Linux
             self._set(os.SCHED_BATCH)
-            self.can_idle = _may_leave_sched_idle()
+            self.can_idle = mode != "batch" and _may_leave_sched_idle()
 
     @contextlib.contextmanager
     def yielding(self) -> Iterator[None]:

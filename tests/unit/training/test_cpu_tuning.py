@@ -41,3 +41,13 @@ def test_thread_scheduling_can_be_turned_off(idle_thread: int, monkeypatch: pyte
     with threads.yielding():
         assert os.sched_getscheduler(idle_thread) == os.SCHED_OTHER
     assert os.sched_getscheduler(idle_thread) == os.SCHED_OTHER
+
+
+def test_thread_scheduling_can_stay_batch_throughout(idle_thread: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GAUNTLET_RANK_THREAD_SCHEDULING", "batch")
+    threads = HorovodThreads([idle_thread])
+    threads.defer_to_compute()
+    assert not threads.can_idle
+    with threads.yielding():
+        assert os.sched_getscheduler(idle_thread) == os.SCHED_BATCH
+    assert os.sched_getscheduler(idle_thread) == os.SCHED_BATCH
