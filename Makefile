@@ -2,13 +2,16 @@
 #   make demo   one nightly run of the pipeline through Airflow on the embedded S3 server
 #               (DATASET=wine or DATASET=diabetes: the examples `gauntlet init` wrote)
 #   make test   lint, type-check and the test suite (what CI runs)
-.PHONY: setup demo test test-scale lint typecheck pytest test-stack browser up down stack-status mlflow format clean image image-gpu docker-e2e reliability evaluation bench bench-quick
+.PHONY: setup demo test test-scale lint typecheck pytest test-stack browser up down stack-status mlflow format clean image image-gpu docker-e2e reliability evaluation bench bench-quick lock
 
 VENV := .venv
 BIN := $(VENV)/bin
 
 setup:
 	@bash scripts/setup.sh
+
+lock:  ## regenerate requirements.lock from requirements.txt + requirements-dev.txt (UPGRADE=1: newest of everything)
+	@UPGRADE=$(UPGRADE) bash scripts/lock.sh
 
 DATASET ?= digits
 demo: setup  ## make demo DATASET=wine | diabetes runs a shipped example instead of digits

@@ -112,7 +112,7 @@ say "one-line source change rebuilds one thin layer"
 # A snapshot of the build context, so edits others make to the tree meanwhile cannot blur the check.
 ctx=$work/context
 mkdir -p "$ctx"
-cp -r Dockerfile .dockerignore pyproject.toml requirements.txt scripts include src "$ctx"/
+cp -r Dockerfile .dockerignore pyproject.toml requirements.txt requirements.lock scripts include src "$ctx"/
 cp -al wheelhouse "$ctx"/wheelhouse
 build_ctx() {  # TAG LOG: build the snapshot, print milliseconds taken
     local t0
