@@ -38,7 +38,7 @@ test: lint typecheck pytest test-stack
 test-scale: setup  ## scale-out: the production profile (PostgreSQL, Celery, Redis) under load and faults, multi-host Horovod
 	$(BIN)/python -m pytest -q -m scale tests/scale --durations=0
 
-up: setup  ## Airflow 3.3 (API server + UI, scheduler, DAG processor, triggerer) with the embedded S3 server
+up: setup  ## Airflow 3.3 (API server + UI, scheduler, DAG processor, triggerer) with the embedded S3 server; PROFILE=production: PostgreSQL, Redis, Celery workers, logs in S3
 	@if [ "$(MLFLOW)" = 1 ]; then bash scripts/mlflow_server.sh start || exit 1; export MLFLOW_TRACKING_URI=$$(bash scripts/mlflow_server.sh uri); fi; \
 		bash scripts/stack.sh up
 

@@ -2,15 +2,23 @@
 # The local Airflow stack: embedded S3 (moto) + Airflow 3 api-server (UI), scheduler, dag-processor
 # and triggerer, all background processes with pid files and logs under $AIRFLOW_HOME/stack/.
 #
+# Two profiles (PROFILE or GAUNTLET_PROFILE; unset: the one this AIRFLOW_HOME last ran, else embedded):
+#   embedded    SQLite metadata DB, LocalExecutor: one machine, nothing to install.
+#   production  PostgreSQL 15 metadata DB and Redis broker (scripts/services.sh: unprivileged, loopback,
+#               data under stack/), CeleryExecutor with two workers (worker-1, worker-2; both serve the
+#               queues `training` and `default`), task logs kept in S3 (remote logging).
+#
 #   scripts/stack.sh up       start (idempotent), print the UI address and the login
-#   scripts/stack.sh down     stop everything; Airflow's history stays in $AIRFLOW_HOME/airflow.db
+#   scripts/stack.sh down     stop everything of the profile that runs; Airflow's history stays (airflow.db
+#                             or stack/postgres)
 #   scripts/stack.sh status   what runs, and whether the API answers
 #   scripts/stack.sh env      the environment to `source` for the airflow CLI against this stack
 #
 # Settings (environment): AIRFLOW_HOME (.airflow/), GAUNTLET_API_PORT (8080), GAUNTLET_S3_PORT (9100),
 # GAUNTLET_STORE (s3://gauntlet), GAUNTLET_ADMIN_USER / GAUNTLET_ADMIN_PASSWORD (admin / admin),
 # GAUNTLET_SETTINGS_FILE (airflow_settings.yaml), GAUNTLET_SEED_DEMO (1: seed the demo partitions
-# when the store has none).
+# when the store has none). Production also: GAUNTLET_PG_PORT (15432), GAUNTLET_REDIS_PORT (16379),
+# GAUNTLET_WORKER_CONCURRENCY (3 task slots per worker), GAUNTLET_LOG_BUCKET (<store bucket>-logs).
 #
 # Metadata DB: SQLite. Airflow 3 has no SequentialExecutor; LocalExecutor runs on SQLite, and since
 # tasks reach the DB only through the API server, the writers are the four Airflow processes.
@@ -27,6 +35,13 @@ ADMIN_PASSWORD="${GAUNTLET_ADMIN_PASSWORD:-admin}"
 SETTINGS_FILE="${GAUNTLET_SETTINGS_FILE:-$ROOT/airflow_settings.yaml}"
 STATE="$AIRFLOW_HOME/stack"
 AIRFLOW_PROCESSES=(api-server scheduler dag-processor triggerer)
+CELERY_WORKERS=(worker-1 worker-2)
+PROFILE="${PROFILE:-${GAUNTLET_PROFILE:-$(cat "$STATE/profile" 2>/dev/null || echo embedded)}}"
+case "$PROFILE" in
+  embedded | production) ;;
+  *) echo "PROFILE=$PROFILE: use embedded or production" >&2; exit 2 ;;
+esac
+LOG_BUCKET="${GAUNTLET_LOG_BUCKET:-$(echo "${STORE#s3://}" | cut -d/ -f1)-logs}"
 
 log() { printf '[stack] %s\n' "$*" >&2; }
 
@@ -51,10 +66,39 @@ export AIRFLOW__CORE__DAGS_FOLDER='$ROOT/dags'
 export AIRFLOW__CORE__PLUGINS_FOLDER='$ROOT/plugins'
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__UNIT_TEST_MODE=False
+export GAUNTLET_PROFILE=$PROFILE
+EOF
+  if [[ "$PROFILE" == production ]]; then
+    # --- production profile: the settings deploy/ (compose, Helm) mirror ----------------------------
+    # The DB and broker URLs (with their generated passwords) come from scripts/services.sh urls.
+    bash "$ROOT/scripts/services.sh" urls >> "$STATE/stack.env"
+    cat >> "$STATE/stack.env" <<EOF
+export AIRFLOW__CORE__EXECUTOR=CeleryExecutor
+export AIRFLOW__CORE__PARALLELISM=8
+export AIRFLOW__OPERATORS__DEFAULT_QUEUE=default
+export AIRFLOW__CELERY__WORKER_CONCURRENCY=${GAUNTLET_WORKER_CONCURRENCY:-3}
+# A worker process takes one message at a time: a long training never holds a second one back.
+export AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER=1
+# Task instances record which worker ran them (the two workers share this machine's name).
+export AIRFLOW__CORE__HOSTNAME_CALLABLE=gauntlet.airflow.hostname.worker_hostname
+# Task logs go to S3 when a try ends, through the connection airflow_settings.yaml defines; the API
+# server reads them there, so a log outlives the worker that wrote it.
+export AIRFLOW__LOGGING__REMOTE_LOGGING=True
+export AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER='s3://$LOG_BUCKET/airflow/logs'
+export AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID=gauntlet_s3
+export AIRFLOW__LOGGING__DELETE_LOCAL_LOGS=True
+# The training pool's size (airflow_settings.yaml): one training per worker at a time.
+export GAUNTLET_TRAINING_SLOTS=${#CELERY_WORKERS[@]}
+EOF
+  else
+    cat >> "$STATE/stack.env" <<EOF
 export AIRFLOW__CORE__EXECUTOR=LocalExecutor
 export AIRFLOW__CORE__PARALLELISM=4
 # SQLite has one writer at a time: wait up to 30 s for the lock instead of failing after 5 s.
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN='sqlite:///$AIRFLOW_HOME/airflow.db?timeout=30'
+EOF
+  fi
+  cat >> "$STATE/stack.env" <<EOF
 export AIRFLOW__CORE__AUTH_MANAGER=airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS='$ADMIN_USER:admin'
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE='$STATE/passwords.json'
@@ -118,7 +162,9 @@ stop() {
 
 up() {
   cd "$ROOT"
+  if [[ "$PROFILE" == production ]]; then bash "$ROOT/scripts/services.sh" up; fi
   write_env
+  echo "$PROFILE" > "$STATE/profile"
   # shellcheck disable=SC1091
   source "$STATE/stack.env"
   start s3 "$VENV/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT"
@@ -141,31 +187,61 @@ if next(iter(storage.list_objects(storage.join(store, prefix) + "/")), None) is 
     print(f"[stack] seeded {len(landed)} demo partitions under {storage.join(store, prefix)}", file=sys.stderr)
 PY
   fi
-  log "migrating the metadata DB ($AIRFLOW_HOME/airflow.db)"
+  local history="$AIRFLOW_HOME/airflow.db" processes=("${AIRFLOW_PROCESSES[@]}")
+  if [[ "$PROFILE" == production ]]; then
+    history="PostgreSQL, $STATE/postgres"
+    processes+=("${CELERY_WORKERS[@]}")
+    "$VENV/bin/python" -c 'import sys; from gauntlet import storage; storage.ensure_bucket(sys.argv[1])' "$LOG_BUCKET"
+  fi
+  log "migrating the metadata DB ($history)"
   airflow db migrate > "$STATE/migrate.log" 2>&1 || { tail -20 "$STATE/migrate.log"; exit 1; }
   "$VENV/bin/python" scripts/load_airflow_settings.py "$SETTINGS_FILE" 2>> "$STATE/settings.log" >&2
   for name in "${AIRFLOW_PROCESSES[@]}"; do start "$name" airflow "$name"; done
+  if [[ "$PROFILE" == production ]]; then
+    # Both workers serve both queues: when one dies, its training's retry has another taker. On one
+    # machine they share the log folder, so the API server reads running tasks' logs from disk and
+    # neither needs its log server (finished tries are read from S3).
+    for name in "${CELERY_WORKERS[@]}"; do
+      start "$name" env GAUNTLET_WORKER_HOSTNAME="$name" airflow celery worker --celery-hostname "$name@%h" \
+        --queues training,default --skip-serve-logs --without-gossip --without-mingle
+    done
+  fi
   wait_http "http://127.0.0.1:$API_PORT/api/v2/monitor/health" 180 || { tail -30 "$STATE/api-server.log"; exit 1; }
+  if [[ "$PROFILE" == production ]]; then
+    cat <<EOF
+
+  Profile:     production: CeleryExecutor, workers ${CELERY_WORKERS[*]} (queues training, default)
+  PostgreSQL:  127.0.0.1:${GAUNTLET_PG_PORT:-15432}  (data $STATE/postgres)
+  Redis:       127.0.0.1:${GAUNTLET_REDIS_PORT:-16379}  (data $STATE/redis)
+  Task logs:   s3://$LOG_BUCKET/airflow/logs
+EOF
+  fi
   cat <<EOF
 
   Airflow UI:  http://127.0.0.1:$API_PORT   (user: $ADMIN_USER, password: $ADMIN_PASSWORD)
   S3 (moto):   http://127.0.0.1:$S3_PORT    store $STORE
   Airflow CLI: source $STATE/stack.env && airflow dags list
-  Stop with:   scripts/stack.sh down      (history is kept in $AIRFLOW_HOME/airflow.db)
+  Stop with:   scripts/stack.sh down      (history is kept in $history)
 EOF
 }
 
 down() {
+  # Whatever runs, whichever profile started it: workers first, so no task starts while the rest stops.
+  for name in "${CELERY_WORKERS[@]}"; do stop "$name"; done
   for (( i=${#AIRFLOW_PROCESSES[@]}-1; i>=0; i-- )); do stop "${AIRFLOW_PROCESSES[i]}"; done
   stop s3
+  if [[ -d "$STATE/postgres" || -d "$STATE/redis" ]]; then bash "$ROOT/scripts/services.sh" down; fi
 }
 
 status() {
-  local code=0
-  for name in s3 "${AIRFLOW_PROCESSES[@]}"; do
+  local code=0 names=(s3 "${AIRFLOW_PROCESSES[@]}")
+  [[ "$PROFILE" == production ]] && names+=("${CELERY_WORKERS[@]}")
+  echo "profile        $PROFILE"
+  for name in "${names[@]}"; do
     if running "$name"; then printf '%-14s running (pid %s)\n' "$name" "$(pid_of "$name")"
     else printf '%-14s stopped\n' "$name"; code=3; fi
   done
+  if [[ "$PROFILE" == production ]]; then bash "$ROOT/scripts/services.sh" status || code=3; fi
   if curl -fsS "http://127.0.0.1:$API_PORT/api/v2/monitor/health" 2>/dev/null; then echo
   else echo "api: no answer on http://127.0.0.1:$API_PORT"; code=3; fi
   return $code

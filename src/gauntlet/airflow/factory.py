@@ -12,6 +12,10 @@ from airflow.sdk import BaseOperator
 from gauntlet.airflow import containers
 from gauntlet.airflow.operator import GauntletStepOperator
 
+# Celery queues: training tasks go where the training hosts listen; everything else to the default
+# queue. Executors without queues (LocalExecutor) ignore them.
+TRAINING_QUEUE = "training"
+
 
 def runtime() -> str:
     """The runtime GAUNTLET_RUNTIME names (checked at parse time); the Airflow Variable
@@ -64,4 +68,7 @@ def step_task(
 ) -> BaseOperator:
     """A task that runs `gauntlet <step> --<name> <value> ...` for the configured runtime."""
     runtime()
-    return GauntletStepOperator(task_id=task_id or step, step=step, arguments=arguments, **(task_kwargs or {}))
+    kwargs = dict(task_kwargs or {})
+    if step == "train":
+        kwargs.setdefault("queue", TRAINING_QUEUE)
+    return GauntletStepOperator(task_id=task_id or step, step=step, arguments=arguments, **kwargs)

@@ -36,3 +36,9 @@ def test_publish_champion_task_reads_the_named_register_task() -> None:
     assert isinstance(task, PublishChampionOperator)
     assert task.task_id == "publish_champion" and task.register_task_id == "register_model"
     assert task.retries == 0
+
+
+def test_train_tasks_go_to_the_training_queue_and_the_rest_to_the_default_one() -> None:
+    assert factory.step_task("train", task_kwargs={"pool": "training"}).queue == factory.TRAINING_QUEUE == "training"
+    assert factory.step_task("evaluate").queue == "default"
+    assert factory.step_task("train", task_kwargs={"queue": "gpu"}).queue == "gpu"
