@@ -1,7 +1,7 @@
 # gauntlet task images: one image runs any step as `python -m gauntlet <step> ...`.
 #
 #   CPU (default):  scripts/build_image.sh                      (or: docker build --target cpu -t gauntlet:cpu .)
-#   GPU:            docker build --target gpu -t gauntlet:gpu .
+#   GPU:            docker build --target gpu -t gauntlet:gpu .          (CUDA 12.8; for CUDA 13 see gpu-builder)
 #
 # Stages: `builder` makes the CPU virtualenv (installing from ./wheelhouse with no index when it holds
 # wheels, building the patched Horovod wheel only if the wheelhouse lacks one), `cpu` copies that
@@ -14,9 +14,11 @@
 # line, which would make BuildKit pull a frontend image.
 
 ARG BASE_IMAGE=python:3.11-slim
-# The GPU images need CUDA's compiler and NCCL headers to build Horovod, and only the runtime after.
-ARG CUDA_DEVEL_IMAGE=nvidia/cuda:12.8.1-cudnn-devel-ubuntu22.04
-ARG CUDA_RUNTIME_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04
+# The GPU images need CUDA's compiler to build Horovod, and only the runtime after; Ubuntu 24.04 brings
+# a current GCC (13), for which scripts/build_horovod.sh patches Horovod's sources. cuDNN and NCCL come
+# with torch's CUDA wheels.
+ARG CUDA_DEVEL_IMAGE=nvidia/cuda:12.8.1-devel-ubuntu24.04
+ARG CUDA_RUNTIME_IMAGE=nvidia/cuda:12.8.1-runtime-ubuntu24.04
 
 # ---------------------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS builder
@@ -78,18 +80,21 @@ CMD ["--help"]
 
 # ---------------------------------------------------------------------------------------------------
 FROM ${CUDA_DEVEL_IMAGE} AS gpu-builder
-# torch's CUDA wheels for the CUDA version of the base images (12.8 above).
+# torch's CUDA wheels for the CUDA version of the base images. For CUDA 13:
+#   --build-arg CUDA_DEVEL_IMAGE=nvidia/cuda:13.0.1-devel-ubuntu24.04
+#   --build-arg CUDA_RUNTIME_IMAGE=nvidia/cuda:13.0.1-runtime-ubuntu24.04
+#   --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu130
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
 ARG TORCH_VERSION=2.13.0
+# Architectures both CUDA 12.8 and 13 compile for (13 dropped those before 7.5): Turing to Blackwell.
+ARG CUDA_ARCHITECTURES=75,80,86,89,90,100,120
 ENV DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
-# Ubuntu 22.04 ships no current Python 3.11; deadsnakes does. NCCL's headers come with the devel image
-# (installing them again is a no-op there, and makes the requirement explicit).
+# Ubuntu 24.04 ships Python 3.12; deadsnakes has the 3.11 the project runs on.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends software-properties-common gpg-agent \
     && add-apt-repository -y ppa:deadsnakes/ppa \
     && apt-get update \
-    && apt-get install -y --no-install-recommends --allow-change-held-packages \
-        python3.11 python3.11-venv python3.11-dev g++ make cmake git libnccl2 libnccl-dev \
+    && apt-get install -y --no-install-recommends python3.11 python3.11-venv python3.11-dev g++ make cmake git \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /build
 COPY pyproject.toml requirements.lock scripts/image_requirements.py scripts/build_horovod.sh /build/
@@ -98,14 +103,15 @@ RUN python3.11 -m venv /opt/venv \
     && python3.11 /build/image_requirements.py /build | grep -v '^torch==' > /build/requirements-image.txt \
     && /opt/venv/bin/pip install -r /build/requirements-image.txt \
     && /opt/venv/bin/pip install setuptools wheel
-# Horovod with NCCL allreduce/broadcast on GPU and Gloo as the controller (no MPI in the image).
-# build_horovod.sh passes these through to Horovod's build and tags the wheel `+torch<ver>.nccl`.
-# CUDA 12 dropped the oldest architectures Horovod 0.28 targets by default: name current ones.
-ENV HOROVOD_GPU_OPERATIONS=NCCL \
-    HOROVOD_CUDA_HOME=/usr/local/cuda \
-    HOROVOD_NCCL_LINK=SHARED \
-    HOROVOD_BUILD_CUDA_CC_LIST=70,75,80,86,89,90
-RUN bash /build/build_horovod.sh /opt/venv/bin/python /build/horovod \
+# Horovod with NCCL allreduce/broadcast on GPU and Gloo as the controller (no MPI in the image), built by
+# the same script as on a host: it patches the sources (C++17, <string> for GCC 13), takes NCCL from
+# the system if it has one, else from torch's nvidia-nccl wheel (the one torch itself loads), finds
+# CUDA from nvcc, and tags the wheel `+torch<ver>.nccl`. No GPU is visible while an image builds, so
+# the architectures are named here. --print-env logs the settings it resolved.
+ENV HOROVOD_GPU_OPERATIONS=NCCL HOROVOD_CUDA_HOME=/usr/local/cuda
+RUN export HOROVOD_BUILD_CUDA_CC_LIST="$CUDA_ARCHITECTURES" \
+    && bash /build/build_horovod.sh /opt/venv/bin/python --print-env \
+    && bash /build/build_horovod.sh /opt/venv/bin/python /build/horovod \
     && /opt/venv/bin/pip install --no-deps /build/horovod/horovod-*.whl \
     && /opt/venv/bin/python -c "import horovod.torch as hvd; assert hvd.nccl_built(), 'Horovod built without NCCL'"
 
@@ -113,13 +119,14 @@ RUN bash /build/build_horovod.sh /opt/venv/bin/python /build/horovod \
 FROM ${CUDA_RUNTIME_IMAGE} AS gpu
 ARG GAUNTLET_UID=10001
 ENV DEBIAN_FRONTEND=noninteractive
-# The interpreter the virtualenv was made with (same path as in gpu-builder), and NCCL's runtime.
+# The interpreter the virtualenv was made with (same path as in gpu-builder). NCCL comes with torch's
+# wheel, which `import torch` loads before Horovod needs it.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends software-properties-common gpg-agent \
     && add-apt-repository -y ppa:deadsnakes/ppa \
     && apt-get update \
-    && apt-get install -y --no-install-recommends --allow-change-held-packages \
-        python3.11 python3.11-venv libnccl2 procps ca-certificates openssh-client openssh-server \
+    && apt-get install -y --no-install-recommends \
+        python3.11 python3.11-venv procps ca-certificates openssh-client openssh-server \
     && apt-get purge -y software-properties-common gpg-agent && apt-get autoremove -y \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --uid ${GAUNTLET_UID} --user-group --create-home --home-dir /home/gauntlet --shell /bin/bash gauntlet
@@ -143,6 +150,8 @@ ENV VIRTUAL_ENV=/opt/venv \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 COPY --from=gpu-builder /opt/venv /opt/venv
+# Horovod's NCCL operations load here too, with this stage's CUDA runtime (no GPU needed to import).
+RUN /opt/venv/bin/python -c "import horovod.torch as hvd; assert hvd.nccl_built(), 'Horovod built without NCCL'"
 WORKDIR /app
 COPY include/ /app/include/
 COPY src/gauntlet/ /app/src/gauntlet/

@@ -16,6 +16,8 @@
 #        scripts/build_horovod.sh --patch SRC         (apply the source patches to an unpacked sdist)
 #   PYTHON     interpreter of the virtualenv that has torch installed
 #   WHEEL_DIR  where the wheel is cached (default: ${XDG_CACHE_HOME:-~/.cache}/gauntlet/wheels)
+#   HOROVOD_SDIST=PATH  build from this horovod-0.28.1.tar.gz instead of downloading it (a host with no
+#              index, e.g. a GPU machine prepared by scripts/gpu_check.sh --prepare)
 set -euo pipefail
 
 # The sdist as released does not build with torch >= 2.1 (C++14) nor with a current GCC (group_table.h
@@ -97,7 +99,12 @@ fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 echo "horovod: building $VERSION against torch $TORCH_VERSION (takes ~7 min on 2 cores, once)"
-"$PYTHON" -m pip download -q --no-deps --no-binary :all: "horovod==$VERSION" -d "$work"
+if [[ -n "${HOROVOD_SDIST:-}" ]]; then
+    [[ -f "$HOROVOD_SDIST" ]] || { echo "horovod: HOROVOD_SDIST=$HOROVOD_SDIST is not a file" >&2; exit 1; }
+    cp "$HOROVOD_SDIST" "$work/horovod-$VERSION.tar.gz"
+else
+    "$PYTHON" -m pip download -q --no-deps --no-binary :all: "horovod==$VERSION" -d "$work"
+fi
 tar -xzf "$work"/horovod-$VERSION.tar.gz -C "$work"
 src="$work/horovod-$VERSION"
 

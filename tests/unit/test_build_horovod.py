@@ -99,3 +99,44 @@ def test_a_named_nccl_home_is_used_as_given(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert f"HOROVOD_NCCL_HOME={tmp_path}" in done.stdout.splitlines()
+
+
+def test_a_local_sdist_is_built_without_downloading_and_a_missing_one_is_named(tmp_path: Path) -> None:
+    """A GPU machine with no package index builds from HOROVOD_SDIST; pip is never asked to download."""
+    calls = tmp_path / "calls"
+    shim = tmp_path / "python"  # answers the torch-version question and records every other call
+    shim.write_text(f'#!/bin/sh\necho "$@" >> {calls}\necho 2.13.0\n')
+    shim.chmod(0o755)
+    missing = tmp_path / "horovod-0.28.1.tar.gz"
+    done = _run(str(shim), str(tmp_path / "wheels"), HOROVOD_SDIST=str(missing))
+    assert done.returncode != 0
+    assert f"HOROVOD_SDIST={missing} is not a file" in done.stderr
+    assert "download" not in calls.read_text()
+
+
+def _dockerfile_stage(name: str) -> str:
+    text = (SCRIPT.parents[1] / "Dockerfile").read_text()
+    return text.split(f"AS {name}\n", 1)[1].split("\nFROM ", 1)[0]
+
+
+def test_the_gpu_image_builds_horovod_with_this_script_on_cuda_12_or_13_and_a_current_gcc() -> None:
+    """The Dockerfile leaves NCCL and the patches to the script (one recipe for images and hosts), on an
+    Ubuntu 24.04 CUDA base (GCC 13, which needs the <string> patch), with torch's wheels for that CUDA
+    and only architectures that CUDA compiles for."""
+    import re
+
+    dockerfile = (SCRIPT.parents[1] / "Dockerfile").read_text()
+    builder = _dockerfile_stage("gpu-builder")
+    images = dict(re.findall(r"^ARG (CUDA_(?:DEVEL|RUNTIME)_IMAGE)=nvidia/cuda:(\S+)$", dockerfile, re.M))
+    assert set(images) == {"CUDA_DEVEL_IMAGE", "CUDA_RUNTIME_IMAGE"}
+    versions = {tag.split("-")[0] for tag in images.values()}
+    assert len(versions) == 1 and all(tag.endswith("-ubuntu24.04") for tag in images.values())
+    major, minor = versions.pop().split(".")[:2]
+    assert major in ("12", "13")
+    assert re.search(rf"^ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu{major}{minor}$", builder, re.M)
+    archs = re.search(r"^ARG CUDA_ARCHITECTURES=([\d,]+)$", builder, re.M)
+    assert archs and 'HOROVOD_BUILD_CUDA_CC_LIST="$CUDA_ARCHITECTURES"' in builder
+    assert min(int(a) for a in archs.group(1).split(",")) >= 75  # CUDA 13 compiles for 7.5 and later only
+    assert "HOROVOD_GPU_OPERATIONS=NCCL" in builder and "bash /build/build_horovod.sh" in builder
+    assert "HOROVOD_NCCL" not in builder and "libnccl" not in builder  # the script finds NCCL
+    assert "hvd.nccl_built()" in builder and "hvd.nccl_built()" in _dockerfile_stage("gpu")
