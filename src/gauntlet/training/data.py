@@ -51,8 +51,8 @@ def batch_loader(
     """The sampler's rows in batches of batch_size (the last one may be short), one gather per batch.
 
     The same batches, in the same order, as DataLoader(dataset, batch_size, sampler=sampler), which
-    fetches and collates rows one at a time: a per-row Python cost that starves a small model's step
-    (docs/benchmarks.md, GPU; benchmarks/gpu_train.py measures it).
+    fetches and collates rows one at a time: a per-row Python cost that starves a small model's step.
+    The preflight calibrates with it; the worker takes the same batches from training/device_data.py.
     """
     from torch.utils.data import BatchSampler, DataLoader
 
