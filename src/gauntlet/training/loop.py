@@ -125,10 +125,6 @@ class EpochTotals:
     seconds: float = 0.0  # wall time of the pass
     input_seconds: float = 0.0  # of which waiting for a batch and its copy to the device
 
-    @property
-    def input_wait_fraction(self) -> float:
-        return self.input_seconds / self.seconds if self.seconds > 0 else 0.0
-
 
 class HostSums:
     """The pass's loss and error sums as Python floats (a CPU step waits for nothing anyway)."""
