@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import threadpoolctl
 
 from gauntlet import encoding, layout, partition_outputs, rawdata, splits, storage
 from gauntlet.config import DatasetConfig, PipelineConfig
@@ -332,23 +333,28 @@ def worker_count(partitions: int) -> int:
 def _process_all(jobs: list[_Job]) -> Iterator[dict[str, Any]]:
     """Each partition's result, in partition order, from `worker_count` threads.
 
-    Threads, not processes: two threads beat both one thread and two spawned processes, which also
-    pay for their start-up (docs/benchmarks.md, data path).
+    Threads, not processes: two threads beat one thread, two spawned processes (which also pay for
+    their start-up) and two forked ones (more system time for the same work) on this step
+    (docs/benchmarks.md, data path). NumPy's BLAS runs one thread meanwhile: the moments' dot products
+    are a column long, and a threaded one spends more time handing off than computing; one thread also
+    keeps their sums, and so the preprocessor's bytes, the same on machines with more or fewer cores
+    (a threaded dot product adds its parts in another order).
     """
     workers = worker_count(len(jobs))
-    if workers == 1:
-        yield from map(_process_partition, jobs)
-        return
-    log.info("preprocessing %d partitions, %d at a time", len(jobs), workers)
-    with ThreadPoolExecutor(workers, thread_name_prefix="preprocess") as pool:
-        futures = [pool.submit(_process_partition, job) for job in jobs]
-        try:
-            for future in futures:
-                yield future.result()
-        except BaseException:
-            for future in futures:  # a bad partition stops the rest: nothing will be committed
-                future.cancel()
-            raise
+    with threadpoolctl.threadpool_limits(1, "blas"):
+        if workers == 1:
+            yield from map(_process_partition, jobs)
+            return
+        log.info("preprocessing %d partitions, %d at a time", len(jobs), workers)
+        with ThreadPoolExecutor(workers, thread_name_prefix="preprocess") as pool:
+            futures = [pool.submit(_process_partition, job) for job in jobs]
+            try:
+                for future in futures:
+                    yield future.result()
+            except BaseException:
+                for future in futures:  # a bad partition stops the rest: nothing will be committed
+                    future.cancel()
+                raise
 
 
 def run(config: PipelineConfig, protocol: Protocol, store: str, validation_uri: str) -> dict[str, Any]:

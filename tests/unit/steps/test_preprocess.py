@@ -231,6 +231,31 @@ def test_a_regression_table_stores_float_labels_and_the_target_moments(store: st
     assert train.labels.dtype == np.float64 and sorted(train.labels) == sorted(y)
 
 
+def test_the_preprocessor_bytes_do_not_depend_on_the_blas_threads(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A threaded BLAS dot product (more than 10,000 values) adds its parts in another order than one
+    thread: the moments, so the preprocessor, would differ with the machine's core count."""
+    import threadpoolctl
+
+    rng = np.random.default_rng(11)
+    frame = pd.DataFrame(rng.integers(0, 17, size=(30_000, 4)), columns=[f"x{j}" for j in range(4)])
+    frame.insert(0, "row_id", [f"b{i}" for i in range(len(frame))])
+    frame["y"] = frame["x1"] * 3 + rng.normal(100, 5, len(frame))
+    validation = land(store, "raw/blas", [frame])
+    config = table_config(raw_prefix="raw/blas", id_column="row_id", label_column="y", task="regression")
+    protocol = load_protocol(resolve(config.protocol))
+    monkeypatch.setenv("GAUNTLET_PREPROCESS_WORKERS", "1")
+    built = []
+    for threads in (1, 2):
+        wipe_outputs(store)
+        with threadpoolctl.threadpool_limits(threads, "blas"):
+            uri = preprocess.run(config, protocol, store, validation)["dataset_uri"]
+        part = storage.read_manifest(
+            storage.read_manifest(uri)["files"]["train/part-00000.parquet"]["uri"].rsplit("/", 1)[0]
+        )
+        built.append((storage.read_committed_file(uri, "preprocessor.json"), part["numeric"], part["target"]))
+    assert built[0] == built[1]
+
+
 # --- a night costs its new data: partition outputs reused by key ------------------------------------
 
 
