@@ -124,9 +124,9 @@ def rows(b: dict[str, Any], import_spread: dict[str, list[float]]) -> list[dict[
     ]
 
 
-def bench(quick: bool = False) -> dict[str, Any]:
+def bench(quick: bool = False, keep: bool = False, airflow_env: dict[str, str] | None = None) -> dict[str, Any]:
     load_before = load_average()
-    a = stack_overhead.night(quick)
+    a = stack_overhead.night(quick, keep, airflow_env)
     spread = import_seconds(1 if quick else 3)
     b = breakdown(a, {k: median(v) for k, v in spread.items()})
     return {
@@ -141,11 +141,16 @@ def bench(quick: bool = False) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 epochs on 1 worker instead of the demo's settings")
-    result = bench(parser.parse_args().quick)
+    parser.add_argument("--keep", action="store_true", help="keep the stack's AIRFLOW_HOME (logs) after")
+    parser.add_argument("--airflow-env", action="append", default=[], metavar="KEY=VALUE", help="extra settings")
+    args = parser.parse_args()
+    airflow_env = dict(item.split("=", 1) for item in args.airflow_env)
+    result = bench(args.quick, args.keep, airflow_env)
+    stack = stack_overhead.bench(args.quick, args.keep, airflow_env)  # the same night, its overhead rows
     print(f"load average {result['load_average'][0]} -> {result['load_average'][1]}")
-    for row in result["rows"]:
+    for row in stack["rows"] + result["rows"]:
         print(f"{row['figure']}: {row['value']}")
-    print(json.dumps(result["breakdown"], indent=2))
+    print(json.dumps({"stack": stack["overhead"], "breakdown": result["breakdown"]}, indent=2))
 
 
 if __name__ == "__main__":
