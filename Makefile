@@ -25,7 +25,7 @@ typecheck: setup
 	$(BIN)/mypy src/gauntlet
 
 pytest: setup mlflow
-	$(BIN)/python -m pytest -q -m "not stack and not scale" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not stack and not scale" $(PYTEST_ARGS)
 
 browser:
 	@bash scripts/install_browser.sh
