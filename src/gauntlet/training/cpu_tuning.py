@@ -23,10 +23,10 @@ class HorovodThreads:
     """The threads hvd.init() starts (its background loop and Gloo's transport), kept off a CPU
     rank's core while that rank computes.
 
-    They run under SCHED_BATCH, which never preempts on wakeup, and during forward and backward under
-    SCHED_IDLE, which runs them only on a core nobody else needs (a rank already waiting). Leaving
-    SCHED_IDLE again needs CAP_SYS_NICE or RLIMIT_NICE >= 20; without it they stay SCHED_BATCH
-    throughout, as a collective that spins in hvd.synchronize() beside a SCHED_IDLE loop is far slower.
+    They run under SCHED_BATCH, which never preempts on wakeup; optionally (`idle`) during forward and
+    backward under SCHED_IDLE, which runs them only on a core nobody else needs. Leaving SCHED_IDLE
+    again needs CAP_SYS_NICE or RLIMIT_NICE >= 20; without it they stay SCHED_BATCH throughout, as a
+    collective that spins in hvd.synchronize() beside a SCHED_IDLE loop is far slower.
     """
 
     def __init__(self, thread_ids: list[int]) -> None:
@@ -43,14 +43,16 @@ class HorovodThreads:
     def defer_to_compute(self) -> None:
         """SCHED_BATCH from now on, and SCHED_IDLE inside `yielding()` where that can be undone.
 
-        GAUNTLET_RANK_THREAD_SCHEDULING=off keeps Horovod's threads as they start (the benchmark's
-        "plain recipe" variant measures what this buys); =batch keeps them SCHED_BATCH throughout."""
-        mode = os.environ.get("GAUNTLET_RANK_THREAD_SCHEDULING", "on")
+        GAUNTLET_RANK_THREAD_SCHEDULING: `batch` (the default) keeps them SCHED_BATCH throughout; `idle`
+        adds SCHED_IDLE during forward and backward, which on a machine with other work starves the
+        allreduce (a SCHED_IDLE thread runs only when no process anywhere wants the core); `off` keeps
+        them as they start (the benchmark's "plain recipe")."""
+        mode = os.environ.get("GAUNTLET_RANK_THREAD_SCHEDULING", "batch")
         if mode == "off":
             return
         if self.thread_ids:  # found in /proc: Linux
             self._set(os.SCHED_BATCH)
-            self.can_idle = mode != "batch" and _may_leave_sched_idle()
+            self.can_idle = mode == "idle" and _may_leave_sched_idle()
 
     @contextlib.contextmanager
     def yielding(self) -> Iterator[None]:
