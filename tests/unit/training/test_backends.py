@@ -124,7 +124,7 @@ def test_ddp_and_horovod_train_the_same_model_on_two_ranks(
     # The per-epoch lines stream from rank 0 as under Horovod.
     for epoch in (1, 2, 3):
         assert f"epoch {epoch}/3 train_loss=" in streamed
-    assert "(2 ranks x batch 32 = global batch 64, lr 0.1), DDP, CPU/Gloo" in streamed
+    assert "(2 ranks x batch 32 = global batch 64, lr 0.1, fp32, rows host), DDP, CPU/Gloo" in streamed
 
     # The same report, naming its engine; both ranks ended with identical weights.
     assert set(ddp) == set(horovod)
