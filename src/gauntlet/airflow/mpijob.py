@@ -199,7 +199,6 @@ class MPIJobOperator(BaseOperator):
         self.poll_interval = poll_interval
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow.exceptions import AirflowException
         from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
         hook = KubernetesHook(conn_id=self.kubernetes_conn_id)
@@ -214,26 +213,33 @@ class MPIJobOperator(BaseOperator):
         )
         while (state := job_state(hook.get_custom_object(GROUP, VERSION, PLURAL, name, namespace))) is None:
             time.sleep(self.poll_interval)
-        lines = self._launcher_log(hook, name, namespace)
-        if state == "Failed":
-            raise AirflowException(
-                f"MPIJob {namespace}/{name} failed; launcher's last lines:\n" + "\n".join(lines[-15:])
-            )
-        outputs = parse_outputs(lines)
-        if outputs is not None:
-            return outputs
-        raise AirflowException(f"MPIJob {namespace}/{name} succeeded but its launcher printed no outputs")
-
-    def _launcher_log(self, hook: Any, name: str, namespace: str) -> list[str]:
         selector = f"training.kubeflow.org/job-name={name},training.kubeflow.org/job-role=launcher"
-        pods = hook.core_v1_client.list_namespaced_pod(namespace, label_selector=selector).items
-        if not pods:
-            return []
-        text = hook.core_v1_client.read_namespaced_pod_log(pods[-1].metadata.name, namespace, container="launcher")
-        lines = str(text).splitlines()
-        for line in lines:
-            self.log.info("%s", line)
-        return lines
+        lines = launcher_lines(hook, namespace, selector, "launcher", self.log)
+        return step_outputs(f"MPIJob {namespace}/{name}", state, lines)
+
+
+def launcher_lines(hook: Any, namespace: str, selector: str, container: str, log: Any) -> list[str]:
+    """The launcher pod's log (relayed into the task's log), or [] when the job left no launcher pod."""
+    pods = hook.core_v1_client.list_namespaced_pod(namespace, label_selector=selector).items
+    if not pods:
+        return []
+    text = hook.core_v1_client.read_namespaced_pod_log(pods[-1].metadata.name, namespace, container=container)
+    lines = str(text).splitlines()
+    for line in lines:
+        log.info("%s", line)
+    return lines
+
+
+def step_outputs(job: str, state: str, lines: list[str]) -> dict[str, Any]:
+    """The train step's outputs from its launcher's lines, or the job's failure with its last lines."""
+    from airflow.exceptions import AirflowException
+
+    if state == "Failed":
+        raise AirflowException(f"{job} failed; launcher's last lines:\n" + "\n".join(lines[-15:]))
+    outputs = parse_outputs(lines)
+    if outputs is not None:
+        return outputs
+    raise AirflowException(f"{job} succeeded but its launcher printed no outputs")
 
 
 def mpijob_operator(

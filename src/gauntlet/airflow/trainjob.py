@@ -31,8 +31,9 @@ from gauntlet.airflow.mpijob import (
     job_environment,
     job_name,
     launcher_arguments,
+    launcher_lines,
+    step_outputs,
 )
-from gauntlet.contract import parse_outputs
 
 GROUP, VERSION = "trainer.kubeflow.org", "v1alpha1"
 TRAINJOBS, RUNTIMES = "trainjobs", "trainingruntimes"
@@ -181,7 +182,6 @@ class TrainJobOperator(BaseOperator):
         self.poll_interval = poll_interval
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow.exceptions import AirflowException
         from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
         from kubernetes.client.exceptions import ApiException
 
@@ -203,27 +203,10 @@ class TrainJobOperator(BaseOperator):
         )
         while (state := job_state(hook.get_custom_object(GROUP, VERSION, TRAINJOBS, name, namespace))) is None:
             time.sleep(self.poll_interval)
-        lines = self._launcher_log(hook, name, namespace)
-        if state == "Failed":
-            raise AirflowException(
-                f"TrainJob {namespace}/{name} failed; launcher's last lines:\n" + "\n".join(lines[-15:])
-            )
-        outputs = parse_outputs(lines)
-        if outputs is not None:
-            return outputs
-        raise AirflowException(f"TrainJob {namespace}/{name} succeeded but its launcher printed no outputs")
-
-    def _launcher_log(self, hook: Any, name: str, namespace: str) -> list[str]:
         # JobSet labels every pod with its JobSet (the TrainJob's name) and replicated job.
         selector = f"jobset.sigs.k8s.io/jobset-name={name},jobset.sigs.k8s.io/replicatedjob-name={LAUNCHER}"
-        pods = hook.core_v1_client.list_namespaced_pod(namespace, label_selector=selector).items
-        if not pods:
-            return []
-        text = hook.core_v1_client.read_namespaced_pod_log(pods[-1].metadata.name, namespace, container=NODE)
-        lines = str(text).splitlines()
-        for line in lines:
-            self.log.info("%s", line)
-        return lines
+        lines = launcher_lines(hook, namespace, selector, NODE, self.log)
+        return step_outputs(f"TrainJob {namespace}/{name}", state, lines)
 
 
 def trainjob_operator(

@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from gauntlet.airflow.mpijob import job_name, launcher_arguments, render_mpijob
+from gauntlet.airflow.mpijob import job_name, launcher_arguments, render_mpijob, step_outputs
+from gauntlet.contract import outputs_line
 from gauntlet.errors import BadInput
 
 
@@ -34,3 +35,15 @@ def test_job_names_are_dns_names_unique_per_run() -> None:
     first, again, other = job_name("dag__run1/1"), job_name("dag__run1/1"), job_name("dag__run1/2")
     assert first == again != other
     assert re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", first)
+
+
+def test_a_launchers_lines_give_the_step_outputs_or_name_the_job_that_failed() -> None:
+    """MPIJob and TrainJob share this: the outputs line wins, a failed job shows its last lines."""
+    from airflow.exceptions import AirflowException
+
+    lines = ["epoch 1/1", outputs_line({"experiment": "s3://b/e"})]
+    assert step_outputs("MPIJob ns/j", "Succeeded", lines) == {"experiment": "s3://b/e"}
+    with pytest.raises(AirflowException, match=r"^TrainJob ns/j failed; launcher's last lines:\nrank 1 died$"):
+        step_outputs("TrainJob ns/j", "Failed", ["rank 1 died"])
+    with pytest.raises(AirflowException, match=r"^MPIJob ns/j succeeded but its launcher printed no outputs$"):
+        step_outputs("MPIJob ns/j", "Succeeded", ["epoch 1/1"])
