@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from stack_support import ROOT, Stack, base_env, free_port, read_env_file
+from stack_support import ROOT, Stack, base_env, free_port
 
 SCRIPT = ROOT / "scripts" / "stack.sh"
 STORE = "s3://gauntlet-scale"
@@ -79,16 +79,7 @@ def production_stack(fault: str) -> Iterator[ProductionStack]:
     try:
         assert up.returncode == 0, f"stack up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
         assert "CeleryExecutor" in up.stdout and "PostgreSQL:" in up.stdout, up.stdout
-        url = re.search(r"Airflow UI:\s+(\S+)", up.stdout)
-        assert url, up.stdout
-        stack = Stack(
-            url=url.group(1),
-            user="admin",
-            password=password,
-            env=read_env_file(home / "stack" / "stack.env"),
-            store=STORE,
-            home=home,
-        )
+        stack = Stack.from_up(up.stdout, home, password, STORE)
         stack.login()
         running = ProductionStack(stack, env, marker, pidfile)
         running.figures["stack_up_s"] = round(time.monotonic() - started, 1)
@@ -139,18 +130,6 @@ def wait_for_file(path: Path, timeout: float) -> str:
         assert time.monotonic() < deadline, f"{path} did not appear in {timeout} s"
         time.sleep(1)
     return path.read_text()
-
-
-def xcom(stack: Stack, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Any:
-    import json
-
-    entry = stack.ok(
-        "GET",
-        f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value",
-        params={"map_index": map_index, "deserialize": "true"},
-    )
-    value = entry["value"]
-    return json.loads(value) if isinstance(value, str) else value
 
 
 def log_sources(text: str) -> list[str]:

@@ -30,7 +30,6 @@ from scale.production_support import (
     log_sources,
     production_stack,
     wait_for_file,
-    xcom,
 )
 from stack_support import ROOT
 
@@ -98,13 +97,13 @@ def test_backfill_and_sweep_at_once_across_both_workers(production: ProductionSt
     assert {ti["queue"] for _, _, ti in ran} - {"training"} == {"default"}
 
     # Nothing trains twice: every experiment key was trained by exactly one task; the rest were cache hits.
-    outputs = [xcom(stack, d, r, ti["task_id"], ti["map_index"]) for d, r, ti in trains]
+    outputs = [stack.xcom(d, r, ti["task_id"], ti["map_index"]) for d, r, ti in trains]
     trained = Counter(o["key"] for o in outputs if not o["cache_hit"])
     assert set(trained.values()) == {1}, trained
     assert set(trained) == {o["key"] for o in outputs}, "a cache hit for a key nobody trained"
-    report = xcom(stack, SWEEP, sweep["dag_run_id"], "report")
+    report = stack.xcom(SWEEP, sweep["dag_run_id"], "report")
     assert report["pairs"] == 4 and report["trained"] + report["cache_hits"] == 4
-    versions = [xcom(stack, NIGHTLY, r, "register")["version"] for d, r in runs if d == NIGHTLY]
+    versions = [stack.xcom(NIGHTLY, r, "register")["version"] for d, r in runs if d == NIGHTLY]
     assert len(set(versions)) == 5, versions
 
     production.figures["load"] = {

@@ -3,13 +3,12 @@ ports, once per session, and `scripts/stack.sh down` after."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import uuid
 from collections.abc import Iterator
 
 import pytest
-from stack_support import ROOT, Stack, base_env, free_port, read_env_file
+from stack_support import ROOT, Stack, base_env, free_port
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -33,16 +32,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         assert up.returncode == 0, f"stack up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
         assert f"password: {password}" in up.stdout, "up must print how to log in"
-        url = re.search(r"Airflow UI:\s+(\S+)", up.stdout)
-        assert url, up.stdout
-        stack = Stack(
-            url=url.group(1),
-            user="admin",
-            password=password,
-            env=read_env_file(home / "stack" / "stack.env"),
-            store="s3://gauntlet-stack",
-            home=home,
-        )
+        stack = Stack.from_up(up.stdout, home, password, "s3://gauntlet-stack")
         stack.login()
         yield stack
     finally:

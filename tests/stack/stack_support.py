@@ -3,6 +3,7 @@ manager, the `airflow` CLI with the stack's environment, the `gauntlet` CLI agai
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -54,6 +55,30 @@ class Stack:
         response = self.api(method, path, **kwargs)
         assert response.ok, f"{method} {path}: {response.status_code} {response.text[:1000]}"
         return response.json()
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Any:
+        """A task's return value (the step's outputs), as the REST API serves it."""
+        entry = self.ok(
+            "GET",
+            f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value",
+            params={"map_index": map_index, "deserialize": "true"},
+        )
+        value = entry["value"]
+        return json.loads(value) if isinstance(value, str) else value
+
+    @classmethod
+    def from_up(cls, up_stdout: str, home: Path, password: str, store: str) -> Stack:
+        """The stack `scripts/stack.sh up` printed (its UI address), with the environment it wrote."""
+        url = re.search(r"Airflow UI:\s+(\S+)", up_stdout)
+        assert url, up_stdout
+        return cls(
+            url=url.group(1),
+            user="admin",
+            password=password,
+            env=read_env_file(home / "stack" / "stack.env"),
+            store=store,
+            home=home,
+        )
 
     def wait_for_dag(self, dag_id: str, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout

@@ -69,16 +69,6 @@ def states(stack: Stack, run_id: str) -> dict[str, str]:
     return {ti["task_id"]: ti["state"] for ti in stack.task_instances(NIGHTLY, run_id)}
 
 
-def xcom(stack: Stack, run_id: str, task_id: str) -> Any:
-    entry = stack.ok(
-        "GET",
-        f"/dags/{NIGHTLY}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value",
-        params={"map_index": -1, "deserialize": "true"},
-    )
-    value = entry["value"]
-    return json.loads(value) if isinstance(value, str) else value
-
-
 def registry_state(stack: Stack) -> dict[str, Any]:
     """Versions, the champion and the events of the model's registry, read with gauntlet itself."""
     script = f"""
@@ -145,7 +135,7 @@ def test_a_person_approves_then_rejects_a_new_champion_through_the_rest_api(
 
     # --- approve: register leaves the version waiting, the answer moves the champion ------------------
     run_a, request = trigger_and_await_request(stack, {"config": approval_config, "workers": 1})
-    registered = xcom(stack, run_a, "register")
+    registered = stack.xcom(NIGHTLY, run_a, "register")
     assert (registered["awaiting_approval"], registered["promoted"], registered["gate_passed"]) == (True, False, True)
     version_a = registered["version"]
     assert registry_state(stack)["champion"] == before["champion"], "nothing moves before the answer"
@@ -169,7 +159,7 @@ def test_a_person_approves_then_rejects_a_new_champion_through_the_rest_api(
 
     # --- reject: another experiment passes the gate against it; the champion stays ----------------------
     run_b, request = trigger_and_await_request(stack, {"config": approval_config, "workers": 1, "lr": 0.02})
-    version_b = xcom(stack, run_b, "register")["version"]
+    version_b = stack.xcom(NIGHTLY, run_b, "register")["version"]
     assert version_b != version_a and request["subject"] == f"Make v{version_b} of {MODEL} champion?"
     assert f"(now: v{version_a})" in request["body"]
     answer(stack, run_b, "Reject", "calibration drifted on the newest day")

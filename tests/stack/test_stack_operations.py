@@ -33,16 +33,6 @@ def trigger(stack: Stack, dag_id: str, conf: dict[str, Any], logical_date: str |
     return stack.api("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": logical_date, "conf": conf})
 
 
-def xcom(stack: Stack, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Any:
-    entry = stack.ok(
-        "GET",
-        f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value",
-        params={"map_index": map_index, "deserialize": "true"},
-    )
-    value = entry["value"]
-    return json.loads(value) if isinstance(value, str) else value
-
-
 def states(stack: Stack, dag_id: str, run_id: str) -> dict[str, str]:
     return {
         ti["task_id"] + ("" if ti["map_index"] < 0 else f"[{ti['map_index']}]"): ti["state"]
@@ -154,8 +144,8 @@ def test_nightly_with_params_through_rest_api(local_stack: Stack) -> None:
     assert "validating 7 partitions" in validate_log and "validation passed" in validate_log
 
     # The manual run is an experiment like any other: its params are in the record and the registry.
-    trained = xcom(stack, NIGHTLY, run_id, "train")
-    registered = xcom(stack, NIGHTLY, run_id, "register")
+    trained = stack.xcom(NIGHTLY, run_id, "train")
+    registered = stack.xcom(NIGHTLY, run_id, "register")
     assert registered["promoted"] and registered["champion"], registered
     shown = subprocess.run(
         [
@@ -250,10 +240,10 @@ def test_backfill_three_nights_then_again_adds_no_versions(local_stack: Stack) -
     runs = wait_for_backfill(stack, 3)
     assert [r["state"] for r in runs] == ["success"] * 3, [(r["logical_date"], r["state"]) for r in runs]
     # Each night reads exactly its own interval: one new partition, and a snapshot one day longer.
-    validated = [xcom(stack, NIGHTLY, r["dag_run_id"], "validate") for r in runs]
+    validated = [stack.xcom(NIGHTLY, r["dag_run_id"], "validate") for r in runs]
     assert [v["new_partitions"] for v in validated] == [1, 1, 1]
     assert [v["partitions"] for v in validated] == [5, 6, 7]
-    first_keys = [xcom(stack, NIGHTLY, r["dag_run_id"], "train")["key"] for r in runs]
+    first_keys = [stack.xcom(NIGHTLY, r["dag_run_id"], "train")["key"] for r in runs]
     assert len(set(first_keys)) == 3
     versions = registry_versions(stack)
     assert len(versions) - len(versions_before) == 3, (versions_before, versions)
@@ -276,7 +266,7 @@ def test_backfill_three_nights_then_again_adds_no_versions(local_stack: Stack) -
     rerun = wait_for_backfill(stack, 3, ended_after=max(r["end_date"] for r in runs))
     assert [r["state"] for r in rerun] == ["success"] * 3
     assert all(r["end_date"] > old["end_date"] for r, old in zip(rerun, runs, strict=True)), "the nights ran again"
-    trained = [xcom(stack, NIGHTLY, r["dag_run_id"], "train") for r in rerun]
+    trained = [stack.xcom(NIGHTLY, r["dag_run_id"], "train") for r in rerun]
     assert [t["key"] for t in trained] == first_keys
     assert all(t["cache_hit"] for t in trained)
     assert registry_versions(stack) == versions
@@ -307,7 +297,7 @@ def test_sweep_two_configs_by_two_dates_then_nothing_to_train(local_stack: Stack
         assert run["state"] == "success", states(stack, SWEEP, run_id)
         task_states = states(stack, SWEEP, run_id)
         assert sum(1 for t in task_states if t.startswith("pair.train[")) == 4
-        reports.append((run_id, xcom(stack, SWEEP, run_id, "report")))
+        reports.append((run_id, stack.xcom(SWEEP, run_id, "report")))
     (first_run, first), (_, second) = reports
     assert (first["pairs"], first["experiments"], first["trained"], first["cache_hits"]) == (4, 4, 4, 0)
     assert (second["pairs"], second["experiments"], second["trained"], second["cache_hits"]) == (4, 4, 0, 4)
